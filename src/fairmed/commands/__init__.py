@@ -1,0 +1,1 @@
+"""One module per `fairmed` subcommand; each parses options and calls the library."""

@@ -1,0 +1,80 @@
+"""Atomic file writes and table reading: nothing half-written is ever left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from fairmed.errors import DataError
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+    """Call ``writer(tmp_path)`` and atomically move the result to ``path``."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a table atomically as Parquet, CSV or JSON, chosen by the file suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        return atomic_write(path, lambda p: df.to_parquet(p, index=False))
+    if suffix == ".csv":
+        return atomic_write(path, lambda p: df.to_csv(p, index=False))
+    if suffix == ".json":
+        return atomic_write(path, lambda p: df.to_json(p, orient="records", indent=2))
+    raise DataError(f"{path}: unsupported table format {suffix!r} (expected .parquet, .csv or .json)")
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV or Parquet table with a one-line error when it cannot be read."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: file not found")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(p)
+        if suffix in {".csv", ".txt"}:
+            return pd.read_csv(p, low_memory=False)
+        if suffix == ".tsv":
+            return pd.read_csv(p, sep="\t", low_memory=False)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{p}: cannot read table: {first}") from exc
+    raise DataError(f"{p}: unsupported table format {suffix!r} (expected .csv, .tsv or .parquet)")

@@ -1,0 +1,23 @@
+"""Shared test fixtures and paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("FAIRMED_PROGRESS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real metadata in ../shared/data; a clear failure (not a skip) when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(
+            f"real data folder not found at {SHARED_DATA}: clone the project with ../shared beside it"
+        )
+    return SHARED_DATA
