@@ -1,0 +1,112 @@
+"""`fairmed postprocess`: fit per-group rules on one Predictions file, apply them to another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from fairmed.data.groups import GroupSpec
+from fairmed.errors import InputError
+from fairmed.io import read_table, write_table
+from fairmed.mitigate.thresholds import GroupRules, apply_rules, fit_reject_option, fit_thresholds
+
+TARGETS = ["equal_opportunity", "demographic_parity", "equalized_odds", "tpr", "fpr"]
+
+
+def _column(df: pd.DataFrame, name: str, path: Path) -> pd.Series:
+    if name not in df.columns:
+        raise InputError(f"{path}: column {name!r} not found (have: {', '.join(map(str, df.columns))})")
+    return df[name]
+
+
+@click.command()
+@click.argument("fit_file", type=click.Path(path_type=Path))
+@click.argument("apply_file", type=click.Path(path_type=Path))
+@click.option("--attr", "attr", required=True, help="grouping to equalise, e.g. sex, fst:12-56, sex*age:60")
+@click.option("--target", type=click.Choice(TARGETS), default="equal_opportunity", show_default=True)
+@click.option("--value", type=float, default=None, help="the rate for --target tpr / fpr")
+@click.option(
+    "--method", type=click.Choice(["thresholds", "reject_option"]), default="thresholds", show_default=True
+)
+@click.option("--privileged", multiple=True, help="reject option: privileged group(s); default: highest rate")
+@click.option("--max-accuracy-loss", type=float, default=0.05, show_default=True, help="reject option")
+@click.option("--label", default="y_true", show_default=True)
+@click.option("--score", default="y_score", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of randomised decisions")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="applied predictions (.csv/.parquet)"
+)
+@click.option(
+    "--rules-out", type=click.Path(path_type=Path), default=None, help="save the fitted rules (JSON)"
+)
+def postprocess(
+    fit_file: Path,
+    apply_file: Path,
+    attr: str,
+    target: str,
+    value: float | None,
+    method: str,
+    privileged: tuple[str, ...],
+    max_accuracy_loss: float,
+    label: str,
+    score: str,
+    seed: int,
+    out: Path | None,
+    rules_out: Path | None,
+) -> None:
+    """Fit per-group thresholds (or reject option) on FIT_FILE and apply them to APPLY_FILE.
+
+    Works from Predictions alone, so any model benefits without retraining. The applied
+    file gets a `y_pred` column with the post-processed decisions.
+    """
+    spec = GroupSpec.parse(attr)
+    fit_df = read_table(fit_file)
+    groups = spec.assign(fit_df).groups
+    y = _column(fit_df, label, fit_file).to_numpy()
+    s = _column(fit_df, score, fit_file).to_numpy(dtype=float)
+    if method == "thresholds":
+        rules = fit_thresholds(s, y, groups, target, value=value, attribute=spec.name)  # type: ignore[arg-type]
+    else:
+        if target not in {"demographic_parity", "equal_opportunity"}:
+            raise InputError("reject option tunes its band for demographic_parity or equal_opportunity")
+        rules = fit_reject_option(
+            s,
+            y,
+            groups,
+            target,  # type: ignore[arg-type]
+            privileged=list(privileged) or None,
+            max_accuracy_loss=max_accuracy_loss,
+            attribute=spec.name,
+        )
+    click.echo(_describe(rules))
+    if rules_out:
+        rules.save(rules_out)
+        click.echo(f"rules written to {rules_out}")
+    apply_df = read_table(apply_file)
+    applied = apply_rules(apply_df, rules, spec.assign(apply_df).groups, score=score, seed=seed)
+    destination = out or apply_file.with_name(f"{apply_file.stem}.postprocessed{apply_file.suffix}")
+    write_table(applied, destination)
+    click.echo(f"post-processed predictions written to {destination}")
+
+
+def _describe(rules: GroupRules) -> str:
+    lines = [f"{rules.method} for {rules.target} on {rules.attribute}:"]
+    if rules.method == "reject_option":
+        lines.append(
+            f"  band +/-{rules.band:.3f} around {rules.base_threshold}; privileged: {rules.privileged}"
+        )
+    for name, rule in rules.rules.items():
+        if rules.method == "reject_option":
+            break
+        parts = [
+            f"{c.weight:.3f} x (score >= {c.threshold:.4f})"
+            if c.threshold is not None
+            else f"{c.weight:.3f} x {c.constant}"
+            for c in rule.components
+        ]
+        lines.append(f"  {name}: " + " + ".join(parts))
+    summary = ", ".join(f"{k} {v:.4f}" for k, v in rules.fit_summary.items())
+    lines.append(f"  on the fit data: {summary}")
+    return "\n".join(lines)
