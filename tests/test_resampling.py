@@ -1,0 +1,110 @@
+"""GCE-guided resampling: which subgroups are up/down-sampled and exactly which rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fairmed.errors import InputError
+from fairmed.mitigate.resampling import ResamplingConfig, false_positive_rates, modulation, plan_resampling
+
+# 10 female rows (positions 0-9), 10 male rows (10-19). Negatives: female 0-5 (6), male 10-15 (6).
+# Detector false positives: female 0, 1, 2 (FPR 3/6), male 10 (FPR 1/6); overall 4/12 = 1/3.
+SEX = pd.Series(["female"] * 10 + ["male"] * 10)
+Y = np.array([0] * 6 + [1] * 4 + [0] * 6 + [1] * 4)
+PRED = np.array([1, 1, 1, 0, 0, 0, 1, 1, 1, 1] + [1, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+LOSS = np.array(
+    [0.9, 0.1, 0.5, 0.3, 0.2, 0.8, 0.05, 0.7, 0.6, 0.4]
+    + [0.15, 0.25, 0.35, 0.01, 0.5, 0.6, 0.02, 0.9, 0.8, 0.7]
+)
+
+
+def test_false_positive_rates_by_hand():
+    per_group, overall = false_positive_rates(Y, PRED, SEX)
+    assert per_group.to_dict() == {"female": 0.5, "male": pytest.approx(1 / 6)}
+    assert overall == pytest.approx(1 / 3)
+
+
+def test_upsampling_duplicates_lowest_loss_rows_of_high_fpr_subgroup():
+    plan = plan_resampling(LOSS, Y, PRED, {"sex": SEX}, ResamplingConfig(mode="up", up_fraction=0.3))
+    # female FPR 1/2 > 1/3: duplicate round(0.3 * 10) = 3 lowest-loss female rows: 6 (0.05), 1 (0.1), 4 (0.2)
+    assert sorted(plan.duplicated.tolist()) == [1, 4, 6]
+    assert plan.removed.tolist() == []
+    assert plan.size == 23
+    up = plan.decisions.set_index("group")
+    assert up.loc["female", "applies"] and not up.loc["male", "applies"]
+
+
+def test_downsampling_removes_modulated_share_of_low_fpr_large_subgroup():
+    cfg = ResamplingConfig(mode="down", down_fraction=0.5, gap_center=0.2, gap_scale=0.1, share_scale=0.1)
+    plan = plan_resampling(LOSS, Y, PRED, {"sex": SEX}, cfg)
+    # male: share 0.5 > 0.15, FPR 1/6 < 1/3. spread d = 1/2 - 1/6 = 1/3.
+    m_gap = 1 / (1 + math.exp(-(1 / 3 - 0.2) / 0.1))  # 0.7914
+    m_share = 1 / (1 + math.exp(-(0.5 - 0.15) / 0.1))  # 0.9707
+    assert modulation(1 / 3, 0.5, cfg) == pytest.approx(m_gap * m_share)
+    k = round(0.5 * 10 * m_gap * m_share)  # round(3.84) = 4
+    assert k == 4
+    # the 4 lowest-loss male rows: 13 (0.01), 16 (0.02), 10 (0.15), 11 (0.25)
+    assert plan.removed.tolist() == [10, 11, 13, 16]
+    assert plan.size == 16
+
+
+def test_down_then_up_never_duplicates_a_removed_row():
+    rng = np.random.default_rng(0)
+    n = 400
+    groups = {
+        "sex": pd.Series(rng.choice(["female", "male"], n)),
+        "race": pd.Series(rng.choice(list("ABCD"), n)),
+    }
+    y = rng.integers(0, 2, n)
+    pred = rng.integers(0, 2, n)
+    loss = rng.random(n)
+    plan = plan_resampling(loss, y, pred, groups, ResamplingConfig(mode="down_up", down_fraction=0.3))
+    assert not set(plan.duplicated.tolist()) & set(plan.removed.tolist())
+    assert plan.size == n - len(plan.removed) + len(plan.duplicated)
+
+
+def test_bad_losses_are_one_line_errors():
+    with pytest.raises(InputError, match=r"NaN or infinite at rows \[2\]"):
+        plan_resampling(np.r_[LOSS[:2], np.nan, LOSS[3:]], Y, PRED, {"sex": SEX}, ResamplingConfig())
+    with pytest.raises(InputError, match="y_pred has 3 rows"):
+        plan_resampling(LOSS, Y, PRED[:3], {"sex": SEX}, ResamplingConfig())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(min_value=8, max_value=80).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.sampled_from(["a", "b", "c"]), min_size=n, max_size=n),
+            st.lists(st.integers(0, 1), min_size=n, max_size=n),
+            st.lists(st.integers(0, 1), min_size=n, max_size=n),
+            st.lists(st.floats(0, 5, allow_nan=False), min_size=n, max_size=n),
+        )
+    ),
+    st.sampled_from(["up", "down", "down_up"]),
+)
+def test_plan_properties(data, mode):
+    groups, y, pred, loss = (np.asarray(v) for v in data)
+    plan = plan_resampling(
+        loss, y, pred, {"g": pd.Series(groups)}, ResamplingConfig(mode=mode, down_fraction=0.5)
+    )
+    n = len(loss)
+    assert plan.positions.min(initial=0) >= 0 and plan.positions.max(initial=0) < n
+    assert len(set(plan.removed.tolist())) == len(plan.removed)
+    # every selected row is among its subgroup's lowest losses
+    for row in plan.decisions.itertuples():
+        if not row.applies or row.n_selected == 0:
+            continue
+        member = groups == row.group
+        chosen = plan.duplicated if row.step == "up" else plan.removed
+        chosen = np.asarray([p for p in chosen if member[p]])
+        others = np.setdiff1d(np.flatnonzero(member), chosen)
+        if row.step == "up":
+            others = np.setdiff1d(others, plan.removed)
+        if len(others) and len(chosen):
+            assert loss[chosen].max() <= loss[others].min()
