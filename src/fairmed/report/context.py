@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from fairmed.errors import DataError
 from fairmed.io import read_table
 from fairmed.report.style import NEUTRAL_COLOR, colors_by_attribute, save_figure
+from fairmed.report.tidy import is_gap_label
 from fairmed.schema import OVERALL
 
 AUDIT_KIND = "audit"
@@ -103,7 +104,7 @@ def _groups_by_attribute(results: pd.DataFrame | None, summary: pd.DataFrame | N
             continue
         pairs = frame[["attribute", "group"]].dropna().drop_duplicates()
         for attribute, group in pairs.itertuples(index=False):
-            if attribute == OVERALL or str(group).startswith("("):
+            if attribute == OVERALL or str(group).startswith("(") or is_gap_label(group):
                 continue
             found.setdefault(str(attribute), set()).add(str(group))
     return found

@@ -1,0 +1,28 @@
+"""`fairmed report OUT_DIR`: write the self-contained HTML report of a study or audit folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(name="report")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--tolerance",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Largest gap between groups (in metric units) at which a fairness criterion still holds.",
+)
+def report(out_dir: Path, tolerance: float) -> None:
+    """Write OUT_DIR/index.html (one self-contained file) and OUT_DIR/figures/*.png|svg.
+
+    OUT_DIR is a study output folder (`fairmed run`, `fairmed demo`) or an audit folder
+    (`fairmed audit ... --report DIR`).
+    """
+    from fairmed.report.build import build_report
+
+    path = build_report(out_dir, tolerance=tolerance)
+    click.echo(f"report: {path}")

@@ -1,0 +1,1 @@
+"""The sections every report has, in reading order (study kinds add theirs via the registry)."""

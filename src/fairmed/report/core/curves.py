@@ -1,0 +1,145 @@
+"""ROC and calibration curves per group, drawn from Predictions (seeds pooled per configuration).
+
+The numbers in the legends (AUC, ECE) come from Results, i.e. from the audit, so the report
+never recomputes a statistic; the curves are only the picture behind those numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fairmed.report.context import ReportContext
+from fairmed.report.core.groups import assign, group_specs
+from fairmed.report.plots import curve_grid
+from fairmed.report.sections import Section
+from fairmed.report.style import figure_name
+from fairmed.report.tidy import SplitResults, choose_split, comparison_keys, run_label
+from fairmed.schema import OVERALL, PROBA_PREFIX, Y_SCORE, Y_TRUE
+
+GRID = np.linspace(0.0, 1.0, 201)
+BINS = 10
+MIN_PER_BIN = 5
+MAX_PANELS = 9
+
+
+def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve (FPR, TPR) on a fixed grid of FPR values (vectorized, ties handled)."""
+    order = np.argsort(-score, kind="stable")
+    s, t = score[order], y[order].astype(float)
+    tp, fp = np.cumsum(t), np.cumsum(1 - t)
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # one point per distinct threshold
+    tpr = np.r_[0.0, tp[last] / max(tp[-1], 1)]
+    fpr = np.r_[0.0, fp[last] / max(fp[-1], 1)]
+    return GRID, np.interp(GRID, fpr, tpr)
+
+
+def reliability(y: np.ndarray, prob: np.ndarray, bins: int = BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Mean predicted probability and observed frequency per equal-width bin (sparse bins dropped)."""
+    idx = np.clip((prob * bins).astype(int), 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    mean_p = np.bincount(idx, weights=prob, minlength=bins)
+    mean_y = np.bincount(idx, weights=y.astype(float), minlength=bins)
+    keep = count >= MIN_PER_BIN
+    return mean_p[keep] / count[keep], mean_y[keep] / count[keep]
+
+
+def _scores(preds: pd.DataFrame) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(kind, y, score): binary scores, or top-label confidence/correctness for multi-class."""
+    y = pd.to_numeric(preds[Y_TRUE], errors="coerce").to_numpy()
+    if Y_SCORE in preds.columns:
+        return "binary", y, preds[Y_SCORE].to_numpy(dtype=float)
+    cols = sorted((c for c in preds.columns if c.startswith(PROBA_PREFIX)), key=lambda c: int(c[2:]))
+    if not cols:
+        return None
+    proba = preds[cols].to_numpy(dtype=float)
+    correct = (proba.argmax(axis=1) == y).astype(float)
+    return "multiclass", correct, proba.max(axis=1)
+
+
+def _legend_value(split: SplitResults, attribute: str, group: str, metric: str, mask_keys: dict) -> str:
+    rows = split.overall if group == OVERALL else split.groups[split.groups["attribute"] == attribute]
+    rows = rows[(rows["group"].astype(str) == group) & (rows["metric"] == metric)]
+    for key, value in mask_keys.items():
+        rows = rows[rows[key].astype(str) == value]
+    if rows.empty:
+        return group
+    return f"{group} ({metric.upper()} {rows['value'].mean():.2f})"
+
+
+def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
+    """One ROC and one calibration figure per attribute, panels per configuration."""
+    if ctx.predictions is None:
+        return []
+    preds = choose_split(ctx.predictions)
+    scored = _scores(preds)
+    if scored is None:
+        return []
+    kind, y, score = scored
+    attributes = list(dict.fromkeys(split.groups["attribute"].astype(str)))
+    specs = group_specs(ctx, attributes)
+    keys = comparison_keys(split.varying)
+    panel = run_label(preds, keys).to_numpy()
+    canonical = list(dict.fromkeys(run_label(split.groups, keys)))
+    present = set(panel)
+    panels = (
+        [p for p in canonical if p in present] + [p for p in dict.fromkeys(panel) if p not in canonical]
+    )[:MAX_PANELS]
+    roc_figs, cal_figs = [], []
+    for attribute, spec in specs.items():
+        groups = assign(preds, spec).astype(object).to_numpy()
+        roc: dict[str, dict] = {}
+        cal: dict[str, dict] = {}
+        for p in panels:
+            in_panel = panel == p
+            mask_keys = dict(zip(keys, p.split(" · "))) if keys else {}
+            roc[p], cal[p] = {}, {}
+            for group in [*sorted({g for g in groups[in_panel] if isinstance(g, str)}), OVERALL]:
+                m = in_panel & ((groups == group) if group != OVERALL else True)
+                yy, ss = y[m], score[m]
+                if kind == "binary" and 0 < yy.sum() < len(yy):
+                    roc[p][group] = (
+                        *roc_points(yy, ss),
+                        _legend_value(split, attribute, group, "auc", mask_keys),
+                    )
+                if len(yy) >= MIN_PER_BIN:
+                    cal[p][group] = (
+                        *reliability(yy, ss),
+                        _legend_value(split, attribute, group, "ece", mask_keys),
+                    )
+        if kind == "binary" and any(roc.values()):
+            fig = curve_grid(roc, ctx.colors, "roc", attribute)
+            roc_figs.append(ctx.save(fig, figure_name("roc", attribute)))
+        if any(cal.values()):
+            fig = curve_grid(cal, ctx.colors, "calibration", attribute)
+            cal_figs.append(ctx.save(fig, figure_name("calibration", attribute)))
+    pooled = "Seeds are pooled within each configuration; " if "seed" in split.varying else ""
+    sections = []
+    if cal_figs:
+        what = "predicted probability" if kind == "binary" else "top-label confidence"
+        sections.append(
+            Section(
+                "Calibration by group",
+                intro=(
+                    f"Does a {what} of 0.8 mean the same thing for every group? Points on the dotted "
+                    "diagonal are well calibrated; points below it mean the model is over-confident for "
+                    "that group. " + pooled + f"bins with fewer than {MIN_PER_BIN} images are left out. "
+                    "ECE in the legend comes from the audit (mean over seeds)."
+                ),
+                figures=cal_figs,
+            )
+        )
+    if roc_figs:
+        sections.append(
+            Section(
+                "ROC curves by group",
+                intro=(
+                    "How well the score separates positive from negative cases within each group, at every "
+                    "threshold. A curve closer to the top-left corner is better; the dotted diagonal is chance. "
+                    + pooled
+                    + "AUC in the legend comes from the audit (mean over seeds)."
+                ),
+                figures=roc_figs,
+            )
+        )
+    return sections

@@ -1,0 +1,130 @@
+""" "What was run": the spec, the package versions and who is in the data."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+import yaml
+
+from fairmed.report.context import ReportContext
+from fairmed.report.plots import composition_plot
+from fairmed.report.sections import Section
+from fairmed.report.tidy import SplitResults
+
+COUNT_COLUMNS = ("attribute", "group", "n")
+
+
+def composition_from_results(split: SplitResults) -> pd.DataFrame | None:
+    """Counts per group of an audit folder: n and positives (prevalence x n) from the audit's rows.
+
+    Taken from the first run only (every run of an audit sees the same samples).
+    """
+    rows = split.groups
+    if rows.empty:
+        return None
+    first = rows
+    for key in split.varying:
+        first = first[first[key] == first[key].iloc[0]]
+    n = first.groupby(["attribute", "group"], sort=False)["n"].first()
+    table = n.rename("n").reset_index()
+    prev = first[first["metric"] == "prevalence"].groupby(["attribute", "group"], sort=False)["value"].first()
+    if len(prev):
+        positives = (prev * n.reindex(prev.index)).round().astype("Int64")
+        table = table.merge(positives.rename("positive").reset_index(), on=["attribute", "group"], how="left")
+        table = table[["attribute", "group", "positive", "n"]]
+    table["n"] = table["n"].astype("Int64")
+    return table
+
+
+def _positive_class(summary: pd.DataFrame) -> str | None:
+    """The class to highlight in the composition figure (binary tasks: the second class)."""
+    classes = [c for c in summary.columns if c not in COUNT_COLUMNS]
+    return classes[-1] if len(classes) == 2 or classes == ["positive"] else None
+
+
+def _spec_html(ctx: ReportContext) -> str:
+    parts = []
+    if ctx.spec is not None:
+        text = yaml.safe_dump(ctx.spec, sort_keys=False, allow_unicode=True)
+        parts.append(
+            f"<details><summary>The study spec (spec.yaml)</summary><pre>{html.escape(text)}</pre></details>"
+        )
+    if ctx.audit is not None:
+        text = yaml.safe_dump(ctx.audit, sort_keys=False, allow_unicode=True)
+        parts.append(
+            f"<details><summary>Audit settings (audit.json)</summary><pre>{html.escape(text)}</pre></details>"
+        )
+    return "".join(parts)
+
+
+def _run_table(split: SplitResults) -> pd.DataFrame | None:
+    keys = [k for k in split.keys if k != "split"]
+    if not keys:
+        return None
+    frame = pd.concat([split.groups, split.overall])[keys].drop_duplicates()
+    varying = [k for k in keys if k != "seed" and frame[k].nunique() > 1] or [k for k in keys if k != "seed"][
+        :1
+    ]
+    if "seed" in keys:
+        return (
+            frame.groupby(varying, sort=False)["seed"]
+            .agg(seeds=lambda s: ", ".join(str(v) for v in sorted(s.unique())))
+            .reset_index()
+        )
+    return frame[varying].drop_duplicates().reset_index(drop=True)
+
+
+def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
+    summary = ctx.cohort_summary
+    source = "the whole cohort (cohort_summary.parquet)"
+    if summary is None:
+        summary = composition_from_results(split)
+        source = "the audited predictions"
+    figures, tables, notes = [], {}, []
+    if summary is not None and not summary.empty:
+        summary = summary.reset_index(drop=True)
+        fig = composition_plot(summary, ctx.colors, _positive_class(summary))
+        figures.append(ctx.save(fig, "composition"))
+        tables[f"Images per group and class, from {source}"] = summary
+    runs = _run_table(split)
+    if runs is not None:
+        tables["Runs"] = runs
+    if ctx.versions:
+        tables["Versions"] = pd.DataFrame(
+            {"package": list(ctx.versions), "version": list(map(str, ctx.versions.values()))}
+        )
+    if split.groups["n"].notna().any():
+        small = split.groups.groupby(["attribute", "group"])["n"].min()
+        few = small[small < 30]
+        if len(few):
+            notes.append(
+                "Few images in "
+                + ", ".join(f"{g} ({a}, n={int(v)})" for (a, g), v in few.items())
+                + ": estimates for these groups are uncertain; read their intervals."
+            )
+    n_runs = len(runs) if runs is not None else 1
+    intro = (
+        f"{'A study of kind ' + repr(ctx.kind) if ctx.is_study else 'An audit of one set of predictions'}: "
+        f"{n_runs} configuration{'s' if n_runs != 1 else ''}"
+        + (
+            f", each over seeds {', '.join(map(str, sorted(split.groups['seed'].unique())))}"
+            if "seed" in split.varying
+            else ""
+        )
+        + ". The figure shows how many images each group has; under-represented groups are the usual "
+        "first suspect for a performance gap."
+    )
+    return Section(
+        "What was run",
+        intro=intro,
+        html=_spec_html(ctx),
+        figures=figures,
+        captions=[f"Images per group (from {source}); hatched: the positive class."] if figures else [],
+        tables=tables,
+        notes=notes,
+        key="what-was-run",
+    )
+
+
+__all__ = ["composition_from_results", "overview_section"]

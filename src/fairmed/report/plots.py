@@ -1,0 +1,345 @@
+"""The report's figures from tidy Results: forest plots, gap plots, comparison box plots, composition.
+
+Each function takes plain DataFrames and the report's colour map and returns a matplotlib
+Figure sized by what it shows (number of groups, runs, panels); saving is the caller's job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from fairmed.report.style import NEUTRAL_COLOR, OVERALL_COLOR, new_figure, ordered_groups, wrap_label
+from fairmed.report.tidy import metric_label, run_label
+from fairmed.schema import OVERALL
+
+MAX_COLS = 3
+
+
+def _order(values: pd.Series) -> list[str]:
+    """Distinct values in order of first appearance (the study's own order: erm first)."""
+    return list(dict.fromkeys(values.astype(str)))
+
+
+def _ncols(n: int, max_cols: int = MAX_COLS) -> int:
+    """Columns of a panel grid: 4 panels as 2 x 2 rather than 3 + 1."""
+    return 2 if n == 4 and max_cols >= 2 else max(1, min(n, max_cols))
+
+
+def _grid(fig: Figure, n: int, max_cols: int = MAX_COLS, sharey: bool = True) -> list[Axes]:
+    cols = _ncols(n, max_cols)
+    rows = math.ceil(n / cols)
+    axes = fig.subplots(rows, cols, sharey=sharey, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return list(axes[:n])
+
+
+def _group_legend(fig: Figure, groups: Sequence[str], colors: Mapping[str, str], title: str) -> None:
+    handles = [
+        Line2D([], [], color=colors.get(g, NEUTRAL_COLOR), marker="D" if g == OVERALL else "o", ls="", ms=7)
+        for g in groups
+    ]
+    fig.legend(
+        handles,
+        list(groups),
+        title=title,
+        loc="outside lower center",
+        ncols=min(len(groups), 6),
+    )
+
+
+def forest_plot(
+    rows: pd.DataFrame,
+    metrics: Sequence[str],
+    row_keys: Sequence[str],
+    colors: Mapping[str, str],
+    attribute: str,
+) -> Figure:
+    """Per-group estimates with confidence intervals, one panel per metric.
+
+    ``rows`` holds the per-group (and ``overall``) Results rows of one attribute. With
+    several runs, each row of the plot is one configuration (``row_keys``, e.g. method);
+    its groups are side by side and every seed is drawn (thin interval, small dot), the
+    mean over seeds as a large marker.
+    """
+    rows = rows.assign(_row=run_label(rows, list(row_keys)), group=rows["group"].astype(str))
+    labels = _order(rows["_row"])
+    groups = ordered_groups(rows["group"])
+    single = len(labels) == 1
+    seeds = _order(rows["seed"]) if "seed" in rows.columns else ["-"]
+    slots = len(groups) if not single else 1
+    per_row = 0.32 * slots * (1.0 if len(seeds) < 3 else 1.3) + 0.25
+    n_lines = len(groups) if single else len(labels)
+    height = 1.2 + n_lines * (0.42 if single else per_row) + 0.5
+    cols = _ncols(len(metrics))
+    fig = new_figure(2.0 + 3.0 * cols, height * math.ceil(len(metrics) / cols))
+    axes = _grid(fig, len(metrics))
+    step = 0.75 / max(slots, 1)
+    for ax, metric in zip(axes, metrics):
+        sub = rows[rows["metric"] == metric]
+        for gi, group in enumerate(groups):
+            gsub = sub[sub["group"] == group]
+            color = colors.get(group, NEUTRAL_COLOR)
+            marker = "D" if group == OVERALL else "o"
+            for ri, label in enumerate(labels):
+                cell = gsub[gsub["_row"] == label]
+                if cell.empty:
+                    continue
+                y0 = gi if single else ri + (gi - (slots - 1) / 2) * step
+                if len(cell) == 1:
+                    _interval(ax, cell.iloc[0], y0, color, marker, ms=6.5, lw=2.0)
+                    continue
+                spread = np.linspace(-0.3, 0.3, len(cell)) * step
+                for dy, (_, r) in zip(spread, cell.iterrows()):
+                    _interval(ax, r, y0 + dy, color, marker, ms=3.0, lw=1.0, alpha=0.7)
+                ax.plot(
+                    cell["value"].mean(), y0, marker=marker, ms=8, color=color, mec="white", mew=1.0, zorder=4
+                )
+        ticks = list(range(len(groups))) if single else list(range(len(labels)))
+        ax.set_yticks(ticks, [wrap_label(t, 18) for t in (groups if single else labels)])
+        ax.set_ylim(len(ticks) - 0.5, -0.5)
+        ax.set_xlabel(wrap_label(metric_label(metric), 30))
+        ax.grid(axis="y", visible=False)
+    fig.suptitle(f"Per-group performance by {attribute}")
+    if not single:
+        _group_legend(fig, groups, colors, attribute)
+    return fig
+
+
+def _interval(ax: Axes, r: pd.Series, y: float, color: str, marker: str, ms: float, lw: float, alpha=1.0):
+    lo, hi = r.get("ci_low", np.nan), r.get("ci_high", np.nan)
+    if pd.notna(lo) and pd.notna(hi):
+        ax.plot([lo, hi], [y, y], color=color, lw=lw, alpha=alpha, solid_capstyle="butt")
+    ax.plot(r["value"], y, marker=marker, ms=ms, color=color, alpha=alpha, ls="", zorder=3)
+
+
+def gap_plot(
+    gaps: pd.DataFrame,
+    metrics: Sequence[str],
+    row_keys: Sequence[str],
+    tolerance: float,
+    xlabel: Callable[[str], str],
+) -> Figure:
+    """Gap between groups (value with CI) per metric, one row per attribute x configuration.
+
+    ``gaps`` holds one gap form (e.g. the difference) per (run, attribute, metric). The
+    user's tolerance is drawn as a dashed line: points left of it are within tolerance.
+    """
+    attribute_order = {a: i for i, a in enumerate(dict.fromkeys(gaps["attribute"].astype(str)))}
+    gaps = gaps.assign(_a=gaps["attribute"].astype(str).map(attribute_order)).sort_values("_a", kind="stable")
+    if row_keys:
+        gaps = gaps.assign(_row=gaps["attribute"].astype(str) + ": " + run_label(gaps, list(row_keys)))
+    else:
+        gaps = gaps.assign(_row=gaps["attribute"].astype(str))
+    labels = _order(gaps["_row"])
+    cols = _ncols(len(metrics))
+    fig = new_figure(2.4 + 3.0 * cols, (1.4 + 0.38 * len(labels)) * math.ceil(len(metrics) / cols) + 0.3)
+    axes = _grid(fig, len(metrics))
+    ink = "#333333"
+    for ax, metric in zip(axes, metrics):
+        sub = gaps[gaps["metric"] == metric]
+        for ri, label in enumerate(labels):
+            cell = sub[sub["_row"] == label]
+            spread = np.linspace(-0.22, 0.22, len(cell)) if len(cell) > 1 else [0.0]
+            for dy, (_, r) in zip(spread, cell.iterrows()):
+                inside = r["value"] <= tolerance
+                y = ri + dy
+                if pd.notna(r["ci_low"]) and pd.notna(r["ci_high"]):
+                    ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=ink, lw=1.3)
+                ax.plot(
+                    r["value"], y, "o", ms=5.5, color=ink, mfc=ink if inside else "white", mew=1.4, zorder=3
+                )
+        ax.axvline(tolerance, color="#D55E00", ls="--", lw=1.4)
+        ax.set_yticks(range(len(labels)), [wrap_label(t, 24) for t in labels])
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlim(left=0)
+        ax.set_xlabel(wrap_label(xlabel(metric), 30))
+        ax.grid(axis="y", visible=False)
+    for boundary in [
+        i - 0.5 for i in range(1, len(labels)) if labels[i].split(":")[0] != labels[i - 1].split(":")[0]
+    ]:
+        for ax in axes:
+            ax.axhline(boundary, color="#BBBBBB", lw=0.8)
+    fig.legend(
+        [
+            Line2D([], [], color=ink, marker="o", ls=""),
+            Line2D([], [], color=ink, marker="o", mfc="white", ls=""),
+            Line2D([], [], color="#D55E00", ls="--"),
+        ],
+        ["within tolerance", "beyond tolerance", f"tolerance = {tolerance:g}"],
+        loc="outside lower center",
+        ncols=3,
+    )
+    fig.suptitle("Gaps between groups (95% CI)")
+    return fig
+
+
+def box_plot(
+    values: pd.DataFrame,
+    x_key: str,
+    colors: Mapping[str, str],
+    ylabel: str,
+    title: str,
+    stars_between: Callable[[np.ndarray, np.ndarray], str],
+    baseline_stars: Mapping[str, str] | None = None,
+) -> Figure:
+    """Box plots over seeds: one box per (x, group), seeds drawn as dots.
+
+    ``values`` has columns ``x_key``, ``group`` (``None`` for a single box per x) and ``value``.
+    Stars above each x compare its first and last group (Mann-Whitney over seeds);
+    ``baseline_stars`` (x -> stars) marks each x against the baseline x instead.
+    """
+    xs = _order(values[x_key])
+    has_groups = values["group"].notna().any()
+    groups = ordered_groups(values["group"].dropna()) if has_groups else [None]
+    width = 0.8 / len(groups)
+    fig = new_figure(1.8 + max(len(xs) * (0.5 + 0.45 * len(groups)), 3.0), 4.2)
+    ax = fig.add_subplot()
+    top = np.nanmax(values["value"].to_numpy(dtype=float))
+    bottom = np.nanmin(values["value"].to_numpy(dtype=float))
+    span = max(top - bottom, 1e-6)
+    for gi, group in enumerate(groups):
+        color = colors.get(group, NEUTRAL_COLOR) if group is not None else "#0072B2"
+        sub = values[values["group"] == group] if group is not None else values
+        data = [sub.loc[sub[x_key].astype(str) == x, "value"].to_numpy(dtype=float) for x in xs]
+        pos = np.arange(len(xs)) + (gi - (len(groups) - 1) / 2) * width
+        keep = [i for i, d in enumerate(data) if len(d)]
+        ax.boxplot(
+            [data[i] for i in keep],
+            positions=pos[keep],
+            widths=width * 0.8,
+            patch_artist=True,
+            manage_ticks=False,
+            medianprops={"color": "black", "lw": 1.5},
+            boxprops={"facecolor": color, "alpha": 0.55, "edgecolor": color},
+            whiskerprops={"color": color},
+            capprops={"color": color},
+            showfliers=False,
+        )
+        for i in keep:
+            jitter = np.linspace(-0.15, 0.15, len(data[i])) * width
+            ax.plot(pos[i] + jitter, data[i], "o", ms=4, color=color, mec="black", mew=0.5, zorder=3)
+    for xi, x in enumerate(xs):
+        if baseline_stars is not None:
+            text = baseline_stars.get(x, "")
+        elif len(groups) >= 2:
+            a = values[(values[x_key].astype(str) == x) & (values["group"] == groups[0])]["value"]
+            b = values[(values[x_key].astype(str) == x) & (values["group"] == groups[-1])]["value"]
+            text = (
+                stars_between(a.to_numpy(dtype=float), b.to_numpy(dtype=float)) if len(a) and len(b) else ""
+            )
+        else:
+            text = ""
+        if text:
+            ax.annotate(text, (xi, top + 0.06 * span), ha="center", va="bottom", fontsize=10)
+    ax.set_ylim(bottom - 0.08 * span, top + 0.22 * span)
+    ax.set_xticks(range(len(xs)), [wrap_label(x, 12) for x in xs])
+    ax.set_xlim(-0.6, len(xs) - 0.4)
+    ax.set_ylabel(wrap_label(ylabel, 34))
+    ax.set_title(title)
+    ax.grid(axis="x", visible=False)
+    if has_groups:
+        handles = [
+            Line2D([], [], color=colors.get(g, NEUTRAL_COLOR), marker="s", ls="", ms=9) for g in groups
+        ]
+        ax.legend(handles, groups, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="group")
+    return fig
+
+
+def composition_plot(summary: pd.DataFrame, colors: Mapping[str, str], positive: str | None) -> Figure:
+    """Counts per group for every attribute: bar = all images, dark part = ``positive`` class."""
+    attributes = _order(summary["attribute"])
+    n_rows = [len(summary[summary["attribute"] == a]) for a in attributes]
+    fig = new_figure(7.5, 1.0 + sum(0.36 * n + 0.7 for n in n_rows))
+    axes = fig.subplots(len(attributes), 1, squeeze=False, height_ratios=[n + 1 for n in n_rows]).ravel()
+    for ax, attribute in zip(axes, attributes):
+        sub = summary[summary["attribute"] == attribute]
+        names = sub["group"].astype(str).tolist()
+        total = sub["n"].to_numpy(dtype=float)
+        ys = np.arange(len(names))
+        col = [colors.get(g, NEUTRAL_COLOR) for g in names]
+        ax.barh(ys, total, color=col, alpha=0.45, edgecolor=col)
+        if positive is not None and positive in sub.columns:
+            pos = sub[positive].to_numpy(dtype=float)
+            ax.barh(ys, pos, color=col, hatch="///", edgecolor="white", lw=0)
+        for y, t in zip(ys, total):
+            share = f", {sub.iloc[y][positive] / t:.0%} {positive}" if positive and t else ""
+            ax.annotate(
+                f"n={int(t):,}{share}", (t, y), xytext=(4, 0), textcoords="offset points", va="center"
+            )
+        ax.set_yticks(ys, [wrap_label(n, 16) for n in names])
+        ax.set_ylim(len(names) - 0.5, -0.5)
+        ax.set_xlim(0, total.max() * 1.45 if len(total) else 1)
+        ax.set_title(attribute, loc="left")
+        ax.grid(axis="y", visible=False)
+    axes[-1].set_xlabel("images (count)")
+    if positive is not None:
+        fig.legend(
+            [
+                Line2D([], [], color=NEUTRAL_COLOR, lw=8, alpha=0.45),
+                Line2D([], [], color=NEUTRAL_COLOR, lw=8),
+            ],
+            ["all images", f"{positive} (hatched)"],
+            loc="outside lower center",
+            ncols=2,
+        )
+    fig.suptitle("Who is in the data")
+    return fig
+
+
+def curve_grid(
+    curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray, str]]],
+    colors: Mapping[str, str],
+    kind: str,
+    attribute: str,
+) -> Figure:
+    """ROC or calibration curves: one panel per configuration, one line per group.
+
+    ``curves[panel][group] = (x, y, legend text)``; ``kind`` is ``"roc"`` or ``"calibration"``.
+    """
+    panels = list(curves)
+    cols = _ncols(len(panels))
+    fig = new_figure(1.0 + 3.6 * cols, 0.8 + 3.7 * math.ceil(len(panels) / cols))
+    axes = _grid(fig, len(panels), sharey=True)
+    for ax, panel in zip(axes, panels):
+        ax.plot([0, 1], [0, 1], ls=":", color="#888888", lw=1.2)
+        for group in ordered_groups(curves[panel]):
+            x, y, text = curves[panel][group]
+            color = colors.get(group, NEUTRAL_COLOR)
+            style = {"marker": "o", "ms": 3.5} if kind == "calibration" else {}
+            ax.plot(x, y, color=color, lw=1.3 if group == OVERALL else 1.8, label=text, **style)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_aspect("equal")
+        if len(panels) > 1:
+            ax.set_title(wrap_label(panel, 28))
+        ax.legend(loc="lower right", fontsize=8.5, title=attribute, title_fontsize=8.5)
+    rows = math.ceil(len(panels) / cols)
+    for i, ax in enumerate(axes):
+        last_in_column = i + cols >= len(panels) or i // cols == rows - 1
+        if last_in_column:
+            ax.set_xlabel(
+                "false positive rate (fraction of negatives)"
+                if kind == "roc"
+                else "predicted probability (bin mean)"
+            )
+        if i % cols == 0:
+            ax.set_ylabel(
+                "true positive rate (fraction of positives)"
+                if kind == "roc"
+                else "observed fraction positive"
+            )
+        ax.yaxis.set_tick_params(labelleft=True)
+    title = "ROC curves" if kind == "roc" else "Calibration (reliability) curves"
+    fig.suptitle(f"{title} by {attribute}")
+    return fig
+
+
+__all__ = ["box_plot", "composition_plot", "curve_grid", "forest_plot", "gap_plot", "OVERALL_COLOR"]

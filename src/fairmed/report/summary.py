@@ -1,0 +1,187 @@
+"""The plain-language summary at the top of a report: the largest gap, who is worst off, whether
+the data show it beyond chance, and which mitigation narrowed it at what cost."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import pandas as pd
+
+from fairmed.report.sections import Section
+from fairmed.report.tidy import (
+    BASELINE_NAMES,
+    SplitResults,
+    comparison_keys,
+    gap_rows,
+    higher_is_better,
+    metric_label,
+    primary_metric,
+    run_label,
+)
+
+
+@dataclass
+class Finding:
+    """The numbers behind the summary (also handy for tests and the terminal)."""
+
+    metric: str
+    attribute: str
+    gap: float
+    gap_ci: tuple[float, float]
+    worst_group: str
+    worst_value: float
+    best_group: str
+    best_value: float
+    significant: bool | None
+    baseline: str
+    best_mitigation: str | None = None
+    mitigated_gap: float | None = None
+    gap_stars: str = ""
+    overall_change: float | None = None
+    overall_stars: str = ""
+
+
+def _baseline(labels: list[str]) -> str:
+    for label in labels:
+        if any(part.lower() in BASELINE_NAMES for part in label.split(" · ")):
+            return label
+    return labels[0]
+
+
+def find(split: SplitResults) -> Finding | None:
+    """Compute the summary's numbers from Results (test split)."""
+    if split.groups.empty:
+        return None
+    metric = primary_metric(split.groups)
+    keys = comparison_keys(split.varying)
+    gaps = gap_rows(split, "difference")
+    gaps = gaps[gaps["metric"] == metric]
+    if gaps.empty:
+        return None
+    gaps = gaps.assign(_run=run_label(gaps, keys))
+    labels = list(dict.fromkeys(gaps["_run"]))
+    base = _baseline(labels)
+    base_gaps = gaps[gaps["_run"] == base]
+    per_attr = base_gaps.groupby("attribute", sort=False).agg(
+        value=("value", "mean"), lo=("ci_low", "min"), hi=("ci_high", "max"), lo_max=("ci_low", "max")
+    )
+    attribute = str(per_attr["value"].idxmax())
+    row = per_attr.loc[attribute]
+    groups = split.groups[(split.groups["attribute"] == attribute) & (split.groups["metric"] == metric)]
+    groups = groups.assign(_run=run_label(groups, keys))
+    means = groups[groups["_run"] == base].groupby("group", sort=False)["value"].mean()
+    better_high = higher_is_better(metric) is not False
+    worst = str(means.idxmin() if better_high else means.idxmax())
+    best = str(means.idxmax() if better_high else means.idxmin())
+    lows = base_gaps.loc[base_gaps["attribute"] == attribute, "ci_low"]
+    significant = None if lows.isna().all() else bool((lows > 0).all())
+    finding = Finding(
+        metric=metric,
+        attribute=attribute,
+        gap=float(row["value"]),
+        gap_ci=(float(row["lo"]), float(row["hi"])),
+        worst_group=worst,
+        worst_value=float(means[worst]),
+        best_group=best,
+        best_value=float(means[best]),
+        significant=significant,
+        baseline=base,
+    )
+    others = [label for label in labels if label != base]
+    if others:
+        attr_gaps = gaps[gaps["attribute"] == attribute]
+        mean_gap = attr_gaps.groupby("_run", sort=False)["value"].mean()
+        winner = str(mean_gap.drop(base).idxmin())
+        if mean_gap[winner] < mean_gap[base]:
+            finding.best_mitigation = winner
+            finding.mitigated_gap = float(mean_gap[winner])
+            finding.gap_stars = _stars(attr_gaps, base, winner)
+            overall = split.overall[split.overall["metric"] == metric]
+            if not overall.empty:
+                overall = overall.assign(_run=run_label(overall, keys))
+                per_run = overall.groupby("_run", sort=False)["value"].mean()
+                if base in per_run and winner in per_run:
+                    finding.overall_change = float(per_run[winner] - per_run[base])
+                    finding.overall_stars = _stars(overall, base, winner)
+    return finding
+
+
+def _stars(frame: pd.DataFrame, a: str, b: str) -> str:
+    from fairmed.report.core.comparison import mw_stars
+
+    return mw_stars(
+        frame.loc[frame["_run"] == a, "value"].to_numpy(dtype=float),
+        frame.loc[frame["_run"] == b, "value"].to_numpy(dtype=float),
+    )
+
+
+def _significance(f: Finding) -> str:
+    if f.significant is None:
+        return "The results carry no confidence interval for this gap, so its significance is unknown."
+    lo, hi = f.gap_ci
+    if f.significant:
+        return f"It is unlikely to be chance: the 95% confidence interval of the gap ({lo:.3f} to {hi:.3f}) stays above zero."
+    return (
+        f"It may be chance: the 95% confidence interval of the gap ({lo:.3f} to {hi:.3f}) reaches zero; "
+        "more images of the smaller groups would settle it."
+    )
+
+
+def _stars_text(stars: str) -> str:
+    if not stars:
+        return ""
+    if stars == "ns":
+        return " (not significant over seeds, Mann-Whitney U)"
+    return f" ({stars} over seeds, Mann-Whitney U)"
+
+
+def summary_lines(f: Finding, tolerance: float, criteria: pd.DataFrame | None = None) -> list[str]:
+    """The summary as plain sentences, most important first."""
+    name = f.metric.upper()
+    where = f" with {f.baseline}" if f.baseline != "model" else ""
+    lines = [
+        f"The largest gap is by {f.attribute}{where}: {name} {f.worst_value:.3f} for {f.worst_group} "
+        f"against {f.best_value:.3f} for {f.best_group}, a gap of {f.gap:.3f} "
+        f"({'within' if f.gap <= tolerance else 'beyond'} your tolerance of {tolerance:g}).",
+        _significance(f),
+    ]
+    if f.best_mitigation is not None:
+        cost = ""
+        if f.overall_change is not None:
+            change = f.overall_change
+            verb = "fell" if change < 0 else "rose"
+            cost = f" Overall {name} {verb} by {abs(change):.3f}{_stars_text(f.overall_stars)}" + (
+                ", so fairness came at a cost in accuracy." if change < 0 else ", so it cost no accuracy."
+            )
+        lines.append(
+            f"{f.best_mitigation} narrowed it most: the {f.attribute} gap went from {f.gap:.3f} to "
+            f"{f.mitigated_gap:.3f}{_stars_text(f.gap_stars)}." + cost
+        )
+    elif f.baseline != "model":
+        lines.append(f"No other configuration narrowed the {f.attribute} gap compared with {f.baseline}.")
+    if criteria is not None and not criteria.empty:
+        column = f.baseline if f.baseline in criteria.columns else criteria.columns[3]
+        held = criteria[criteria[column].astype(str).str.startswith("holds")]
+        named = sorted({f"{c} ({a})" for a, c in zip(held["attribute"], held["criterion"])})
+        lines.append(
+            f"Fairness criteria within tolerance {tolerance:g}{where}: "
+            + (", ".join(named) if named else "none")
+            + f" of {len(criteria)} checked (see Gaps and fairness criteria)."
+        )
+    return lines
+
+
+def summary_section(split: SplitResults, tolerance: float, criteria: pd.DataFrame | None) -> Section:
+    finding = find(split)
+    if finding is None:
+        body = "<p>No per-group results with gaps were found, so there is nothing to summarise.</p>"
+    else:
+        items = "".join(
+            f"<li>{html.escape(line)}</li>" for line in summary_lines(finding, tolerance, criteria)
+        )
+        body = f"<ul>{items}</ul><p>Metric: {html.escape(metric_label(finding.metric))}; held-out (test) data.</p>"
+    return Section("Summary", html=f'<div class="summary">{body}</div>', key="summary")
+
+
+__all__ = ["Finding", "find", "summary_lines", "summary_section"]
