@@ -61,7 +61,7 @@ class ReportContext:
     def title(self) -> str:
         if self.spec and self.spec.get("name"):
             return str(self.spec["name"])
-        return self.out_dir.resolve().name
+        return f"Fairness audit: {self.out_dir.resolve().name}"
 
     def color(self, group: str) -> str:
         """The report-wide colour of a group (grey for a name never seen)."""

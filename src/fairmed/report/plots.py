@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from fairmed.report.style import NEUTRAL_COLOR, OVERALL_COLOR, new_figure, ordered_groups, wrap_label
 from fairmed.report.tidy import metric_label, run_label
@@ -75,7 +76,7 @@ def forest_plot(
     single = len(labels) == 1
     seeds = _order(rows["seed"]) if "seed" in rows.columns else ["-"]
     slots = len(groups) if not single else 1
-    per_row = 0.32 * slots * (1.0 if len(seeds) < 3 else 1.3) + 0.25
+    per_row = 0.24 * slots * (1.0 if len(seeds) < 3 else 1.2) + 0.25
     n_lines = len(groups) if single else len(labels)
     height = 1.2 + n_lines * (0.42 if single else per_row) + 0.5
     cols = _ncols(len(metrics))
@@ -88,24 +89,33 @@ def forest_plot(
             gsub = sub[sub["group"] == group]
             color = colors.get(group, NEUTRAL_COLOR)
             marker = "D" if group == OVERALL else "o"
+            single_y, seed_y, mean_y, mean_x = [], [], [], []
+            single_rows, seed_rows = [], []
             for ri, label in enumerate(labels):
                 cell = gsub[gsub["_row"] == label]
                 if cell.empty:
                     continue
                 y0 = gi if single else ri + (gi - (slots - 1) / 2) * step
                 if len(cell) == 1:
-                    _interval(ax, cell.iloc[0], y0, color, marker, ms=6.5, lw=2.0)
+                    single_y.append(y0)
+                    single_rows.append(cell)
                     continue
-                spread = np.linspace(-0.3, 0.3, len(cell)) * step
-                for dy, (_, r) in zip(spread, cell.iterrows()):
-                    _interval(ax, r, y0 + dy, color, marker, ms=3.0, lw=1.0, alpha=0.7)
+                seed_y.extend(y0 + np.linspace(-0.3, 0.3, len(cell)) * step)
+                seed_rows.append(cell)
+                mean_y.append(y0)
+                mean_x.append(cell["value"].mean())
+            if single_rows:
+                _intervals(ax, pd.concat(single_rows), single_y, color, marker, ms=6.5, lw=2.0)
+            if seed_rows:
+                _intervals(ax, pd.concat(seed_rows), seed_y, color, marker, ms=3.0, lw=1.0, alpha=0.7)
                 ax.plot(
-                    cell["value"].mean(), y0, marker=marker, ms=8, color=color, mec="white", mew=1.0, zorder=4
+                    mean_x, mean_y, marker=marker, ms=8, color=color, mec="white", mew=1.0, ls="", zorder=4
                 )
         ticks = list(range(len(groups))) if single else list(range(len(labels)))
         ax.set_yticks(ticks, [wrap_label(t, 18) for t in (groups if single else labels)])
         ax.set_ylim(len(ticks) - 0.5, -0.5)
         ax.set_xlabel(wrap_label(metric_label(metric), 30))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.grid(axis="y", visible=False)
     fig.suptitle(f"Per-group performance by {attribute}")
     if not single:
@@ -113,11 +123,35 @@ def forest_plot(
     return fig
 
 
-def _interval(ax: Axes, r: pd.Series, y: float, color: str, marker: str, ms: float, lw: float, alpha=1.0):
-    lo, hi = r.get("ci_low", np.nan), r.get("ci_high", np.nan)
-    if pd.notna(lo) and pd.notna(hi):
-        ax.plot([lo, hi], [y, y], color=color, lw=lw, alpha=alpha, solid_capstyle="butt")
-    ax.plot(r["value"], y, marker=marker, ms=ms, color=color, alpha=alpha, ls="", zorder=3)
+def _intervals(
+    ax: Axes,
+    rows: pd.DataFrame,
+    ys,
+    color: str,
+    marker: str,
+    ms: float,
+    lw: float,
+    alpha: float = 1.0,
+    **point,
+) -> None:
+    """Estimates with their CIs as two artists (one line collection, one marker line): fast to draw."""
+    ys = np.asarray(ys, dtype=float)
+    lo = pd.to_numeric(rows.get("ci_low"), errors="coerce").to_numpy(dtype=float)
+    hi = pd.to_numeric(rows.get("ci_high"), errors="coerce").to_numpy(dtype=float)
+    ok = ~(np.isnan(lo) | np.isnan(hi))
+    if ok.any():
+        ax.hlines(ys[ok], lo[ok], hi[ok], color=color, lw=lw, alpha=alpha)
+    ax.plot(
+        rows["value"].to_numpy(dtype=float),
+        ys,
+        marker=marker,
+        ms=ms,
+        color=color,
+        alpha=alpha,
+        ls="",
+        zorder=3,
+        **point,
+    )
 
 
 def gap_plot(
@@ -145,22 +179,24 @@ def gap_plot(
     ink = "#333333"
     for ax, metric in zip(axes, metrics):
         sub = gaps[gaps["metric"] == metric]
+        ys, cells = [], []
         for ri, label in enumerate(labels):
             cell = sub[sub["_row"] == label]
-            spread = np.linspace(-0.22, 0.22, len(cell)) if len(cell) > 1 else [0.0]
-            for dy, (_, r) in zip(spread, cell.iterrows()):
-                inside = r["value"] <= tolerance
-                y = ri + dy
-                if pd.notna(r["ci_low"]) and pd.notna(r["ci_high"]):
-                    ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=ink, lw=1.3)
-                ax.plot(
-                    r["value"], y, "o", ms=5.5, color=ink, mfc=ink if inside else "white", mew=1.4, zorder=3
-                )
+            ys.extend(ri + (np.linspace(-0.22, 0.22, len(cell)) if len(cell) > 1 else np.zeros(len(cell))))
+            cells.append(cell)
+        if cells and sum(map(len, cells)):
+            rows = pd.concat(cells)
+            ys_arr = np.asarray(ys)
+            inside = (rows["value"] <= tolerance).to_numpy()
+            for mask, face in ((inside, ink), (~inside, "white")):
+                if mask.any():
+                    _intervals(ax, rows[mask], ys_arr[mask], ink, "o", ms=5.5, lw=1.3, mfc=face, mew=1.4)
         ax.axvline(tolerance, color="#D55E00", ls="--", lw=1.4)
         ax.set_yticks(range(len(labels)), [wrap_label(t, 24) for t in labels])
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlim(left=0)
         ax.set_xlabel(wrap_label(xlabel(metric), 30))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.grid(axis="y", visible=False)
     for boundary in [
         i - 0.5 for i in range(1, len(labels)) if labels[i].split(":")[0] != labels[i - 1].split(":")[0]

@@ -13,8 +13,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from fairmed.io import atomic_path
 from fairmed.schema import OVERALL
@@ -44,6 +47,7 @@ TOL_MUTED: tuple[str, ...] = (
 )
 PALETTE: tuple[str, ...] = OKABE_ITO + TOL_MUTED
 OVERALL_COLOR = "#000000"
+PNG_DPI = 150
 NEUTRAL_COLOR = "#7F7F7F"
 
 STYLE: dict[str, object] = {
@@ -152,15 +156,21 @@ def save_figure(fig: Figure, figures_dir: str | Path, name: str) -> Path:
     figures_dir = Path(figures_dir)
     stem = figure_name(name)
     png = figures_dir / f"{stem}.png"
-    for suffix in (".png", ".svg"):
-        with atomic_path(figures_dir / f"{stem}{suffix}") as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=150, metadata=_metadata(suffix))
+    # one raster draw at the PNG resolution runs the layout; freezing it lets the SVG reuse it
+    fig.set_dpi(PNG_DPI)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    with atomic_path(png) as tmp:
+        Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).save(
+            tmp, format="PNG", dpi=(PNG_DPI, PNG_DPI), pnginfo=_png_info()
+        )
+    with atomic_path(figures_dir / f"{stem}.svg") as tmp:
+        fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": "fairmed"})
     fig.clear()
     return png
 
 
-def _metadata(suffix: str) -> dict[str, str | None]:
-    # no creation dates: the same report renders to the same bytes
-    if suffix == ".svg":
-        return {"Date": None, "Creator": "fairmed"}
-    return {"Software": "fairmed"}
+def _png_info() -> PngInfo:
+    info = PngInfo()
+    info.add_text("Software", "fairmed")
+    return info

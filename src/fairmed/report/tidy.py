@@ -150,7 +150,7 @@ def split_results(
     if group_names is not None:
         is_group = group.isin(group_names) & ~is_overall
     else:
-        is_group = ~is_overall & ~group.map(is_gap_label)
+        is_group = ~is_overall & ~group.map(is_gap_label).astype(bool)
     return SplitResults(
         groups=res[is_group],
         overall=res[is_overall],
