@@ -75,8 +75,7 @@ def _cell(value) -> tuple[str, str]:
     if value is None or value is pd.NA or value is pd.NaT:
         return "–", "text"
     text = str(value)
-    status = {"holds": "pass", "fails": "fail", "uncertain": "unsure"}.get(text.split(" ")[0], "text")
-    return text, status if status != "text" else "text"
+    return text, {"holds": "pass", "fails": "fail", "uncertain": "unsure"}.get(text.split(" ")[0], "text")
 
 
 def table_html(frame: pd.DataFrame, caption: str = "", max_rows: int = 200) -> str:

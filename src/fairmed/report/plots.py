@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -217,34 +218,57 @@ def gap_plot(
     return fig
 
 
-def box_plot(
-    values: pd.DataFrame,
-    x_key: str,
-    colors: Mapping[str, str],
-    ylabel: str,
-    title: str,
-    stars_between: Callable[[np.ndarray, np.ndarray], str],
-    baseline_stars: Mapping[str, str] | None = None,
-) -> Figure:
-    """Box plots over seeds: one box per (x, group), seeds drawn as dots.
+@dataclass
+class BoxPanel:
+    """One panel of a comparison figure: box plots over seeds of one quantity.
 
-    ``values`` has columns ``x_key``, ``group`` (``None`` for a single box per x) and ``value``.
-    Stars above each x compare its first and last group (Mann-Whitney over seeds);
-    ``baseline_stars`` (x -> stars) marks each x against the baseline x instead.
+    ``values`` has columns ``x`` (configuration), ``group`` (``None`` for one box per x) and
+    ``value``. ``stars`` maps x -> the significance mark drawn above it.
     """
-    xs = _order(values[x_key])
+
+    values: pd.DataFrame
+    ylabel: str
+    title: str
+    stars: Mapping[str, str]
+    zero_based: bool = False
+
+
+def box_panels(panels: Sequence[BoxPanel], colors: Mapping[str, str], title: str) -> Figure:
+    """Box plots over seeds, side by side: one box per (configuration, group), seeds as dots."""
+    widths = []
+    for panel in panels:
+        n_x = panel.values["x"].nunique()
+        n_g = max(panel.values["group"].nunique(), 1)
+        widths.append(max(1.0 + n_x * (0.45 + 0.4 * n_g), 3.4))
+    fig = new_figure(sum(widths) + 1.2, 4.4)
+    axes = fig.subplots(1, len(panels), squeeze=False, width_ratios=widths).ravel()
+    legend_groups: list[str] = []
+    for ax, panel in zip(axes, panels):
+        legend_groups += [g for g in _box_panel(ax, panel, colors) if g not in legend_groups]
+    if legend_groups:
+        handles = [
+            Line2D([], [], color=colors.get(g, NEUTRAL_COLOR), marker="s", ls="", ms=9) for g in legend_groups
+        ]
+        fig.legend(handles, legend_groups, loc="outside lower center", ncols=min(len(legend_groups), 6))
+    fig.suptitle(title)
+    return fig
+
+
+def _box_panel(ax: Axes, panel: BoxPanel, colors: Mapping[str, str]) -> list[str]:
+    values = panel.values
+    xs = _order(values["x"])
     has_groups = values["group"].notna().any()
     groups = ordered_groups(values["group"].dropna()) if has_groups else [None]
     width = 0.8 / len(groups)
-    fig = new_figure(1.8 + max(len(xs) * (0.5 + 0.45 * len(groups)), 3.0), 4.2)
-    ax = fig.add_subplot()
-    top = np.nanmax(values["value"].to_numpy(dtype=float))
-    bottom = np.nanmin(values["value"].to_numpy(dtype=float))
+    numbers = values["value"].to_numpy(dtype=float)
+    top, bottom = np.nanmax(numbers), np.nanmin(numbers)
+    if panel.zero_based:
+        bottom = min(bottom, 0.0)
     span = max(top - bottom, 1e-6)
     for gi, group in enumerate(groups):
-        color = colors.get(group, NEUTRAL_COLOR) if group is not None else "#0072B2"
+        color = colors.get(group, NEUTRAL_COLOR) if group is not None else NEUTRAL_COLOR
         sub = values[values["group"] == group] if group is not None else values
-        data = [sub.loc[sub[x_key].astype(str) == x, "value"].to_numpy(dtype=float) for x in xs]
+        data = [sub.loc[sub["x"].astype(str) == x, "value"].to_numpy(dtype=float) for x in xs]
         pos = np.arange(len(xs)) + (gi - (len(groups) - 1) / 2) * width
         keep = [i for i, d in enumerate(data) if len(d)]
         ax.boxplot(
@@ -259,34 +283,20 @@ def box_plot(
             capprops={"color": color},
             showfliers=False,
         )
-        for i in keep:
-            jitter = np.linspace(-0.15, 0.15, len(data[i])) * width
-            ax.plot(pos[i] + jitter, data[i], "o", ms=4, color=color, mec="black", mew=0.5, zorder=3)
+        dots_x = np.concatenate([pos[i] + np.linspace(-0.15, 0.15, len(data[i])) * width for i in keep])
+        dots_y = np.concatenate([data[i] for i in keep])
+        ax.plot(dots_x, dots_y, "o", ms=4, color=color, mec="black", mew=0.5, ls="", zorder=3)
     for xi, x in enumerate(xs):
-        if baseline_stars is not None:
-            text = baseline_stars.get(x, "")
-        elif len(groups) >= 2:
-            a = values[(values[x_key].astype(str) == x) & (values["group"] == groups[0])]["value"]
-            b = values[(values[x_key].astype(str) == x) & (values["group"] == groups[-1])]["value"]
-            text = (
-                stars_between(a.to_numpy(dtype=float), b.to_numpy(dtype=float)) if len(a) and len(b) else ""
-            )
-        else:
-            text = ""
+        text = panel.stars.get(x, "")
         if text:
-            ax.annotate(text, (xi, top + 0.06 * span), ha="center", va="bottom", fontsize=10)
-    ax.set_ylim(bottom - 0.08 * span, top + 0.22 * span)
+            ax.annotate(text, (xi, top + 0.05 * span), ha="center", va="bottom", fontsize=10)
+    ax.set_ylim(bottom - (0.0 if panel.zero_based else 0.08 * span), top + 0.2 * span)
     ax.set_xticks(range(len(xs)), [wrap_label(x, 12) for x in xs])
     ax.set_xlim(-0.6, len(xs) - 0.4)
-    ax.set_ylabel(wrap_label(ylabel, 34))
-    ax.set_title(title)
+    ax.set_ylabel(wrap_label(panel.ylabel, 34))
+    ax.set_title(wrap_label(panel.title, 34), fontsize=11)
     ax.grid(axis="x", visible=False)
-    if has_groups:
-        handles = [
-            Line2D([], [], color=colors.get(g, NEUTRAL_COLOR), marker="s", ls="", ms=9) for g in groups
-        ]
-        ax.legend(handles, groups, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="group")
-    return fig
+    return [g for g in groups if g is not None]
 
 
 def composition_plot(summary: pd.DataFrame, colors: Mapping[str, str], positive: str | None) -> Figure:
@@ -378,4 +388,12 @@ def curve_grid(
     return fig
 
 
-__all__ = ["box_plot", "composition_plot", "curve_grid", "forest_plot", "gap_plot", "OVERALL_COLOR"]
+__all__ = [
+    "BoxPanel",
+    "box_panels",
+    "composition_plot",
+    "curve_grid",
+    "forest_plot",
+    "gap_plot",
+    "OVERALL_COLOR",
+]

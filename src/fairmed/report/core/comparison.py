@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from fairmed.report.context import ReportContext
-from fairmed.report.plots import box_plot
+from fairmed.report.plots import BoxPanel, box_panels
 from fairmed.report.sections import Section
 from fairmed.report.style import figure_name, ordered_groups
 from fairmed.report.tidy import (
@@ -15,12 +15,13 @@ from fairmed.report.tidy import (
     comparison_keys,
     gap_rows,
     metric_label,
+    metric_short,
     primary_metric,
     run_label,
 )
 from fairmed.schema import OVERALL
 
-X = "configuration"
+STAR_KEY = "**** p<=1e-4, *** p<=1e-3, ** p<=1e-2, * p<=0.1, ns: not significant"
 
 
 def mw_stars(a: np.ndarray, b: np.ndarray) -> str:
@@ -34,13 +35,24 @@ def mw_stars(a: np.ndarray, b: np.ndarray) -> str:
     return stars(p)
 
 
-def _versus_baseline(values: pd.DataFrame) -> dict[str, str]:
-    xs = list(dict.fromkeys(values[X]))
-    base = values.loc[values[X] == xs[0], "value"].to_numpy(dtype=float)
+def _values(rows: pd.DataFrame, keys: list[str], by_group: bool) -> pd.DataFrame:
+    group = rows["group"].astype(str) if by_group else None
+    return pd.DataFrame({"x": run_label(rows, keys), "group": group, "value": rows["value"].to_numpy()})
+
+
+def _between_groups(values: pd.DataFrame, first: str, last: str) -> dict[str, str]:
     marks = {}
-    for x in xs[1:]:
-        marks[x] = mw_stars(base, values.loc[values[X] == x, "value"].to_numpy(dtype=float))
+    for x, sub in values.groupby("x", sort=False):
+        a = sub.loc[sub["group"] == first, "value"].to_numpy(dtype=float)
+        b = sub.loc[sub["group"] == last, "value"].to_numpy(dtype=float)
+        marks[x] = mw_stars(a, b)
     return marks
+
+
+def _versus_baseline(values: pd.DataFrame) -> dict[str, str]:
+    xs = list(dict.fromkeys(values["x"]))
+    base = values.loc[values["x"] == xs[0], "value"].to_numpy(dtype=float)
+    return {x: mw_stars(base, values.loc[values["x"] == x, "value"].to_numpy(dtype=float)) for x in xs[1:]}
 
 
 def comparison_section(ctx: ReportContext, split: SplitResults) -> Section | None:
@@ -48,56 +60,56 @@ def comparison_section(ctx: ReportContext, split: SplitResults) -> Section | Non
     if not keys or "seed" not in split.varying or split.groups.empty:
         return None
     metric = primary_metric(split.groups)
-    label = metric_label(metric)
+    name = metric_short(metric)
+    gaps = gap_rows(split, "difference")
     figures, captions = [], []
-    baseline = None
+    baseline = run_label(split.groups, keys).iloc[0]
     for attribute in dict.fromkeys(split.groups["attribute"].astype(str)):
         rows = split.groups[(split.groups["attribute"] == attribute) & (split.groups["metric"] == metric)]
-        values = rows.assign(**{X: run_label(rows, keys)})[[X, "group", "value"]]
-        baseline = values[X].iloc[0]
+        values = _values(rows, keys, by_group=True)
         groups = ordered_groups(values["group"])
-        fig = box_plot(
-            values, X, ctx.colors, label, f"{metric.upper()} per {attribute} group over seeds", mw_stars
-        )
+        panels = [
+            BoxPanel(
+                values,
+                metric_label(metric),
+                f"{name} per {attribute} group",
+                _between_groups(values, groups[0], groups[-1]),
+            )
+        ]
+        gap = gaps[(gaps["attribute"] == attribute) & (gaps["metric"] == metric)]
+        if not gap.empty:
+            gvalues = _values(gap, keys, by_group=False)
+            panels.append(
+                BoxPanel(
+                    gvalues,
+                    f"{name} gap (max - min across groups)",
+                    f"{name} gap by {attribute}",
+                    _versus_baseline(gvalues),
+                    zero_based=True,
+                )
+            )
+        fig = box_panels(panels, ctx.colors, f"{name} by {attribute} over seeds")
         figures.append(ctx.save(fig, figure_name("box", attribute, metric)))
         captions.append(
-            f"{metric.upper()} per {attribute} group for each configuration, one dot per seed. Stars: "
-            f"Mann-Whitney U test {groups[0]} vs {groups[-1]} over seeds "
-            "(**** p<=1e-4, *** p<=1e-3, ** p<=1e-2, * p<=0.1, ns: not significant)."
+            f"Left: {name} per {attribute} group, one dot per seed; stars: Mann-Whitney U test {groups[0]} vs "
+            f"{groups[-1]} within each configuration."
+            + (
+                f" Right: the {attribute} gap; stars: each configuration vs {baseline}."
+                if len(panels) > 1
+                else ""
+            )
+            + f" ({STAR_KEY}.)"
         )
-        gaps = gap_rows(split, "difference")
-        gaps = gaps[(gaps["attribute"] == attribute) & (gaps["metric"] == metric)]
-        if not gaps.empty:
-            gvalues = gaps.assign(**{X: run_label(gaps, keys)}, group=None)[[X, "group", "value"]]
-            fig = box_plot(
-                gvalues,
-                X,
-                ctx.colors,
-                f"gap in {metric.upper()} (max - min across {attribute} groups)",
-                f"{metric.upper()} gap by {attribute} over seeds",
-                mw_stars,
-                baseline_stars=_versus_baseline(gvalues),
-            )
-            figures.append(ctx.save(fig, figure_name("box", attribute, metric, "gap")))
-            captions.append(
-                f"The {attribute} gap in {metric.upper()} per configuration; stars compare each "
-                f"configuration with {gvalues[X].iloc[0]} (Mann-Whitney U over seeds)."
-            )
     overall = split.overall[split.overall["metric"] == metric]
     if not overall.empty:
-        ovalues = overall.assign(**{X: run_label(overall, keys)}, group=None)[[X, "group", "value"]]
-        fig = box_plot(
-            ovalues,
-            X,
-            ctx.colors,
-            f"{OVERALL} {label}",
-            f"{OVERALL.capitalize()} {metric.upper()} over seeds (the cost of mitigation)",
-            mw_stars,
-            baseline_stars=_versus_baseline(ovalues),
+        ovalues = _values(overall, keys, by_group=False)
+        panel = BoxPanel(
+            ovalues, f"{OVERALL} {metric_label(metric)}", f"{OVERALL} {name}", _versus_baseline(ovalues)
         )
+        fig = box_panels([panel], ctx.colors, f"{OVERALL.capitalize()} {name}: the cost of mitigation")
         figures.append(ctx.save(fig, figure_name("box", OVERALL, metric)))
         captions.append(
-            f"Whole-population {metric.upper()} per configuration; stars compare each with {ovalues[X].iloc[0]}."
+            f"Whole-population {name} per configuration; stars: each configuration vs {baseline}."
         )
     n_seeds = split.groups["seed"].nunique()
     return Section(

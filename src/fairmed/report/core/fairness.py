@@ -46,13 +46,12 @@ def _criterion_rows(gaps: pd.DataFrame, keys: list[str], metrics: tuple[str, ...
 
 
 def verdict(value: float, ci_low: float, ci_high: float, tolerance: float) -> str:
-    """``holds`` / ``fails`` by the gap estimate; ``uncertain`` when the CI straddles the tolerance."""
+    """``holds`` / ``fails`` by the gap estimate; ``uncertain`` when its CI straddles the tolerance."""
     if np.isnan(value):
         return "–"
-    inside = value <= tolerance
     if not np.isnan(ci_low) and not np.isnan(ci_high) and ci_low <= tolerance < ci_high:
-        return f"uncertain ({'holds' if inside else 'fails'} at the estimate)"
-    return "holds" if inside else "fails"
+        return "uncertain"
+    return "holds" if value <= tolerance else "fails"
 
 
 def criteria_table(gaps: pd.DataFrame, split: SplitResults, tolerance: float) -> pd.DataFrame:
@@ -65,19 +64,19 @@ def criteria_table(gaps: pd.DataFrame, split: SplitResults, tolerance: float) ->
         if rows.empty:
             continue
         rows = rows.assign(_run=run_label(rows, keys))
-        # over seeds: mean gap, and the envelope of the seeds' intervals
+        # over seeds: the mean gap and the median seed's interval bounds
         agg = rows.groupby(["attribute", "_run"], sort=False).agg(
-            value=("value", "mean"), ci_low=("ci_low", "min"), ci_high=("ci_high", "max")
+            value=("value", "mean"), ci_low=("ci_low", "median"), ci_high=("ci_high", "median")
         )
         for (attribute, run), r in agg.iterrows():
-            ci = f" [{r.ci_low:.3f}, {r.ci_high:.3f}]" if pd.notna(r.ci_low) else ""
+            ci = f" [{r.ci_low:.2f}, {r.ci_high:.2f}]" if pd.notna(r.ci_low) else ""
             records.append(
                 {
                     "attribute": attribute,
                     "criterion": name,
                     "equal across groups": what,
                     "_run": run,
-                    "cell": f"{verdict(r.value, r.ci_low, r.ci_high, tolerance)}: {r.value:.3f}{ci}",
+                    "cell": f"{verdict(r.value, r.ci_low, r.ci_high, tolerance)} {r.value:.3f}{ci}",
                 }
             )
     if not records:
@@ -116,7 +115,7 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
     figures = [ctx.save(fig, "gaps")]
     table = criteria_table(gaps, split, ctx.tolerance)
     seeds = (
-        " Over seeds, the gap is the mean and the interval the widest of the seeds' intervals."
+        " Over seeds, a cell shows the mean gap and the median of the seeds' interval bounds."
         if "seed" in split.varying
         else ""
     )
