@@ -21,9 +21,9 @@ except PackageNotFoundError:  # running from a source tree without installation
 def __getattr__(name: str):
     # audit lives in fairmed.metrics; import lazily to keep `import fairmed` light
     if name in {"audit", "AuditResult"}:
-        from fairmed.metrics import audit as audit_module
+        import importlib
 
-        return getattr(audit_module, name)
+        return getattr(importlib.import_module("fairmed.metrics.audit"), name)
     raise AttributeError(f"module 'fairmed' has no attribute {name!r}")
 
 

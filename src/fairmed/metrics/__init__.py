@@ -1,1 +1,48 @@
-"""fairmed.metrics."""
+"""fairmed.metrics: per-group metrics, fairness criteria, calibration, bootstrap intervals and
+tests, and the audit (Predictions -> Results). numpy, pandas and scipy only: never torch."""
+
+from fairmed.metrics.audit import AuditResult, SmallGroupWarning, audit
+from fairmed.metrics.calibration import ece, reliability_table
+from fairmed.metrics.criteria import (
+    GAP_FORMS,
+    accuracy_parity_difference,
+    demographic_parity_difference,
+    eodd,
+    eopp0,
+    eopp1,
+    equal_opportunity_difference,
+    equalized_odds_difference,
+    fate,
+    fate_table,
+    gap_values,
+    multiclass_demographic_parity,
+)
+from fairmed.metrics.groups import BINARY_METRICS, binary_metrics, choose_threshold
+from fairmed.metrics.stats import compare_runs, mann_whitney, paired_test, stars
+
+__all__ = [
+    "BINARY_METRICS",
+    "GAP_FORMS",
+    "AuditResult",
+    "SmallGroupWarning",
+    "accuracy_parity_difference",
+    "audit",
+    "binary_metrics",
+    "choose_threshold",
+    "compare_runs",
+    "demographic_parity_difference",
+    "ece",
+    "eodd",
+    "eopp0",
+    "eopp1",
+    "equal_opportunity_difference",
+    "equalized_odds_difference",
+    "fate",
+    "fate_table",
+    "gap_values",
+    "mann_whitney",
+    "multiclass_demographic_parity",
+    "paired_test",
+    "reliability_table",
+    "stars",
+]

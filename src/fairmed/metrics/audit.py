@@ -1,0 +1,504 @@
+"""The audit: Predictions -> Results (per-group metrics, gaps, criteria, bootstrap intervals).
+
+``audit(predictions, attrs=["sex", "fst:12-56"])`` audits every run in the table (grouped by the
+run keys present: study, config, method, seed, split) for every grouping, plus the whole
+population. Results are tidy (see ``docs/audit.md``):
+
+- per-group rows: ``attribute`` = grouping name (``sex``, ``fst``, ``sex*age``), ``group`` = group
+  name, ``metric`` (``auc``, ``tpr``, ...), ``value``, ``ci_low``, ``ci_high``, ``n`` (group size);
+- whole-population rows: attribute = group = ``overall``;
+- gap rows: ``group`` = the gap form (``difference``, ``ratio``, ``worst``, ``std``, ``ser``),
+  ``metric`` = the metric whose gap it is, ``n`` = rows in the grouping;
+- criterion rows: ``group`` = ``criterion``, ``metric`` = ``demographic_parity``,
+  ``accuracy_parity``, ``equal_opportunity``, ``equalized_odds``, ``eopp0``, ``eopp1``, ``eodd``
+  (plus ``*_signed`` for two groups, ``dp_multiclass`` for multi-class tasks).
+
+Intervals come from a stratified bootstrap (resampling within each group, so group sizes are
+fixed) computed for all replicates at once from multinomial counts; gaps and criteria get their
+intervals from the same replicates as the group values.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairmed.data.groups import GroupSpec
+from fairmed.errors import InputError, SpecError
+from fairmed.metrics.calibration import DEFAULT_BINS
+from fairmed.metrics.criteria import CRITERION, gap_values
+from fairmed.metrics.groups import BinaryEngine, choose_threshold
+from fairmed.metrics.regression import ValuesEngine
+from fairmed.metrics.stats import percentile_interval, replicate_chunks, resample_counts
+from fairmed.metrics.validate import (
+    as_binary_labels,
+    as_class_codes,
+    as_codes,
+    as_probabilities,
+    require_columns,
+)
+from fairmed.schema import OVERALL, PROBA_PREFIX, RESULT_COLUMNS, Y_SCORE, Y_TRUE, run_keys_in
+
+THRESHOLD_RULES = ("youden", "f1", "accuracy")
+_PROBA = re.compile(rf"^{re.escape(PROBA_PREFIX)}(\d+)$")
+
+
+class SmallGroupWarning(UserWarning):
+    """A group is too small for its estimates to mean much."""
+
+
+@dataclass
+class AuditResult:
+    """Tidy Results of an audit plus the notes (why a value is NaN) and warnings it raised."""
+
+    frame: pd.DataFrame
+    notes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    warnings: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        return run_keys_in(self.frame.columns)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy Results: run keys + attribute, group, metric, value, ci_low, ci_high, n."""
+        return self.frame.copy()
+
+    def _is_group_row(self) -> pd.Series:
+        attr = self.frame["attribute"]
+        group = self.frame["group"]
+        gap_like = group.isin([*_GAP_GROUPS, CRITERION])
+        return (attr != OVERALL) & ~gap_like
+
+    def by_group(self, wide: bool = True) -> pd.DataFrame:
+        """Per-group values (overall included): wide (one column per metric) or tidy rows."""
+        rows = self.frame[self._is_group_row() | (self.frame["attribute"] == OVERALL)]
+        if not wide:
+            return rows.reset_index(drop=True)
+        index = [*self.keys, "attribute", "group"]
+        table = rows.set_index([*index, "metric"])["value"].unstack("metric")
+        order = rows.drop_duplicates(index).set_index(index).index
+        table = table.reindex(index=order, columns=list(dict.fromkeys(rows["metric"])))
+        table.columns.name = None
+        return table
+
+    def gaps(self) -> pd.DataFrame:
+        """Gap rows (difference, ratio, worst, std, ser) and criterion rows, tidy."""
+        rows = self.frame[
+            self.frame["group"].isin([*_GAP_GROUPS, CRITERION]) & (self.frame["attribute"] != OVERALL)
+        ]
+        return rows.reset_index(drop=True)
+
+    def criteria(self) -> pd.DataFrame:
+        return self.frame[self.frame["group"] == CRITERION].reset_index(drop=True)
+
+    def to_markdown(self, metrics: Sequence[str] | None = None, digits: int = 3) -> str:
+        """A readable summary: per run and grouping, a table of groups x metrics with intervals."""
+        return render_markdown(self, metrics, digits)
+
+
+_GAP_GROUPS = ("difference", "ratio", "worst", "std", "ser")
+
+
+# ------------------------------------------------------------------------------ entry point
+def audit(
+    predictions: pd.DataFrame,
+    attrs: Sequence[str | GroupSpec],
+    label: str = Y_TRUE,
+    score: str = Y_SCORE,
+    threshold: float | str = 0.5,
+    bootstrap: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    intersect: bool = False,
+    min_group_size: int = 30,
+    values: Sequence[str] | None = None,
+    *,
+    pred: str | None = None,
+    task: str = "auto",
+    n_bins: int = DEFAULT_BINS,
+    val_split: str = "val",
+) -> AuditResult:
+    """Audit Predictions: per-group metrics, gaps and criteria with stratified bootstrap CIs.
+
+    - ``attrs``: groupings, as GroupSpecs or their short form (``"sex"``, ``"fst:12-56"``,
+      ``"sex*age:60"``); ``intersect=True`` adds the intersection of all of them.
+    - binary tasks: ``label`` holds 0/1, ``score`` the positive-class probability; decisions are
+      ``score >= threshold``, or the ``pred`` column when given. ``threshold`` may be a rule
+      (``"youden"``, ``"f1"``, ``"accuracy"``) chosen per run on the rows whose ``split`` is
+      ``val_split`` and applied to all splits of that run.
+    - multi-class tasks: probabilities in ``p_0 .. p_{C-1}`` and/or hard decisions in ``pred``.
+    - ``values``: per-sample value columns (``recon_mse``, ``latent_std``, ``elbo``) summarised
+      per group (mean, median, quartiles); with no label/score they are audited alone.
+    - ``bootstrap``: replicates (0: no intervals); ``ci``: interval level; ``seed``: the bootstrap
+      seed (each run and grouping gets its own stream derived from it and the run's keys).
+    - ``min_group_size``: groups smaller than this get a warning line.
+    """
+    if not isinstance(predictions, pd.DataFrame):
+        raise InputError(f"predictions must be a pandas DataFrame, got {type(predictions).__name__}")
+    if bootstrap < 0:
+        raise SpecError(f"bootstrap must be >= 0 replicates, got {bootstrap}")
+    if not 0 < ci < 1:
+        raise SpecError(f"ci must be a level in (0, 1), e.g. 0.95; got {ci}")
+    if n_bins < 1:
+        raise SpecError(f"n_bins must be >= 1, got {n_bins}")
+    if isinstance(threshold, str) and threshold not in THRESHOLD_RULES:
+        raise SpecError(f"threshold {threshold!r}: expected a number or one of {', '.join(THRESHOLD_RULES)}")
+    if len(predictions) == 0:
+        raise InputError("predictions: the table has no rows")
+    specs = _specs(attrs, intersect)
+    data = _prepare(predictions, label, score, pred, values, task)
+    keys = run_keys_in(predictions.columns)
+    thresholds = _thresholds(predictions, data, keys, threshold, val_split)
+    codes = {}
+    for spec in specs:
+        assignment = spec.assign(predictions)
+        codes[spec.name] = as_codes(assignment.groups, len(predictions))
+    frames, notes, lines = [], [], []
+    runs = _runs(predictions, keys)
+    for key_values, positions in runs:
+        run_label = ", ".join(f"{k}={v}" for k, v in zip(keys, key_values))
+        run_seed = zlib.crc32(repr(tuple(map(str, key_values))).encode())
+        thr = thresholds.get(_without_split(keys, key_values), threshold)
+        groupings = [(OVERALL, (np.zeros(len(positions), dtype=np.int64), [OVERALL]))]
+        for spec in specs:
+            all_codes, names = codes[spec.name]
+            groupings.append((spec.name, _present(all_codes[positions], names)))
+        for g_index, (attribute, (run_codes, names)) in enumerate(groupings):
+            where = f" in run {run_label}" if run_label else ""
+            if not names:
+                raise InputError(
+                    f"attribute {attribute!r}: no row{where} falls in any group (all missing or excluded)"
+                )
+            engines = _engines(data, positions, run_codes, names, thr, n_bins)
+            rng = np.random.default_rng(np.random.SeedSequence([seed, run_seed, g_index]))
+            for engine in engines:
+                rows, why = _evaluate(engine, bootstrap, ci, rng)
+                rows["attribute"] = attribute
+                for k, v in zip(keys, key_values):
+                    rows[k] = v
+                frames.append(rows)
+                for group, metric, reason in why:
+                    notes.append((*key_values, attribute, group, metric, reason))
+            if attribute != OVERALL:
+                sizes = np.bincount(run_codes[run_codes >= 0], minlength=len(names))
+                for name, size in zip(names, sizes):
+                    if size < min_group_size:
+                        lines.append(
+                            f"group {name!r} of {attribute}{where} has n={size} < {min_group_size}: "
+                            "its estimates are unreliable"
+                        )
+                for name in _empty_groups(specs, attribute, names):
+                    lines.append(f"group {name!r} of {attribute}{where} has no rows: left out")
+        if isinstance(threshold, str):
+            frames.append(_threshold_row(keys, key_values, thr, len(positions)))
+    for line in lines:
+        warnings.warn(line, SmallGroupWarning, stacklevel=2)
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame[[*keys, *RESULT_COLUMNS]]
+    frame["n"] = frame["n"].astype(np.int64)
+    note_frame = pd.DataFrame(notes, columns=[*keys, "attribute", "group", "metric", "reason"])
+    options = {
+        "attrs": [s.name for s in specs],
+        "label": label,
+        "score": score,
+        "pred": pred,
+        "threshold": threshold,
+        "bootstrap": bootstrap,
+        "ci": ci,
+        "seed": seed,
+        "intersect": intersect,
+        "min_group_size": min_group_size,
+        "values": list(values or []),
+        "task": data["task"],
+        "n_bins": n_bins,
+    }
+    return AuditResult(frame=frame, notes=note_frame, warnings=lines, options=options)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _specs(attrs, intersect: bool) -> list[GroupSpec]:
+    if isinstance(attrs, (str, GroupSpec)):
+        attrs = [attrs]
+    specs = [a if isinstance(a, GroupSpec) else GroupSpec.parse(str(a)) for a in attrs]
+    if not specs:
+        raise SpecError("audit needs at least one attribute (e.g. attrs=['sex'])")
+    if intersect and len(specs) >= 2:
+        specs.append(GroupSpec.intersection(*specs))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names) or OVERALL in names:
+        raise SpecError(f"attribute names must be distinct and not {OVERALL!r}: {names}")
+    return specs
+
+
+def _proba_columns(frame: pd.DataFrame) -> list[str]:
+    found = sorted((int(m.group(1)), c) for c in map(str, frame.columns) if (m := _PROBA.match(c)))
+    if not found:
+        return []
+    ks = [k for k, _ in found]
+    if ks != list(range(len(ks))):
+        raise InputError(
+            f"predictions: probability columns must be {PROBA_PREFIX}0 .. {PROBA_PREFIX}{{C-1}} without gaps, "
+            f"got {', '.join(c for _, c in found)}"
+        )
+    return [c for _, c in found]
+
+
+def _prepare(frame, label, score, pred, values, task) -> dict[str, Any]:
+    """Validate the columns once for the whole table; arrays for the engines."""
+    values = list(values or [])
+    require_columns(frame, values)
+    out: dict[str, Any] = {"values": {v: as_probabilities(frame[v], v, bounded=False) for v in values}}
+    proba_cols = _proba_columns(frame)
+    if pred is not None:
+        require_columns(frame, [pred])
+    has_score = score in frame.columns
+    if task == "auto":
+        if has_score:
+            task = "binary"
+        elif proba_cols:
+            task = "multiclass"
+        elif pred is not None and label in frame.columns:
+            labels = pd.to_numeric(frame[label], errors="coerce")
+            task = "binary" if labels.isin([0, 1]).all() else "multiclass"
+        elif values:
+            task = "values"
+        else:
+            require_columns(frame, [label, score])
+    out["task"] = task
+    if task == "values":
+        return out
+    require_columns(frame, [label])
+    if task == "binary":
+        if pred is None:
+            require_columns(frame, [score])
+        out["y"] = as_binary_labels(frame[label], label)
+        out["s"] = as_probabilities(frame[score], score) if has_score else None
+        out["pred"] = None if pred is None else as_binary_labels(frame[pred], pred)
+    elif task == "multiclass":
+        if not proba_cols and pred is None:
+            raise InputError(
+                f"predictions: multi-class audit needs probability columns {PROBA_PREFIX}0.. or a decision column (pred=)"
+            )
+        n_classes = len(proba_cols) or None
+        out["y"] = as_class_codes(frame[label], n_classes, label)
+        out["proba"] = (
+            np.column_stack([as_probabilities(frame[c], c) for c in proba_cols]) if proba_cols else None
+        )
+        out["pred"] = None if pred is None else as_class_codes(frame[pred], n_classes, pred)
+        if n_classes is None:
+            n_classes = int(max(out["y"].max(), out["pred"].max()) + 1)
+        out["n_classes"] = n_classes
+    else:
+        raise SpecError(f"task {task!r}: expected 'auto', 'binary', 'multiclass' or 'values'")
+    return out
+
+
+def _runs(frame: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, np.ndarray]]:
+    if not keys:
+        return [((), np.arange(len(frame)))]
+    grouped = frame.groupby(keys, sort=False, dropna=False).indices
+    return [((k,) if len(keys) == 1 else tuple(k), np.asarray(v)) for k, v in grouped.items()]
+
+
+def _without_split(keys: list[str], key_values: tuple) -> tuple:
+    return tuple(v for k, v in zip(keys, key_values) if k != "split")
+
+
+def _thresholds(frame, data, keys, threshold, val_split) -> dict[tuple, float]:
+    """Per run (ignoring the split key): the threshold chosen on the validation rows."""
+    if not isinstance(threshold, str):
+        return {}
+    if data["task"] != "binary" or data.get("s") is None:
+        raise SpecError(f"threshold={threshold!r} needs a binary task with scores")
+    if "split" not in frame.columns:
+        raise InputError(
+            f"threshold={threshold!r} is chosen on validation rows, but there is no 'split' column"
+        )
+    others = [k for k in keys if k != "split"]
+    is_val = (frame["split"].astype(str) == val_split).to_numpy()
+    out = {}
+    for key_values, positions in _runs(frame, others):
+        rows = positions[is_val[positions]]
+        if len(rows) == 0:
+            where = ", ".join(f"{k}={v}" for k, v in zip(others, key_values)) or "the table"
+            raise InputError(f"threshold={threshold!r}: no rows with split={val_split!r} for {where}")
+        out[tuple(key_values)] = choose_threshold(data["y"][rows], data["s"][rows], threshold)
+    return out
+
+
+def _threshold_row(keys, key_values, thr, n) -> pd.DataFrame:
+    row = {k: [v] for k, v in zip(keys, key_values)}
+    row.update(
+        attribute=[OVERALL],
+        group=[OVERALL],
+        metric=["threshold"],
+        value=[thr],
+        ci_low=[thr],
+        ci_high=[thr],
+        n=[n],
+    )
+    return pd.DataFrame(row)
+
+
+def _present(codes: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    counts = np.bincount(codes[codes >= 0], minlength=len(names))
+    keep = np.flatnonzero(counts > 0)
+    remap = np.full(len(names) + 1, -1, dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    return remap[codes], [names[i] for i in keep]
+
+
+def _empty_groups(specs: list[GroupSpec], attribute: str, present: list[str]) -> list[str]:
+    for spec in specs:
+        if spec.name == attribute:
+            known = spec.group_names() or []
+            return [g for g in known if g not in present]
+    return []
+
+
+def _engines(data, positions, codes, names, threshold, n_bins) -> list:
+    engines = []
+    task = data["task"]
+    if task == "binary":
+        s = None if data["s"] is None else data["s"][positions]
+        pred = (s >= threshold).astype(np.int64) if data["pred"] is None else data["pred"][positions]
+        engines.append(BinaryEngine(data["y"][positions], pred, codes, names, s, n_bins))
+    elif task == "multiclass":
+        from fairmed.metrics.multiclass import MulticlassEngine
+
+        proba = None if data["proba"] is None else data["proba"][positions]
+        pred = None if data["pred"] is None else data["pred"][positions]
+        engines.append(MulticlassEngine(data["y"][positions], codes, names, data["n_classes"], proba, pred))
+    if data["values"]:
+        engines.append(ValuesEngine({k: v[positions] for k, v in data["values"].items()}, codes, names))
+    return engines
+
+
+def _evaluate(engine, bootstrap: int, ci: float, rng: np.random.Generator):
+    """Point values and bootstrap intervals of one engine -> (tidy rows without run keys, notes)."""
+    bounds = engine.bounds
+    n_total = int(bounds[-1])
+    point, crit = engine.evaluate(np.ones((1, n_total)))
+    point = {k: v[0] for k, v in point.items()}
+    crit = {k: v[0] for k, v in crit.items()}
+    multi = len(engine.groups) >= 2
+    gaps = {m: gap_values(v, m) for m, v in point.items() if m != "n"} if multi else {}
+    if bootstrap > 0:
+        reps = {k: np.empty((bootstrap, len(engine.groups))) for k in point}
+        crit_reps = {k: np.empty(bootstrap) for k in crit}
+        for start, stop in replicate_chunks(bootstrap, n_total):
+            weights = resample_counts(bounds, stop - start, rng)
+            values, c = engine.evaluate(weights)
+            for k in reps:
+                reps[k][start:stop] = values[k]
+            for k in crit_reps:
+                crit_reps[k][start:stop] = c[k]
+        ci_group = {k: percentile_interval(v, ci) for k, v in reps.items()}
+        ci_crit = {k: percentile_interval(v, ci) for k, v in crit_reps.items()}
+        ci_gap = {m: {f: percentile_interval(r, ci) for f, r in gap_values(reps[m], m).items()} for m in gaps}
+    sizes = np.diff(bounds).astype(np.int64)
+    cols: dict[str, list] = {c: [] for c in ("group", "metric", "value", "ci_low", "ci_high", "n")}
+
+    def add(group, metric, value, lo, hi, n):
+        cols["group"].extend(group)
+        cols["metric"].extend(metric)
+        cols["value"].extend(np.asarray(value, dtype=float).ravel())
+        cols["ci_low"].extend(np.asarray(lo, dtype=float).ravel())
+        cols["ci_high"].extend(np.asarray(hi, dtype=float).ravel())
+        cols["n"].extend(n)
+
+    nan_g = np.full(len(engine.groups), np.nan)
+    for m, v in point.items():
+        lo, hi = ci_group[m] if bootstrap > 0 else (nan_g, nan_g)
+        add(engine.groups, [m] * len(v), v, lo, hi, sizes)
+    for m, forms in gaps.items():
+        for form, value in forms.items():
+            lo, hi = ci_gap[m][form] if bootstrap > 0 else (np.nan, np.nan)
+            add([form], [m], [value], [lo], [hi], [n_total])
+    for m, value in crit.items():
+        lo, hi = ci_crit[m] if bootstrap > 0 else (np.nan, np.nan)
+        add([CRITERION], [m], [value], [lo], [hi], [n_total])
+    return pd.DataFrame(cols), engine.reasons(point)
+
+
+# ------------------------------------------------------------------------------ markdown
+DEFAULT_SHOWN = (
+    "auc",
+    "accuracy",
+    "tpr",
+    "fpr",
+    "ppv",
+    "selection_rate",
+    "ece",
+    "accuracy",
+    "f1_macro",
+    "auc_ovr",
+)
+
+
+def _fmt(value: float, lo: float, hi: float, digits: int) -> str:
+    if np.isnan(value):
+        return "NaN"
+    text = f"{value:.{digits}f}"
+    if not (np.isnan(lo) or np.isnan(hi)):
+        text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return text
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(result: AuditResult, metrics: Sequence[str] | None, digits: int) -> str:
+    frame = result.frame
+    keys = result.keys
+    present = list(dict.fromkeys(frame["metric"]))
+    if metrics is None:
+        shown = [m for m in dict.fromkeys(DEFAULT_SHOWN) if m in present]
+        shown += [m for m in present if m.endswith(("_mean", "_median"))]
+        shown = shown or [m for m in present if m not in {"n", "threshold"}][:6]
+    else:
+        shown = [m for m in metrics if m in present]
+    out = []
+    runs = frame.groupby(keys, sort=False, dropna=False) if keys else [((), frame)]
+    for key_values, run in runs:
+        if keys:
+            kv = key_values if isinstance(key_values, tuple) else (key_values,)
+            out.append("### " + ", ".join(f"{k}={v}" for k, v in zip(keys, kv)))
+        for attribute, rows in run.groupby("attribute", sort=False):
+            groups = [g for g in dict.fromkeys(rows["group"]) if g != CRITERION]
+            table = []
+            for group in groups:
+                sub = rows[rows["group"] == group].set_index("metric")
+                n = sub["n"].iloc[0] if len(sub) else 0
+                cells = [str(group), str(int(n)) if group not in _GAP_GROUPS else ""]
+                for m in shown:
+                    if m in sub.index:
+                        r = sub.loc[m]
+                        cells.append(_fmt(r["value"], r["ci_low"], r["ci_high"], digits))
+                    else:
+                        cells.append("")
+                if group in _GAP_GROUPS and group not in ("difference", "ratio"):
+                    continue
+                table.append(cells)
+            out.append(f"**{attribute}**\n\n" + _md_table(["group", "n", *shown], table))
+            crit = rows[rows["group"] == CRITERION]
+            if not crit.empty:
+                crows = [
+                    [m, _fmt(v, lo, hi, digits)]
+                    for m, v, lo, hi in crit[["metric", "value", "ci_low", "ci_high"]].itertuples(index=False)
+                ]
+                out.append(_md_table(["criterion", f"{attribute}: value [CI]"], crows))
+    if result.warnings:
+        out.append("\n".join(f"warning: {w}" for w in result.warnings))
+    return "\n\n".join(out) + "\n"

@@ -1,0 +1,381 @@
+"""Per-group binary metrics from weighted sums, vectorized over groups and bootstrap replicates.
+
+Every binary metric of the audit is a function of a few weighted sums per group (counts of
+positives, predicted positives, true positives, the summed cross-entropy and squared error, the
+per-bin calibration gap) plus one bilinear term for the AUC. With sample weights ``W`` of shape
+(replicates, samples) the sums are one matrix product per group, so the point estimate
+(``W = 1``) and any number of bootstrap replicates (``W`` = multinomial counts) share one code
+path and no Python loop runs over samples or replicates.
+
+Layout: samples are sorted once by group, then label (negatives first), then score. The AUC of
+group g is then ``sum_pos w_i * (W_neg below s_i + W_neg tied with s_i / 2) / (P * N)``, the
+weighted Mann-Whitney statistic: a cumulative sum over the group's negatives and one gather at
+precomputed positions (``searchsorted``), exactly the rank formula with mid-ranks for ties.
+
+Zero division: a rate whose denominator is empty in a group (TPR without positives, PPV without
+predicted positives, AUC with a single class) is NaN and the reason is recorded by the audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fairmed.metrics.calibration import DEFAULT_BINS, bin_index
+
+BINARY_METRICS: tuple[str, ...] = (
+    "n",
+    "prevalence",
+    "auc",
+    "accuracy",
+    "balanced_accuracy",
+    "ppv",
+    "npv",
+    "tpr",
+    "tnr",
+    "fpr",
+    "fnr",
+    "f1",
+    "selection_rate",
+    "bce",
+    "ece",
+    "brier",
+)
+# metrics that need scores (probabilities), not only hard decisions
+SCORE_METRICS = frozenset({"auc", "bce", "ece", "brier"})
+
+# True: higher is better; False: lower is better; None: neither (a description, not a quality)
+DIRECTION: dict[str, bool | None] = {
+    "n": None,
+    "prevalence": None,
+    "selection_rate": None,
+    "auc": True,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "ppv": True,
+    "npv": True,
+    "tpr": True,
+    "tnr": True,
+    "f1": True,
+    "fpr": False,
+    "fnr": False,
+    "bce": False,
+    "ece": False,
+    "brier": False,
+    # multi-class
+    "precision_macro": True,
+    "recall_macro": True,
+    "f1_macro": True,
+    "auc_ovr": True,
+    # regression-style values
+    "recon_mse": False,
+    "elbo": False,
+    "latent_std": None,
+}
+# metrics whose range is [0, 1], so that an error rate 1 - m is meaningful for SER
+BOUNDED = frozenset(BINARY_METRICS) - {"n", "bce"} | {
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "auc_ovr",
+}
+
+EPS = float(np.finfo(np.float64).eps)
+
+# feature columns of the layout (after them: one calibration-gap column per ECE bin)
+_ONE, _Y, _PRED, _TP, _BCE, _BRIER, _FIRST_BIN = range(7)
+
+
+def direction(metric: str) -> bool | None:
+    """Whether higher values of ``metric`` are better (None: neither), by name or name prefix."""
+    if metric in DIRECTION:
+        return DIRECTION[metric]
+    for name in sorted(DIRECTION, key=len, reverse=True):
+        if metric.startswith(name + "_"):
+            return DIRECTION[name]
+    return None
+
+
+def cross_entropy_terms(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Per-sample binary cross-entropy (nats), scores clipped to [eps, 1 - eps] like scikit-learn."""
+    p = np.clip(s, EPS, 1 - EPS)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
+@dataclass
+class BinaryLayout:
+    """One grouping's samples sorted by (group, label, score), with the sums' feature matrix."""
+
+    groups: list[str]
+    bounds: np.ndarray  # (G+1,) offsets of each group in the sorted order
+    n_neg: np.ndarray  # (G,) negatives per group (they come first within the group)
+    features: np.ndarray  # (n, 6 + n_bins) float64
+    klo: list[np.ndarray]  # per group: for each positive, negatives scoring strictly lower
+    khi: list[np.ndarray]  # per group: for each positive, negatives scoring lower or equal
+    ties: bool
+    n_bins: int
+    has_scores: bool
+    order: np.ndarray  # sorted position -> input position
+    _f32: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.bounds[-1])
+
+    def features_as(self, dtype) -> np.ndarray:
+        if np.dtype(dtype) == np.float64:
+            return self.features
+        if self._f32 is None:
+            self._f32 = self.features.astype(np.float32)
+        return self._f32
+
+
+def layout_binary(
+    y: np.ndarray,
+    pred: np.ndarray,
+    codes: np.ndarray,
+    groups: Sequence[str],
+    scores: np.ndarray | None = None,
+    n_bins: int = DEFAULT_BINS,
+) -> BinaryLayout:
+    """Sort samples once and build the per-sample features of all binary metrics.
+
+    ``codes`` are group codes 0..G-1 (negative: row not in any group); every group must be
+    non-empty. ``scores`` may be None when only hard decisions are known (no AUC/BCE/ECE/Brier).
+    """
+    keep = codes >= 0
+    idx = np.flatnonzero(keep)
+    y = np.asarray(y, dtype=np.int64)[idx]
+    pred = np.asarray(pred, dtype=np.int64)[idx]
+    c = np.asarray(codes, dtype=np.int64)[idx]
+    s = np.zeros(len(idx)) if scores is None else np.asarray(scores, dtype=np.float64)[idx]
+    # sort by score (ties by decision), then stably by (group, label): a radix sort on small ints
+    first = np.lexsort((pred, s))
+    key = (c * 2 + y)[first]
+    order_local = first[np.argsort(key, kind="stable")]
+    y, pred, c, s = y[order_local], pred[order_local], c[order_local], s[order_local]
+    n_groups = len(groups)
+    bounds = np.searchsorted(c, np.arange(n_groups + 1), side="left")
+    n_neg = np.bincount(c[y == 0], minlength=n_groups)
+    feats = np.zeros((len(y), _FIRST_BIN + n_bins))
+    feats[:, _ONE] = 1.0
+    feats[:, _Y] = y
+    feats[:, _PRED] = pred
+    feats[:, _TP] = y * pred
+    if scores is not None:
+        feats[:, _BCE] = cross_entropy_terms(y, s)
+        feats[:, _BRIER] = (s - y) ** 2
+        feats[np.arange(len(y)), _FIRST_BIN + bin_index(s, n_bins)] = s - y
+    klo, khi, ties = [], [], False
+    for g in range(n_groups):
+        a, b = bounds[g], bounds[g + 1]
+        neg, pos = s[a : a + n_neg[g]], s[a + n_neg[g] : b]
+        lo = np.searchsorted(neg, pos, side="left")
+        hi = np.searchsorted(neg, pos, side="right")
+        ties = ties or bool((lo != hi).any())
+        klo.append(lo)
+        khi.append(hi)
+    return BinaryLayout(
+        groups=list(groups),
+        bounds=bounds,
+        n_neg=n_neg,
+        features=feats,
+        klo=klo,
+        khi=khi,
+        ties=ties,
+        n_bins=n_bins,
+        has_scores=scores is not None,
+        order=idx[order_local],
+    )
+
+
+def weighted_sums(layout: BinaryLayout, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group feature sums (R, G, F) and AUC numerators (R, G) for sample weights (R, n).
+
+    ``weights`` are in the layout's sorted order. One BLAS product per group; the AUC term is a
+    cumulative sum over the group's negatives gathered at each positive's rank.
+    """
+    n_rep = weights.shape[0]
+    n_groups = len(layout.groups)
+    feats = layout.features_as(weights.dtype)
+    sums = np.empty((n_rep, n_groups, feats.shape[1]), dtype=np.float64)
+    auc_num = np.zeros((n_rep, n_groups), dtype=np.float64)
+    for g in range(n_groups):
+        a, b = int(layout.bounds[g]), int(layout.bounds[g + 1])
+        wg = weights[:, a:b]
+        sums[:, g] = wg @ feats[a:b]
+        if not layout.has_scores:
+            continue
+        n0 = int(layout.n_neg[g])
+        if n0 == 0 or n0 == b - a:
+            continue
+        cneg = np.zeros((n_rep, n0 + 1), dtype=np.float64)
+        np.cumsum(wg[:, :n0], axis=1, out=cneg[:, 1:])
+        below = cneg[:, layout.klo[g]]
+        if layout.ties:
+            below += cneg[:, layout.khi[g]]
+            below *= 0.5
+        auc_num[:, g] = np.einsum("ij,ij->i", wg[:, n0:], below)
+    return sums, auc_num
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def metrics_from_sums(
+    sums: np.ndarray, auc_num: np.ndarray, has_scores: bool = True
+) -> dict[str, np.ndarray]:
+    """All binary metrics (arrays shaped like ``auc_num``) from :func:`weighted_sums`."""
+    n = sums[..., _ONE]
+    pos = sums[..., _Y]
+    pp = sums[..., _PRED]
+    tp = sums[..., _TP]
+    neg = n - pos
+    fp = pp - tp
+    fn = pos - tp
+    tn = neg - fp
+    tpr = _div(tp, pos)
+    tnr = _div(tn, neg)
+    out = {
+        "n": n,
+        "prevalence": _div(pos, n),
+        "accuracy": _div(tp + tn, n),
+        "balanced_accuracy": (tpr + tnr) / 2,
+        "ppv": _div(tp, pp),
+        "npv": _div(tn, n - pp),
+        "tpr": tpr,
+        "tnr": tnr,
+        "fpr": _div(fp, neg),
+        "fnr": _div(fn, pos),
+        "f1": _div(2 * tp, 2 * tp + fp + fn),
+        "selection_rate": _div(pp, n),
+    }
+    if has_scores:
+        out["auc"] = _div(auc_num, pos * neg)
+        out["bce"] = _div(sums[..., _BCE], n)
+        out["brier"] = _div(sums[..., _BRIER], n)
+        out["ece"] = _div(np.abs(sums[..., _FIRST_BIN:]).sum(-1), n)
+    return {m: out[m] for m in BINARY_METRICS if m in out}
+
+
+def point_metrics(layout: BinaryLayout) -> dict[str, np.ndarray]:
+    """Per-group metrics of the data as they are: arrays of shape (G,)."""
+    sums, auc_num = weighted_sums(layout, np.ones((1, layout.n)))
+    return {k: v[0] for k, v in metrics_from_sums(sums, auc_num, layout.has_scores).items()}
+
+
+def undefined_reasons(values: dict[str, np.ndarray], groups: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(group, metric, reason) for each NaN point estimate: why the metric is undefined there."""
+    n = values["n"]
+    pos = values["prevalence"] * n
+    pp = values["selection_rate"] * n
+    reasons = []
+    for g, name in enumerate(groups):
+        why = {}
+        if pos[g] == 0:
+            why.update(dict.fromkeys(("tpr", "fnr"), "no positive samples in the group"))
+            why["auc"] = "only negatives in the group: AUC needs both classes"
+        if pos[g] == n[g]:
+            why.update(dict.fromkeys(("tnr", "fpr"), "no negative samples in the group"))
+            why["auc"] = "only positives in the group: AUC needs both classes"
+        if pp[g] == 0:
+            why["ppv"] = "no predicted positives in the group"
+        if pp[g] == n[g]:
+            why["npv"] = "no predicted negatives in the group"
+        for metric, arr in values.items():
+            if np.isnan(arr[g]):
+                reasons.append((name, metric, why.get(metric, "undefined (zero denominator)")))
+    return reasons
+
+
+def choose_threshold(y_true, y_score, rule: str = "youden") -> float:
+    """A decision threshold chosen on validation data (decisions are ``score >= threshold``).
+
+    ``youden``: maximise TPR - FPR; ``f1``: maximise F1; ``accuracy``: maximise accuracy.
+    Vectorized over all candidate thresholds (the distinct scores) with one sort.
+    """
+    y = np.asarray(y_true, dtype=float)
+    s = np.asarray(y_score, dtype=float)
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # end of each tie block
+    tp = np.cumsum(y)[last]
+    fp = np.cumsum(1 - y)[last]
+    pos, neg = y.sum(), len(y) - y.sum()
+    if rule == "youden":
+        gain = _div(tp, np.full_like(tp, pos)) - _div(fp, np.full_like(fp, neg))
+    elif rule == "f1":
+        gain = _div(2 * tp, tp + fp + pos)
+    elif rule == "accuracy":
+        gain = (tp + (neg - fp)) / len(y)
+    else:
+        raise ValueError(f"threshold rule {rule!r}: expected 'youden', 'f1' or 'accuracy'")
+    if len(gain) == 0 or np.all(np.isnan(gain)):
+        return 0.5
+    return float(s[last][int(np.nanargmax(gain))])
+
+
+def binary_metrics(
+    y_true,
+    y_score=None,
+    groups=None,
+    threshold: float = 0.5,
+    y_pred=None,
+    n_bins: int = DEFAULT_BINS,
+) -> pd.DataFrame:
+    """All binary metrics per group as a table (rows: groups, columns: metrics); no CIs.
+
+    The plain-function entry point (like fairlearn's ``MetricFrame(...).by_group``): decisions
+    are ``y_pred`` when given, else ``y_score >= threshold``. ``groups=None`` gives one row.
+    """
+    from fairmed.metrics.validate import as_binary_labels, as_codes, as_probabilities, check_lengths
+
+    check_lengths(y_true=y_true, y_score=y_score, y_pred=y_pred, groups=groups)
+    y = as_binary_labels(y_true)
+    s = None if y_score is None else as_probabilities(y_score)
+    if y_pred is None:
+        if s is None:
+            raise ValueError("binary_metrics needs y_score or y_pred")
+        pred = (s >= threshold).astype(np.int64)
+    else:
+        pred = as_binary_labels(y_pred, name="y_pred")
+    codes, names = as_codes(groups, len(y))
+    layout = layout_binary(y, pred, codes, names, s, n_bins)
+    values = point_metrics(layout)
+    frame = pd.DataFrame(values, index=pd.Index(names, name="group"))
+    frame["n"] = frame["n"].astype(np.int64)
+    return frame
+
+
+class BinaryEngine:
+    """The audit's binary engine: per-group metrics and criteria for sample weights (R, n)."""
+
+    kind = "binary"
+
+    def __init__(self, y, pred, codes, groups, scores=None, n_bins: int = DEFAULT_BINS):
+        self.layout = layout_binary(y, pred, codes, groups, scores, n_bins)
+
+    @property
+    def groups(self) -> list[str]:
+        return self.layout.groups
+
+    @property
+    def bounds(self) -> np.ndarray:
+        return self.layout.bounds
+
+    def evaluate(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        from fairmed.metrics.criteria import binary_criteria
+
+        sums, auc_num = weighted_sums(self.layout, weights)
+        values = metrics_from_sums(sums, auc_num, self.layout.has_scores)
+        crit = binary_criteria(values) if len(self.groups) >= 2 else {}
+        return values, crit
+
+    def reasons(self, point: dict[str, np.ndarray]) -> list[tuple[str, str, str]]:
+        return undefined_reasons(point, self.groups)
