@@ -99,9 +99,11 @@ class AuditResult:
     def criteria(self) -> pd.DataFrame:
         return self.frame[self.frame["group"] == CRITERION].reset_index(drop=True)
 
-    def to_markdown(self, metrics: Sequence[str] | None = None, digits: int = 3) -> str:
+    def to_markdown(
+        self, metrics: Sequence[str] | None = None, digits: int = 3, with_warnings: bool = True
+    ) -> str:
         """A readable summary: per run and grouping, a table of groups x metrics with intervals."""
-        return render_markdown(self, metrics, digits)
+        return render_markdown(self, metrics, digits, with_warnings)
 
 
 _GAP_GROUPS = ("difference", "ratio", "worst", "std", "ser")
@@ -459,7 +461,9 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(result: AuditResult, metrics: Sequence[str] | None, digits: int) -> str:
+def render_markdown(
+    result: AuditResult, metrics: Sequence[str] | None, digits: int = 3, with_warnings: bool = True
+) -> str:
     frame = result.frame
     keys = result.keys
     present = list(dict.fromkeys(frame["metric"]))
@@ -499,6 +503,6 @@ def render_markdown(result: AuditResult, metrics: Sequence[str] | None, digits: 
                     for m, v, lo, hi in crit[["metric", "value", "ci_low", "ci_high"]].itertuples(index=False)
                 ]
                 out.append(_md_table(["criterion", f"{attribute}: value [CI]"], crows))
-    if result.warnings:
+    if with_warnings and result.warnings:
         out.append("\n".join(f"warning: {w}" for w in result.warnings))
     return "\n\n".join(out) + "\n"

@@ -212,13 +212,16 @@ def weighted_sums(layout: BinaryLayout, weights: np.ndarray) -> tuple[np.ndarray
         n0 = int(layout.n_neg[g])
         if n0 == 0 or n0 == b - a:
             continue
-        cneg = np.zeros((n_rep, n0 + 1), dtype=np.float64)
-        np.cumsum(wg[:, :n0], axis=1, out=cneg[:, 1:])
+        # counts are small integers: float32 cumulative sums are exact below 2**24 per group
+        acc = weights.dtype if n0 < (1 << 24) else np.float64
+        cneg = np.zeros((n_rep, n0 + 1), dtype=acc)
+        np.cumsum(wg[:, :n0], axis=1, out=cneg[:, 1:], dtype=acc)
         below = cneg[:, layout.klo[g]]
         if layout.ties:
             below += cneg[:, layout.khi[g]]
             below *= 0.5
-        auc_num[:, g] = np.einsum("ij,ij->i", wg[:, n0:], below)
+        below *= wg[:, n0:]
+        auc_num[:, g] = below.sum(1, dtype=np.float64)  # pairwise summation
     return sums, auc_num
 
 
