@@ -1,0 +1,144 @@
+"""Shared checks of the table readers: every bad input is one line naming file, column and row."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairmed.data.groups import is_missing
+from fairmed.data.images import check_relative_paths
+from fairmed.errors import DataError
+from fairmed.io import read_table
+
+SEX_WORDS = {"female": "female", "f": "female", "woman": "female", "male": "male", "m": "male", "man": "male"}
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV/Parquet table with one-line errors; empty files are an error too."""
+    df = read_table(path)
+    if df.empty:
+        raise DataError(f"{path}: the table has no rows")
+    return df
+
+
+def require(df: pd.DataFrame, columns: Sequence[str], file: Path | str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        have = ", ".join(map(str, df.columns))
+        raise DataError(f"{file}: missing column {missing[0]!r} (have: {have})")
+
+
+def fail(file: Path | str, column: str, bad: np.ndarray, values: pd.Series, expected: str) -> DataError:
+    """The error for rows where ``bad`` holds: first row, its value, how many more."""
+    rows = np.flatnonzero(bad)
+    r = int(rows[0])
+    more = f" ({len(rows)} bad rows)" if len(rows) > 1 else ""
+    return DataError(
+        f"{file}: column {column!r} row {r}: bad value {values.iloc[r]!r}, expected {expected}{more}"
+    )
+
+
+def check_unique(df: pd.DataFrame, column: str, file: Path | str) -> None:
+    col = df[column]
+    empty = (col.isna() | (col.astype("string").str.strip() == "")).fillna(True).to_numpy(dtype=bool)
+    if empty.any():
+        raise DataError(f"{file}: column {column!r} row {int(np.flatnonzero(empty)[0])}: empty id")
+    dup = col.duplicated(keep="first").to_numpy()
+    if dup.any():
+        r = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero((col == col.iloc[r]).to_numpy())[0])
+        raise DataError(
+            f"{file}: column {column!r} row {r}: duplicate id {col.iloc[r]!r} (first at row {first};"
+            f" {int(dup.sum())} duplicate(s))"
+        )
+
+
+def parse_fst(values: pd.Series, file: Path | str, column: str) -> pd.Series:
+    """Fitzpatrick type 1-6; -1, empty or 'unknown' = missing (NA)."""
+    missing = is_missing(values)
+    num = pd.to_numeric(values, errors="coerce")
+    bad = ~missing & ~num.isin([1, 2, 3, 4, 5, 6]).to_numpy()
+    if bad.any():
+        raise fail(file, column, bad, values, "a Fitzpatrick type 1-6 (or -1/empty for missing)")
+    return num.where(~missing).astype("Int64")
+
+
+def parse_sex(values: pd.Series, file: Path | str, column: str) -> pd.Series:
+    missing = is_missing(values)
+    text = values.astype("string").str.strip().str.lower().map(SEX_WORDS)
+    bad = ~missing & text.isna().to_numpy()
+    if bad.any():
+        raise fail(file, column, bad, values, "'female'/'male' (or F/M, empty/unknown for missing)")
+    return pd.Series(np.where(missing, None, text.astype(object)), index=values.index, dtype=object)
+
+
+def parse_age(values: pd.Series, file: Path | str, column: str) -> pd.Series:
+    missing = is_missing(values)
+    num = pd.to_numeric(values, errors="coerce")
+    bad = ~missing & (num.isna() | (num < 0) | (num > 125)).to_numpy()
+    if bad.any():
+        raise fail(file, column, bad, values, "an age in years 0-125 (or empty)")
+    return num.where(~missing).astype(float)
+
+
+def encode_labels(
+    values: pd.Series, file: Path | str, column: str, classes: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Text labels -> codes in the order of ``classes`` (default: sorted distinct values)."""
+    text = values.astype("string").str.strip()
+    missing = text.isna() | (text == "")
+    if missing.any():
+        raise fail(file, column, missing.to_numpy(), values, "a label (empty labels are not allowed)")
+    if classes is None:
+        classes = sorted(pd.unique(text).tolist())
+    lookup = {str(c).strip().lower(): k for k, c in enumerate(classes)}
+    codes = text.str.lower().map(lookup)
+    bad = codes.isna().to_numpy()
+    if bad.any():
+        raise fail(file, column, bad, values, f"one of {list(classes)}")
+    return codes.to_numpy(dtype=np.int64), [str(c) for c in classes]
+
+
+def existing(root: Path, rel_paths: pd.Series) -> np.ndarray:
+    """Which ``root/path`` files exist (one stat per file)."""
+    base = str(root)
+    return np.fromiter(
+        (os.path.isfile(os.path.join(base, p)) for p in rel_paths.astype(str)), bool, len(rel_paths)
+    )
+
+
+def check_images(
+    table: pd.DataFrame,
+    root: Path,
+    file: Path | str,
+    id_column: str,
+    path_column: str = "path",
+    on_missing: str = "error",
+) -> tuple[pd.DataFrame, int]:
+    """Refuse paths outside ``root``; a missing image is an error or is dropped (and counted)."""
+    check_relative_paths(table[path_column], str(file), path_column)
+    if not root.is_dir():
+        raise DataError(f"{file}: image folder {root} not found")
+    found = existing(root, table[path_column])
+    if found.all():
+        return table, 0
+    if on_missing == "drop":
+        return table[found].reset_index(drop=True), int((~found).sum())
+    r = int(np.flatnonzero(~found)[0])
+    raise DataError(
+        f"{file}: column {path_column!r} row {r}: image {table[path_column].iloc[r]!r} of id"
+        f" {table[id_column].iloc[r]!r} not found under {root} ({int((~found).sum())} missing;"
+        " set missing_images: drop to skip them)"
+    )
+
+
+def resolve(path: Path | None, base_dir: Path | None) -> Path | None:
+    """Spec paths are relative to the spec file's folder when one is given."""
+    if path is None:
+        return None
+    path = Path(os.path.expanduser(str(path)))
+    return path if path.is_absolute() or base_dir is None else base_dir / path
