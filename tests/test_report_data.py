@@ -62,7 +62,7 @@ def make_predictions(n: int = 500, seed: int = 0, methods=METHODS, seeds=SEEDS) 
 def make_results(predictions: pd.DataFrame, bootstrap: int = 200) -> pd.DataFrame:
     from fairmed.metrics import audit
 
-    return audit(predictions, attrs=ATTRS, bootstrap=bootstrap, seed=0).to_frame()
+    return audit(predictions, attrs=ATTRS, bootstrap=bootstrap, seed=0, min_group_size=20).to_frame()
 
 
 def cohort_summary() -> pd.DataFrame:

@@ -16,7 +16,7 @@ from fairmed.report.core.performance import performance_section
 from fairmed.report.html import page_html
 from fairmed.report.sections import Section, sections_for
 from fairmed.report.summary import summary_section
-from fairmed.report.tidy import SplitResults, gap_rows, split_results
+from fairmed.report.tidy import SplitResults, split_results
 
 
 def _split(ctx: ReportContext) -> SplitResults:
@@ -31,7 +31,7 @@ def _split(ctx: ReportContext) -> SplitResults:
 def collect_sections(ctx: ReportContext) -> list[Section]:
     """Every section of the report in reading order."""
     split = _split(ctx)
-    criteria = criteria_table(gap_rows(split), split, ctx.tolerance) if not split.groups.empty else None
+    criteria = criteria_table(split, ctx.tolerance) if not split.groups.empty else None
     sections = [summary_section(split, ctx.tolerance, criteria), overview_section(ctx, split)]
     sections += [s for s in (performance_section(ctx, split), fairness_section(ctx, split)) if s is not None]
     sections += curve_sections(ctx, split)

@@ -31,10 +31,13 @@ class Finding:
     gap_ci: tuple[float, float]
     worst_group: str
     worst_value: float
+    worst_ci: tuple[float, float]
     best_group: str
     best_value: float
-    significant: bool | None
+    best_ci: tuple[float, float]
+    significant: bool | None  # the two groups' 95% CIs do not overlap (None: no CIs)
     baseline: str
+    group_stars: str = ""  # Mann-Whitney worst vs best group over seeds (several seeds only)
     best_mitigation: str | None = None
     mitigated_gap: float | None = None
     gap_stars: str = ""
@@ -64,30 +67,39 @@ def find(split: SplitResults) -> Finding | None:
     base = _baseline(labels)
     base_gaps = gaps[gaps["_run"] == base]
     per_attr = base_gaps.groupby("attribute", sort=False).agg(
-        value=("value", "mean"), lo=("ci_low", "min"), hi=("ci_high", "max"), lo_max=("ci_low", "max")
+        value=("value", "mean"), lo=("ci_low", "median"), hi=("ci_high", "median")
     )
     attribute = str(per_attr["value"].idxmax())
     row = per_attr.loc[attribute]
     groups = split.groups[(split.groups["attribute"] == attribute) & (split.groups["metric"] == metric)]
     groups = groups.assign(_run=run_label(groups, keys))
-    means = groups[groups["_run"] == base].groupby("group", sort=False)["value"].mean()
+    base_groups = groups[groups["_run"] == base]
+    # over seeds: mean value, median seed's interval bounds
+    per_group = base_groups.groupby("group", sort=False).agg(
+        value=("value", "mean"), lo=("ci_low", "median"), hi=("ci_high", "median")
+    )
     better_high = higher_is_better(metric) is not False
-    worst = str(means.idxmin() if better_high else means.idxmax())
-    best = str(means.idxmax() if better_high else means.idxmin())
-    lows = base_gaps.loc[base_gaps["attribute"] == attribute, "ci_low"]
-    significant = None if lows.isna().all() else bool((lows > 0).all())
+    worst = str(per_group["value"].idxmin() if better_high else per_group["value"].idxmax())
+    best = str(per_group["value"].idxmax() if better_high else per_group["value"].idxmin())
+    w, b = per_group.loc[worst], per_group.loc[best]
+    bounds = [w["lo"], w["hi"], b["lo"], b["hi"]]
+    significant = None if any(pd.isna(v) for v in bounds) else bool(w["hi"] < b["lo"] or b["hi"] < w["lo"])
     finding = Finding(
         metric=metric,
         attribute=attribute,
         gap=float(row["value"]),
         gap_ci=(float(row["lo"]), float(row["hi"])),
         worst_group=worst,
-        worst_value=float(means[worst]),
+        worst_value=float(w["value"]),
+        worst_ci=(float(w["lo"]), float(w["hi"])),
         best_group=best,
-        best_value=float(means[best]),
+        best_value=float(b["value"]),
+        best_ci=(float(b["lo"]), float(b["hi"])),
         significant=significant,
         baseline=base,
     )
+    if "seed" in split.varying:
+        finding.group_stars = _stars(base_groups.assign(_run=base_groups["group"].astype(str)), worst, best)
     others = [label for label in labels if label != base]
     if others:
         attr_gaps = gaps[gaps["attribute"] == attribute]
@@ -118,14 +130,19 @@ def _stars(frame: pd.DataFrame, a: str, b: str) -> str:
 
 def _significance(f: Finding) -> str:
     if f.significant is None:
-        return "The results carry no confidence interval for this gap, so its significance is unknown."
-    lo, hi = f.gap_ci
-    if f.significant:
-        return f"It is unlikely to be chance: the 95% confidence interval of the gap ({lo:.3f} to {hi:.3f}) stays above zero."
-    return (
-        f"It may be chance: the 95% confidence interval of the gap ({lo:.3f} to {hi:.3f}) reaches zero; "
-        "more images of the smaller groups would settle it."
+        return "The results carry no confidence intervals, so whether this gap is beyond chance is unknown."
+    intervals = (
+        f"the 95% confidence intervals of {f.worst_group} ({f.worst_ci[0]:.3f}-{f.worst_ci[1]:.3f}) and "
+        f"{f.best_group} ({f.best_ci[0]:.3f}-{f.best_ci[1]:.3f})"
     )
+    seeds = ""
+    if f.group_stars:
+        seeds = f" Over seeds, Mann-Whitney U gives {f.group_stars}" + (
+            " (not significant)." if f.group_stars == "ns" else "."
+        )
+    if f.significant:
+        return f"It is unlikely to be chance: {intervals} do not overlap." + seeds
+    return f"It may be chance: {intervals} overlap; more images of the smaller group would settle it." + seeds
 
 
 def _stars_text(stars: str) -> str:

@@ -7,34 +7,36 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from fairmed.metrics.criteria import CRITERION, GAP_FORMS
+from fairmed.metrics.groups import direction
 from fairmed.schema import OVERALL, run_keys_in
 
-# metric name in Results -> (axis label with unit, higher is better)
-METRICS: dict[str, tuple[str, bool | None]] = {
-    "auc": ("AUC (ROC area, 0-1)", True),
-    "accuracy": ("accuracy (fraction correct)", True),
-    "balanced_accuracy": ("balanced accuracy (fraction)", True),
-    "tpr": ("TPR / sensitivity (fraction of positives)", True),
-    "recall": ("recall (fraction of positives)", True),
-    "tnr": ("TNR / specificity (fraction of negatives)", True),
-    "fpr": ("FPR (fraction of negatives)", False),
-    "fnr": ("FNR (fraction of positives)", False),
-    "ppv": ("PPV / precision (fraction of predicted positives)", True),
-    "precision": ("precision (fraction of predicted positives)", True),
-    "npv": ("NPV (fraction of predicted negatives)", True),
-    "f1": ("F1 score (0-1)", True),
-    "f1_macro": ("macro F1 (0-1)", True),
-    "precision_macro": ("macro precision (0-1)", True),
-    "recall_macro": ("macro recall (0-1)", True),
-    "auc_ovr": ("one-vs-rest AUC (0-1)", True),
-    "selection_rate": ("selection rate (fraction predicted positive)", None),
-    "prevalence": ("prevalence (fraction positive)", None),
-    "ece": ("ECE (expected calibration error, probability)", False),
-    "brier": ("Brier score (squared probability error)", False),
-    "bce": ("cross-entropy (nats per sample)", False),
-    "recon_mse": ("reconstruction MSE (per pixel)", False),
-    "latent_std": ("mean latent standard deviation", None),
-    "elbo": ("negative ELBO (nats per image)", False),
+# metric name in Results -> axis label with its unit
+METRICS: dict[str, str] = {
+    "auc": "AUC (ROC area, 0-1)",
+    "accuracy": "accuracy (fraction correct)",
+    "balanced_accuracy": "balanced accuracy (fraction)",
+    "tpr": "TPR / sensitivity (fraction of positives)",
+    "recall": "recall (fraction of positives)",
+    "tnr": "TNR / specificity (fraction of negatives)",
+    "fpr": "FPR (fraction of negatives)",
+    "fnr": "FNR (fraction of positives)",
+    "ppv": "PPV / precision (fraction of predicted positives)",
+    "precision": "precision (fraction of predicted positives)",
+    "npv": "NPV (fraction of predicted negatives)",
+    "f1": "F1 score (0-1)",
+    "f1_macro": "macro F1 (0-1)",
+    "precision_macro": "macro precision (0-1)",
+    "recall_macro": "macro recall (0-1)",
+    "auc_ovr": "one-vs-rest AUC (0-1)",
+    "selection_rate": "selection rate (fraction predicted positive)",
+    "prevalence": "prevalence (fraction positive)",
+    "ece": "ECE (expected calibration error, probability)",
+    "brier": "Brier score (squared probability error)",
+    "bce": "cross-entropy (nats per sample)",
+    "recon_mse": "reconstruction MSE (per pixel)",
+    "latent_std": "mean latent standard deviation",
+    "elbo": "negative ELBO (nats per image)",
 }
 # the metrics a report leads with, in order of preference
 PRIMARY = ("auc", "auc_ovr", "accuracy", "f1_macro", "recon_mse", "latent_std")
@@ -45,10 +47,10 @@ def metric_label(metric: str) -> str:
     """Axis label with its unit; unknown metrics keep their Results name."""
     base = metric.split(":", 1)[0]
     if base in METRICS:
-        return METRICS[base][0]
+        return METRICS[base]
     for name in sorted(METRICS, key=len, reverse=True):  # recon_mse_mean -> recon_mse
         if base.startswith(name + "_"):
-            return f"{METRICS[name][0]} [{base[len(name) + 1 :]}]"
+            return f"{METRICS[name]} [{base[len(name) + 1 :]}]"
     return base.replace("_", " ")
 
 
@@ -78,10 +80,11 @@ def metric_short(metric: str) -> str:
 
 
 def higher_is_better(metric: str) -> bool | None:
+    """The audit's direction of a metric (True: higher is better), also for ``<metric>_<stat>``."""
     for name in sorted(METRICS, key=len, reverse=True):
         if metric == name or metric.startswith(name + "_"):
-            return METRICS[name][1]
-    return None
+            return direction(name)
+    return direction(metric)
 
 
 @dataclass
@@ -137,9 +140,9 @@ def split_results(
     """Separate per-group, overall and gap rows.
 
     A row is a per-group row when its group is one of the real group names of its
-    attribute (``group_names`` from the cohort/predictions, or, failing that, any
-    group that is not a gap/criterion label); overall rows have attribute or group
-    ``overall``; everything else is a gap or criterion row.
+    attribute (``group_names``, or, failing that, any group that is not one of the audit's
+    gap forms or ``criterion``); overall rows have attribute or group ``overall``;
+    everything else is a gap or criterion row (see docs/audit.md).
     """
     res = sort_runs(choose_split(results), hint)
     keys = run_keys_in(res.columns)
@@ -160,12 +163,12 @@ def split_results(
     )
 
 
-GAP_WORDS = ("gap", "difference", "ratio", "worst", "std", "ser", "max-min", "min/max", "criterion")
+GAP_GROUPS = frozenset((*GAP_FORMS, CRITERION))
 
 
 def is_gap_label(text: str) -> bool:
-    low = str(text).lower()
-    return any(w in low.replace("_", " ").split() or low.startswith(w) for w in GAP_WORDS)
+    """True for the ``group`` of the audit's gap rows (``difference``, ...) and criterion rows."""
+    return str(text) in GAP_GROUPS
 
 
 def primary_metric(groups: pd.DataFrame) -> str | None:
@@ -210,27 +213,21 @@ GAP_COLUMNS = ("attribute", "metric", "value", "ci_low", "ci_high")
 def gap_rows(split: SplitResults, form: str = "difference") -> pd.DataFrame:
     """One gap form per (run, attribute, metric): run keys + attribute, metric, value, ci_low, ci_high.
 
-    Read from the audit's gap rows (group named after the form, e.g. ``difference``, or metric
-    ``<metric>_<form>``); when Results hold no gap rows the difference is max - min of the
-    per-group values, without an interval.
+    Read from the audit's gap rows (``group`` = the form); when Results hold none (an
+    audit without gaps) the difference is max - min of the per-group values, without an interval.
     """
-    keys = [k for k in split.keys]
-    gaps = split.gaps
-    if not gaps.empty:
-        group = gaps["group"].astype(str).str.lower()
-        metric = gaps["metric"].astype(str)
-        by_group = gaps[group.str.contains(form, regex=False)]
-        if not by_group.empty:
-            return by_group[keys + list(GAP_COLUMNS)].reset_index(drop=True)
-        suffix = "_" + form
-        by_metric = gaps[metric.str.endswith(suffix)]
-        if not by_metric.empty:
-            out = by_metric.assign(metric=by_metric["metric"].str[: -len(suffix)])
-            return out[keys + list(GAP_COLUMNS)].reset_index(drop=True)
-    if split.groups.empty or form != "difference":
-        return pd.DataFrame(columns=keys + list(GAP_COLUMNS))
+    keys = list(split.keys)
+    rows = split.gaps[split.gaps["group"].astype(str) == form]
+    if not rows.empty or split.groups.empty or form != "difference":
+        return rows[keys + list(GAP_COLUMNS)].reset_index(drop=True)
     grouped = split.groups.groupby(keys + ["attribute", "metric"], sort=False, dropna=False)["value"]
     out = (grouped.max() - grouped.min()).rename("value").reset_index()
     out["ci_low"] = float("nan")
     out["ci_high"] = float("nan")
     return out[keys + list(GAP_COLUMNS)]
+
+
+def criterion_rows(split: SplitResults) -> pd.DataFrame:
+    """The audit's criterion rows: run keys + attribute, metric (criterion name), value, CI."""
+    rows = split.gaps[split.gaps["group"].astype(str) == CRITERION]
+    return rows[list(split.keys) + list(GAP_COLUMNS)].reset_index(drop=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fairmed.metrics.calibration import reliability_table
 from fairmed.report.context import ReportContext
 from fairmed.report.core.groups import assign, group_specs
 from fairmed.report.plots import curve_grid
@@ -35,17 +36,17 @@ def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def reliability(y: np.ndarray, prob: np.ndarray, bins: int = BINS) -> tuple[np.ndarray, np.ndarray]:
-    """Mean predicted probability and observed frequency per equal-width bin (sparse bins dropped)."""
-    idx = np.clip((prob * bins).astype(int), 0, bins - 1)
-    count = np.bincount(idx, minlength=bins)
-    mean_p = np.bincount(idx, weights=prob, minlength=bins)
-    mean_y = np.bincount(idx, weights=y.astype(float), minlength=bins)
-    keep = count >= MIN_PER_BIN
-    return mean_p[keep] / count[keep], mean_y[keep] / count[keep]
+    """Mean predicted probability and observed frequency per equal-width bin, from the audit's
+    ``reliability_table`` (the bins its ECE uses); bins with fewer than MIN_PER_BIN images dropped."""
+    table = reliability_table(y, prob, n_bins=bins)
+    table = table[table["n"] >= MIN_PER_BIN]
+    return table["mean_score"].to_numpy(dtype=float), table["fraction_positive"].to_numpy(dtype=float)
 
 
 def _scores(preds: pd.DataFrame) -> tuple[str, np.ndarray, np.ndarray] | None:
     """(kind, y, score): binary scores, or top-label confidence/correctness for multi-class."""
+    if Y_TRUE not in preds.columns:
+        return None
     y = pd.to_numeric(preds[Y_TRUE], errors="coerce").to_numpy()
     if Y_SCORE in preds.columns:
         return "binary", y, preds[Y_SCORE].to_numpy(dtype=float)

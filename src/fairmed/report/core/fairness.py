@@ -12,6 +12,7 @@ from fairmed.report.sections import Section
 from fairmed.report.tidy import (
     SplitResults,
     comparison_keys,
+    criterion_rows,
     gap_rows,
     metric_label,
     metric_short,
@@ -19,30 +20,22 @@ from fairmed.report.tidy import (
     run_label,
 )
 
-# (criterion, what must be equal across groups, metrics whose largest gap measures it)
-CRITERIA: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("demographic parity", "selection rate", ("selection_rate",)),
-    ("equal opportunity", "TPR", ("tpr",)),
-    ("equalized odds", "TPR and FPR (larger gap)", ("tpr", "fpr")),
-    ("accuracy parity", "accuracy", ("accuracy",)),
-    ("predictive parity", "PPV", ("ppv",)),
-    ("Eopp0 (multi-class)", "TNR per class", ("eopp0",)),
-    ("Eopp1 (multi-class)", "TPR per class", ("eopp1",)),
-    ("Eodd (multi-class)", "TPR and FPR per class", ("eodd",)),
+# (criterion, what must be equal across groups, Results row: the audit's criterion or a difference gap)
+BINARY_CRITERIA: tuple[tuple[str, str, tuple[str, str]], ...] = (
+    ("demographic parity", "selection rate", ("criterion", "demographic_parity")),
+    ("equal opportunity", "TPR", ("criterion", "equal_opportunity")),
+    ("equalized odds", "TPR and FPR (larger difference)", ("criterion", "equalized_odds")),
+    ("accuracy parity", "accuracy", ("criterion", "accuracy_parity")),
+    ("predictive parity", "PPV", ("difference", "ppv")),
 )
-GAP_PLOT_METRICS = ("auc", "accuracy", "tpr", "fpr", "selection_rate", "eopp1", "eodd")
-
-
-def _criterion_rows(gaps: pd.DataFrame, keys: list[str], metrics: tuple[str, ...]) -> pd.DataFrame:
-    """Per run and attribute: the largest of the named metrics' gaps (bounds likewise)."""
-    sub = gaps[gaps["metric"].isin(metrics)]
-    if sub["metric"].nunique() < len(metrics):
-        return sub.iloc[0:0]
-    return (
-        sub.groupby(keys + ["attribute"], sort=False, dropna=False)[["value", "ci_low", "ci_high"]]
-        .max()
-        .reset_index()
-    )
+MULTICLASS_CRITERIA: tuple[tuple[str, str, tuple[str, str]], ...] = (
+    ("demographic parity (multi-class)", "predicted-class rates", ("criterion", "dp_multiclass")),
+    ("accuracy parity", "accuracy", ("difference", "accuracy")),
+    ("Eopp0", "TNR per class (worst pair)", ("criterion", "eopp0")),
+    ("Eopp1", "TPR per class (worst pair)", ("criterion", "eopp1")),
+    ("Eodd", "TPR + FPR per class (worst pair)", ("criterion", "eodd")),
+)
+GAP_PLOT_METRICS = ("auc", "auc_ovr", "accuracy", "tpr", "fpr", "selection_rate", "f1_macro")
 
 
 def verdict(value: float, ci_low: float, ci_high: float, tolerance: float) -> str:
@@ -54,13 +47,17 @@ def verdict(value: float, ci_low: float, ci_high: float, tolerance: float) -> st
     return "holds" if value <= tolerance else "fails"
 
 
-def criteria_table(gaps: pd.DataFrame, split: SplitResults, tolerance: float) -> pd.DataFrame:
-    """Rows: attribute x criterion; columns: configurations; cells: verdict and gap [CI]."""
+def criteria_table(split: SplitResults, tolerance: float) -> pd.DataFrame:
+    """Rows: attribute x criterion; columns: configurations; cells: verdict, gap [CI]."""
     keys = comparison_keys(split.varying)
-    run_keys = [k for k in split.keys]
+    criteria = criterion_rows(split)
+    gaps = gap_rows(split, "difference")
+    sources = {"criterion": criteria, "difference": gaps}
+    multiclass = (criteria["metric"] == "dp_multiclass").any()
     records = []
-    for name, what, metrics in CRITERIA:
-        rows = _criterion_rows(gaps, run_keys, metrics)
+    for name, what, (source, metric) in MULTICLASS_CRITERIA if multiclass else BINARY_CRITERIA:
+        rows = sources[source]
+        rows = rows[rows["metric"] == metric]
         if rows.empty:
             continue
         rows = rows.assign(_run=run_label(rows, keys))
@@ -113,7 +110,7 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
         lambda m: f"{metric_short(m)} gap (max - min; {metric_label(m).split('(')[-1].rstrip(')')})",
     )
     figures = [ctx.save(fig, "gaps")]
-    table = criteria_table(gaps, split, ctx.tolerance)
+    table = criteria_table(split, ctx.tolerance)
     seeds = (
         " Over seeds, a cell shows the mean gap and the median of the seeds' interval bounds."
         if "seed" in split.varying
@@ -135,8 +132,9 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
         notes=[
             "Demographic parity: equal rate of positive predictions; equal opportunity: equal TPR "
             "(sensitivity); equalized odds: equal TPR and FPR; accuracy parity: equal accuracy; "
-            "predictive parity: equal PPV. They cannot all hold at once when prevalence differs "
-            "between groups, so read them together with the clinical context."
+            "predictive parity: equal PPV; Eopp0/Eopp1/Eodd: the one-vs-rest TNR/TPR/TPR+FPR "
+            "differences averaged over classes (FairPrune). They cannot all hold at once when "
+            "prevalence differs between groups, so read them together with the clinical context."
         ],
         key="fairness",
     )

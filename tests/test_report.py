@@ -1,0 +1,249 @@
+"""build_report on a realistic study folder and an audit folder: structure, self-containment,
+the summary's numbers, and the pieces behind the figures checked against peers."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairmed.cli import main
+from fairmed.report import build_report
+from fairmed.report.context import load_context
+from fairmed.report.core.curves import GRID, reliability, roc_points
+from fairmed.report.core.fairness import verdict
+from fairmed.report.sections import Section, register_section
+from fairmed.report.summary import find
+from fairmed.report.tidy import gap_rows, split_results
+from test_report_data import make_predictions, make_results, write_audit, write_study
+
+KIND = "report_test_kind"
+STUDY_SECTIONS = [
+    "summary",
+    "what-was-run",
+    "performance",
+    "fairness",
+    "calibration-by-group",
+    "roc-curves-by-group",
+    "comparison",
+    "study-specific-check",
+]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@register_section(KIND)
+def _study_specific(ctx):
+    table = ctx.tables["per_seed"]
+    return [Section("Study-specific check", intro="Registered by the test.", tables={"per seed": table})]
+
+
+class Page(HTMLParser):
+    """Collects what the checks need: section ids, img sources, every URL-bearing attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.images: list[str] = []
+        self.urls: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a["id"])
+        if tag == "img":
+            self.images.append(a["src"])
+        self.urls += [v for k, v in attrs if k in {"src", "href", "action", "srcset", "data"} and v]
+
+
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+@pytest.fixture(scope="module")
+def data():
+    predictions = make_predictions(n=300, methods={"erm": 0.0, "reweight": 0.45, "groupdro": 0.6})
+    return predictions, make_results(predictions, bootstrap=100)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, data) -> Path:
+    predictions, results = data
+    out = write_study(tmp_path_factory.mktemp("study"), predictions, results, kind=KIND)
+    (out / "tables").mkdir()
+    per_seed = results[(results["metric"] == "auc") & (results["attribute"] == "overall")]
+    per_seed[["method", "seed", "value"]].to_parquet(out / "tables" / "per_seed.parquet")
+    build_report(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def audit_dir(tmp_path_factory, data) -> Path:
+    predictions, _ = data
+    one = predictions[(predictions["method"] == "erm") & (predictions["seed"] == 0)]
+    one = one.drop(columns=["study", "config", "method", "seed"])
+    out = write_audit(tmp_path_factory.mktemp("audit"), one, make_results(one, bootstrap=100))
+    build_report(out)
+    return out
+
+
+def _check_self_contained(out: Path) -> Page:
+    page = parse(out / "index.html")
+    text = (out / "index.html").read_text(encoding="utf-8")
+    assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
+    assert not [u for u in page.urls if re.match(r"(?i)\s*(https?:)?//", u)], "external URL in src/href"
+    assert "url(http" not in text and "@import" not in text
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert len(page.images) == len(pngs) > 0
+    embedded = {base64.b64decode(src.split(",", 1)[1]) for src in page.images}
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+    for png in pngs:
+        assert png.read_bytes()[:8] == PNG
+        assert png.read_bytes() in embedded, f"{png.name} not embedded"
+        assert png.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+    return page
+
+
+def test_study_report_structure(study):
+    page = _check_self_contained(study)
+    assert page.sections == STUDY_SECTIONS
+    text = (study / "index.html").read_text(encoding="utf-8")
+    assert "The study spec (spec.yaml)" in text and "Fairness criteria at tolerance 0.05" in text
+    names = {p.stem for p in (study / "figures").glob("*.png")}
+    assert {"composition", "forest_fst", "forest_sex", "gaps", "roc_fst", "calibration_sex"} <= names
+    assert {"box_fst_auc", "box_sex_auc", "box_overall_auc"} <= names
+
+
+def test_audit_report_has_no_spec_or_comparison(audit_dir):
+    page = _check_self_contained(audit_dir)
+    assert page.sections == [
+        "summary",
+        "what-was-run",
+        "performance",
+        "fairness",
+        "calibration-by-group",
+        "roc-curves-by-group",
+    ]
+    text = (audit_dir / "index.html").read_text(encoding="utf-8")
+    assert "Audit settings (audit.json)" in text and "spec.yaml" not in text
+
+
+def test_summary_numbers_come_from_results(study, data):
+    _, results = data
+    split = split_results(results, hint=data[0])
+    finding = find(split)
+    test = results[results["split"] == "test"]
+    gaps = gap_rows(split)
+    erm = gaps[(gaps["method"] == "erm") & (gaps["metric"] == "auc")]
+    by_attr = erm.groupby("attribute")["value"].mean()
+    assert finding.attribute == by_attr.idxmax() == "fst"  # the injected skin-type gap
+    assert finding.gap == pytest.approx(by_attr.max())
+    groups = split.groups
+    fst = groups[(groups["attribute"] == "fst") & (groups["metric"] == "auc") & (groups["method"] == "erm")]
+    means = fst.groupby("group")["value"].mean()
+    assert finding.worst_group == "FST 5-6" == means.idxmin()
+    assert finding.worst_value == pytest.approx(means.min())
+    mitigated = (
+        gaps[(gaps["attribute"] == "fst") & (gaps["metric"] == "auc")].groupby("method")["value"].mean()
+    )
+    assert finding.best_mitigation == mitigated.drop("erm").idxmin()
+    assert finding.mitigated_gap == pytest.approx(mitigated.drop("erm").min())
+    overall = (
+        test[(test["attribute"] == "overall") & (test["metric"] == "auc")].groupby("method")["value"].mean()
+    )
+    assert finding.overall_change == pytest.approx(overall[finding.best_mitigation] - overall["erm"])
+    text = (study / "index.html").read_text(encoding="utf-8")
+    assert f"{finding.best_mitigation} narrowed it most" in text
+    assert f"a gap of {finding.gap:.3f}" in text
+
+
+def test_verdicts():
+    assert verdict(0.03, 0.01, 0.04, 0.05) == "holds"
+    assert verdict(0.10, 0.07, 0.20, 0.05) == "fails"
+    assert verdict(0.03, 0.01, 0.08, 0.05) == "uncertain"
+    assert verdict(0.07, 0.02, 0.12, 0.05) == "uncertain"
+    assert verdict(0.07, 0.05, 0.12, 0.05) == "uncertain"  # the lower bound touches the tolerance
+    assert verdict(0.05, 0.02, 0.05, 0.05) == "holds"
+    assert verdict(0.03, np.nan, np.nan, 0.05) == "holds"
+
+
+def test_roc_points_match_sklearn():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    score = np.round(rng.random(400) * 0.6 + 0.4 * y, 2)  # rounded: many ties
+    fpr, tpr, _ = roc_curve(y, score, drop_intermediate=False)
+    x, ours = roc_points(y, score)
+    np.testing.assert_allclose(x, GRID)
+    np.testing.assert_allclose(ours, np.interp(GRID, fpr, tpr), atol=1e-12)
+
+
+def test_reliability_matches_sklearn():
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(4)
+    prob = rng.random(2000)
+    y = (rng.random(2000) < prob**1.5).astype(int)
+    observed, predicted = calibration_curve(y, prob, n_bins=10, strategy="uniform")
+    mean_p, mean_y = reliability(y, prob)
+    np.testing.assert_allclose(mean_p, predicted, atol=1e-12)
+    np.testing.assert_allclose(mean_y, observed, atol=1e-12)
+
+
+def test_group_colours_are_the_same_in_every_figure(study):
+    ctx = load_context(study)
+    colours = {g: ctx.color(g) for g in ("FST 1-2", "FST 5-6", "female", "male", "overall")}
+    assert len({colours["FST 1-2"], colours["FST 5-6"]}) == 2 and colours["overall"] == "#000000"
+    # the SVG of every figure draws a group only in its colour: check the forest and ROC of fst
+    for name in ("forest_fst", "roc_fst", "box_fst_auc"):
+        svg = (study / "figures" / f"{name}.svg").read_text().lower()
+        assert colours["FST 1-2"].lower() in svg and colours["FST 5-6"].lower() in svg
+
+
+def test_cli_report(study, capsys):
+    (study / "index.html").unlink()
+    main(["report", str(study), "--tolerance", "0.1"])
+    assert capsys.readouterr().out.strip() == f"report: {study / 'index.html'}"
+    assert "Fairness criteria at tolerance 0.1" in (study / "index.html").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit) as bad:
+        main(["report", str(study), "--tolerance", "5"])
+    assert bad.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --tolerance must be between 0 and 1 (a gap in metric units), got 5.0"]
+
+
+def test_missing_inputs_one_line_error(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path)])
+    assert exit_info.value.code == 2
+
+
+def test_predictions_only_folder_still_renders(tmp_path, data):
+    predictions, _ = data
+    out = tmp_path / "preds"
+    out.mkdir()
+    predictions.head(50).to_parquet(out / "predictions.parquet")
+    build_report(out)
+    page = parse(out / "index.html")
+    assert page.sections[0] == "summary"
+    assert "nothing to summarise" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_figures_are_sized_by_content(study):
+    from PIL import Image
+
+    sizes = {p.stem: Image.open(p).size for p in (study / "figures").glob("*.png")}
+    # three methods x two groups x three seeds need a taller forest than one row per group
+    assert sizes["forest_fst"][1] > 600
+    assert all(w <= 2100 for w, _ in sizes.values()), sizes
+    assert isinstance(pd.__version__, str)
