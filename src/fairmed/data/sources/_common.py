@@ -131,7 +131,7 @@ def check_images(
     r = int(np.flatnonzero(~found)[0])
     raise DataError(
         f"{file}: column {path_column!r} row {r}: image {table[path_column].iloc[r]!r} of id"
-        f" {table[id_column].iloc[r]!r} not found under {root} ({int((~found).sum())} missing;"
+        f" {table[id_column].iloc[r]!r} not found under {root.resolve()} ({int((~found).sum())} missing;"
         " set missing_images: drop to skip them)"
     )
 

@@ -86,7 +86,7 @@ def load(spec: FolderSpec) -> Cohort:
         )
     for column in spec.attributes:
         parser = PARSERS.get(column)
-        table[column] = parser(df[column], spec.csv, column) if parser else df[column].astype(object)
+        table[column] = parser(df[column], spec.csv, column) if parser else df[column]
     extra = [c for c in ("patient_id", "lesion_id") if c in df.columns] + spec.keep
     for column in dict.fromkeys(extra):
         if column not in table.columns:
