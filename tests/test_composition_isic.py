@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from fairmed.data.cohort import Cohort
+from fairmed.data.sources import load_source
 from fairmed.design.cells import cell_table, set_available
 from fairmed.design.representation import paper_ratios, representation_sweep, sweep_table
 
@@ -13,17 +13,8 @@ from fairmed.design.representation import paper_ratios, representation_sweep, sw
 @pytest.fixture(scope="module")
 def isic(shared_data) -> Cohort:
     root = shared_data / "isic-archive-malignant"
-    table = pd.concat(
-        [pd.read_csv(root / f"malignant_{s}_all_ages.csv") for s in ("female", "male")], ignore_index=True
-    )
-    table = table.rename(columns={"isic_id": "id", "age_approx": "age"})
-    table["malignant"] = (table["benign_malignant"] == "malignant").astype(int)
-    return Cohort(
-        table,
-        labels=["malignant"],
-        attributes=["sex", "age"],
-        class_names={"malignant": ["benign", "malignant"]},
-    )
+    csv = [root / f"malignant_{s}_all_ages.csv" for s in ("female", "male")]
+    return load_source({"kind": "isic_archive", "csv": csv})
 
 
 def test_cells_from_the_archive_exports(isic):
