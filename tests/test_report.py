@@ -4,6 +4,7 @@ the summary's numbers, and the pieces behind the figures checked against peers."
 from __future__ import annotations
 
 import base64
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -20,7 +21,7 @@ from fairmed.report.core.fairness import verdict
 from fairmed.report.sections import Section, register_section
 from fairmed.report.summary import find
 from fairmed.report.tidy import gap_rows, split_results
-from test_report_data import make_predictions, make_results, write_audit, write_study
+from test_report_data import make_predictions, make_results, write_study
 
 KIND = "report_test_kind"
 STUDY_SECTIONS = [
@@ -87,12 +88,42 @@ def study(tmp_path_factory, data) -> Path:
 
 @pytest.fixture(scope="module")
 def audit_dir(tmp_path_factory, data) -> Path:
+    """An external model's predictions through `fairmed audit --report DIR` (which builds the report)."""
     predictions, _ = data
-    one = predictions[(predictions["method"] == "erm") & (predictions["seed"] == 0)]
-    one = one.drop(columns=["study", "config", "method", "seed"])
-    out = write_audit(tmp_path_factory.mktemp("audit"), one, make_results(one, bootstrap=100))
-    build_report(out)
+    one = predictions[
+        (predictions["method"] == "erm") & (predictions["seed"] == 0) & (predictions["split"] == "test")
+    ]
+    base = tmp_path_factory.mktemp("audit")
+    csv = base / "external.csv"
+    one.drop(columns=["study", "config", "method", "seed", "split"]).to_csv(csv, index=False)
+    out = base / "report"
+    args = [
+        "audit",
+        str(csv),
+        "--attr",
+        "sex",
+        "--attr",
+        "fst:12-56",
+        "--bootstrap",
+        "100",
+        "--report",
+        str(out),
+    ]
+    args += ["--min-group-size", "20"]
+    main(args)
     return out
+
+
+def test_rebuild_removes_only_its_own_stale_figures(audit_dir):
+    figures = audit_dir / "figures"
+    (figures / "old_report_figure.png").write_bytes(b"stale")
+    (figures / "drawn_by_the_study.png").write_bytes(b"keep")
+    manifest = figures / ".report-figures.json"
+    manifest.write_text(json.dumps([*json.loads(manifest.read_text()), "old_report_figure"]))
+    build_report(audit_dir)
+    assert not (figures / "old_report_figure.png").exists()
+    assert (figures / "drawn_by_the_study.png").read_bytes() == b"keep"
+    (figures / "drawn_by_the_study.png").unlink()
 
 
 def _check_self_contained(out: Path) -> Page:
@@ -135,6 +166,18 @@ def test_audit_report_has_no_spec_or_comparison(audit_dir):
     ]
     text = (audit_dir / "index.html").read_text(encoding="utf-8")
     assert "Audit settings (audit.json)" in text and "spec.yaml" not in text
+    # audit.json records grouping names only ("fst"); the report still finds the FST 1-2 / 5-6 bins
+    names = {p.stem for p in (audit_dir / "figures").glob("*.png")}
+    assert names == {
+        "composition",
+        "forest_fst",
+        "forest_sex",
+        "gaps",
+        "calibration_fst",
+        "calibration_sex",
+        "roc_fst",
+        "roc_sex",
+    }
 
 
 def test_summary_numbers_come_from_results(study, data):

@@ -95,11 +95,3 @@ def write_study(out: Path, predictions: pd.DataFrame, results: pd.DataFrame, kin
     write_table(predictions, out / "predictions.parquet")
     write_table(results, out / "results.parquet")
     return out
-
-
-def write_audit(out: Path, predictions: pd.DataFrame, results: pd.DataFrame) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    write_table(predictions, out / "predictions.parquet")
-    write_table(results, out / "results.parquet")
-    write_json(out / "audit.json", {"attrs": ATTRS, "threshold": 0.5, "bootstrap": 200, "ci": 0.95})
-    return out

@@ -3,6 +3,8 @@ whose attribute columns hold raw values (fst 1-6), not group names."""
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any
 
 import pandas as pd
@@ -10,6 +12,7 @@ import pandas as pd
 from fairmed.data.groups import GroupSpec
 from fairmed.errors import SpecError
 from fairmed.report.context import ReportContext
+from fairmed.report.tidy import is_gap_label
 
 
 def _as_spec(item: Any) -> GroupSpec | None:
@@ -40,35 +43,71 @@ def _declared(ctx: ReportContext) -> list[Any]:
     return found
 
 
+_EDGE = re.compile(r"^(?:<(?P<lt>-?[\d.]+)|>=(?P<ge>-?[\d.]+)|(?P<a>-?[\d.]+)-(?P<b>-?[\d.]+))$")
+
+
+def _edges_from_names(names: set[str]) -> list[float] | None:
+    """Recover bin edges from group names such as "<60", "60-70", ">=70"."""
+    edges: set[float] = set()
+    for name in names:
+        m = _EDGE.match(name.strip())
+        if not m:
+            return None
+        edges.update(float(v) for v in m.groupdict().values() if v is not None)
+    return sorted(edges) or None
+
+
+def _candidates(attribute: str, names: set[str]) -> list[GroupSpec]:
+    """GroupSpecs that could have produced ``names`` for ``attribute`` (when no spec was recorded)."""
+    if "*" in attribute:
+        parts = attribute.split("*")
+        split_names = [
+            {n.split(" & ")[i] for n in names if n.count(" & ") == len(parts) - 1} for i in range(len(parts))
+        ]
+        per_part = [_candidates(p, ns) for p, ns in zip(parts, split_names)]
+        return [GroupSpec.intersection(*combo) for combo in itertools.product(*per_part)]
+    out = [GroupSpec.categorical(attribute)]
+    if attribute == "fst":
+        out += [GroupSpec.fitzpatrick(c) for c in ("12-56", "123-456", "each")]
+    edges = _edges_from_names(names)
+    if edges:
+        out.append(GroupSpec.age_bins(edges, attribute=attribute))
+    return out
+
+
 def group_specs(ctx: ReportContext, attributes: list[str]) -> dict[str, GroupSpec]:
     """Attribute name (as in Results) -> the GroupSpec that reproduces its groups on Predictions.
 
-    Declared specs are used first; an attribute with none falls back to its raw values as
-    groups. A spec is kept only if its group names match those in Results.
+    Specs declared in spec.yaml / audit.json come first; otherwise the usual forms (raw values,
+    the Fitzpatrick conventions, bins read back from names like "<60") are tried. A spec is
+    kept only if the groups it assigns are the groups Results report.
     """
     preds = ctx.predictions
     if preds is None:
         return {}
-    specs: dict[str, GroupSpec] = {}
+    results = ctx.results
+    declared: dict[str, list[GroupSpec]] = {}
     for item in _declared(ctx):
         spec = _as_spec(item)
-        if spec is not None and spec.name in attributes:
-            specs.setdefault(spec.name, spec)
+        if spec is not None:
+            declared.setdefault(spec.name, []).append(spec)
+    sample = preds.head(50000)
+    found: dict[str, GroupSpec] = {}
     for attribute in attributes:
-        if attribute not in specs and attribute in preds.columns:
-            specs[attribute] = GroupSpec.categorical(attribute)
-    results = ctx.results
-    checked: dict[str, GroupSpec] = {}
-    for name, spec in specs.items():
-        if not set(spec.attributes) <= set(preds.columns):
-            continue
+        expected = set()
         if results is not None:
-            expected = set(results.loc[results["attribute"] == name, "group"].astype(str))
-            assigned = set(spec.assign(preds.head(20000)).groups.dropna().astype(str))
-            if not assigned or not assigned <= expected:
+            rows = results[
+                (results["attribute"] == attribute) & ~results["group"].astype(str).map(is_gap_label)
+            ]
+            expected = set(rows["group"].astype(str))
+        for spec in [*declared.get(attribute, []), *_candidates(attribute, expected)]:
+            if not set(spec.attributes) <= set(sample.columns):
                 continue
-        checked[name] = spec
-    return checked
+            assigned = set(spec.assign(sample).groups.dropna().astype(str))
+            if assigned and (not expected or assigned <= expected):
+                found[attribute] = spec
+                break
+    return found
 
 
 def assign(predictions: pd.DataFrame, spec: GroupSpec) -> pd.Series:
