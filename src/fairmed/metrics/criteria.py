@@ -189,13 +189,13 @@ def _eo(y_true, y_pred, groups, n_classes, name: str, signed: bool) -> float:
     key = f"{name}_signed" if signed else name
     if key not in out:
         raise ValueError(f"{key} needs exactly two groups, got {rates['tpr'].shape[-2]}")
-    return float(out[key])
+    return float(np.asarray(out[key]).reshape(-1)[0])
 
 
 def multiclass_demographic_parity(y_true, y_pred, groups, n_classes: int | None = None) -> float:
     """sum_c |P(pred = c | a) - P(pred = c | b)| for the worst pair of groups."""
     rates = _groups_rates(y_true, y_pred, groups, n_classes)
-    return float(multiclass_dp(rates["pred_rate"]))
+    return float(multiclass_dp(rates["pred_rate"]).reshape(-1)[0])
 
 
 def fate(acc_m: float, acc_b: float, fc_m: float, fc_b: float, lam: float = 1.0) -> float:

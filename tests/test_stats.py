@@ -1,0 +1,96 @@
+"""Mann-Whitney U against scipy, significance stars, the paired test and bootstrap helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from fairmed.metrics.stats import (
+    compare_runs,
+    mann_whitney,
+    paired_test,
+    percentile_interval,
+    resample_counts,
+    stars,
+)
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "less", "greater"])
+@pytest.mark.parametrize(
+    ("n1", "n2", "rounding"),
+    [(5, 5, None), (3, 8, None), (7, 20, None), (12, 15, None), (6, 6, 1), (30, 25, 1)],
+)
+def test_mann_whitney_matches_scipy(n1, n2, rounding, alternative):
+    rng = np.random.default_rng(n1 * 100 + n2)
+    a = rng.normal(0.3, 1, n1)
+    b = rng.normal(0, 1, n2)
+    if rounding is not None:  # ties -> asymptotic with tie correction
+        a, b = np.round(a, rounding), np.round(b, rounding)
+    u, p = mann_whitney(a, b, alternative=alternative)
+    ref = sps.mannwhitneyu(a, b, alternative=alternative)
+    assert u == pytest.approx(ref.statistic)
+    assert p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-15)
+
+
+def test_mann_whitney_exact_five_seeds():
+    # five seeds each, complete separation: the exact two-sided p is 2 / C(10, 5)
+    u, p = mann_whitney([0.81, 0.82, 0.83, 0.84, 0.85], [0.71, 0.72, 0.73, 0.74, 0.75])
+    assert u == 25.0
+    assert p == pytest.approx(2 / 252)
+
+
+def test_stars_convention():
+    assert stars(1e-5) == "****"
+    assert stars(1e-4) == "****"
+    assert stars(5e-4) == "***"
+    assert stars(1e-3) == "***"
+    assert stars(0.005) == "**"
+    assert stars(0.05) == "*"
+    assert stars(0.1) == "*"
+    assert stars(0.2) == "ns"
+    assert stars(float("nan")) == "ns"
+
+
+def test_paired_test_aligns_seeds_and_matches_wilcoxon():
+    a = pd.Series([0.80, 0.82, 0.79, 0.85, 0.81, 0.83], index=[0, 1, 2, 3, 4, 5])
+    b = pd.Series([0.77, 0.78, 0.74, 0.83, 0.80, 0.76], index=[5, 4, 3, 2, 1, 0])[::-1]
+    stat, p = paired_test(a, b)
+    ref = sps.wilcoxon(a.to_numpy(), b.sort_index().to_numpy())
+    assert stat == pytest.approx(ref.statistic)
+    assert p == pytest.approx(ref.pvalue)
+    assert paired_test([1.0, 2.0], [1.0, 2.0]) == (0.0, 1.0)
+
+
+def test_resample_counts_are_stratified_and_seeded():
+    bounds = np.array([0, 7, 7, 30, 31])
+    a = resample_counts(bounds, 50, np.random.default_rng(1))
+    b = resample_counts(bounds, 50, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        np.testing.assert_array_equal(a[:, lo:hi].sum(1), hi - lo)
+    assert a.min() >= 0 and a.mean() == pytest.approx(1.0)
+
+
+def test_percentile_interval_and_nan_columns():
+    reps = np.column_stack([np.arange(101, dtype=float), np.full(101, np.nan)])
+    lo, hi = percentile_interval(reps, 0.9)
+    assert lo[0] == pytest.approx(5.0) and hi[0] == pytest.approx(95.0)
+    assert np.isnan(lo[1]) and np.isnan(hi[1])
+
+
+def test_compare_runs_over_seeds():
+    rows = []
+    for method, base in (("erm", 0.70), ("dro", 0.80)):
+        for seed in range(5):
+            rows.append(("sex", "female", method, seed, "auc", base + 0.01 * seed))
+    results = pd.DataFrame(rows, columns=["attribute", "group", "method", "seed", "metric", "value"])
+    table = compare_runs(results, "auc", by="method")
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["method"] == "dro" and row["baseline"] == "erm"
+    assert row["p"] == pytest.approx(2 / 252) and row["stars"] == "**"
+    assert row["p_paired"] == pytest.approx(
+        sps.wilcoxon([0.7 + 0.01 * s for s in range(5)], [0.8 + 0.01 * s for s in range(5)]).pvalue
+    )
