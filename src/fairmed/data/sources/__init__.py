@@ -54,6 +54,22 @@ LOADERS = {
     "folder": folder.load,
 }
 KINDS = tuple(LOADERS)
+DESCRIPTIONS = {
+    "synth": "the built-in skin-lesion image generator (fairmed.data.synth)",
+    "synth_embeddings": "the built-in embedding generator (fairmed.data.synth_embeddings)",
+    "cohort": "a cohort saved with Cohort.save (Parquet + .npy arrays)",
+    **{
+        kind: (module.__doc__ or "").strip().splitlines()[0]
+        for kind, module in (
+            ("fitzpatrick17k", fitzpatrick17k),
+            ("isic_archive", isic_archive),
+            ("isic2019", isic2019),
+            ("ham10000", ham10000),
+            ("cxr_embeddings", cxr_embeddings),
+            ("folder", folder),
+        )
+    },
+}
 
 
 def parse_source(spec: dict[str, Any] | BaseModel) -> BaseModel:
@@ -94,4 +110,4 @@ def load_source(spec: dict[str, Any] | BaseModel, base_dir: str | Path | None = 
     return LOADERS[parsed.kind](parsed)  # type: ignore[attr-defined]
 
 
-__all__ = ["KINDS", "SourceSpec", "load_source", "parse_source"]
+__all__ = ["DESCRIPTIONS", "KINDS", "SourceSpec", "load_source", "parse_source"]
