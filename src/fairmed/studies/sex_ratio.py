@@ -1,0 +1,267 @@
+"""Study kind ``composition``: how the share of a group in training changes each group's AUC.
+
+Implements "Dataset Distribution Impacts Model Fairness: Single vs. Multi-task Learning":
+training sets whose female share is 0, 25, 50, 75, 100 % (M100 ... F100) are designed by
+the LP (:mod:`fairmed.design.composition`) to be as large as the cohort allows, with as
+many benign as malignant cases and as many patients under 60 as over 60 within each sex
+and class; one test set per seed, balanced like F50M50 and shared by every composition,
+is drawn first (whole patients). Each (composition, strategy, seed) is one run:
+``erm`` (single task), ``multitask`` (sex as a reinforcing second head), ``adversarial``
+(sex adversary, lambda 5), all on the same backbone. ``analyse`` writes the AUC of every
+run by sex and the female-vs-male Mann-Whitney U comparison over seeds (the paper's Fig. 2).
+
+Everything here is a pure function of the cohort, the study settings and the run keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fairmed.data.cohort import Cohort
+from fairmed.data.groups import GroupSpec
+from fairmed.design.cells import DesignDraw, cell_frame, cell_table, draw_design, draw_test, patient_codes
+from fairmed.design.composition import (
+    AVAILABLE,
+    COUNT,
+    Bound,
+    Composition,
+    Ratio,
+    design_composition,
+    select_cells,
+)
+from fairmed.design.representation import composition_name, share_ratio
+from fairmed.errors import SpecError
+from fairmed.metrics.stats import mann_whitney, stars
+from fairmed.schema import OVERALL
+
+KIND = "composition"
+
+
+class Availability(BaseModel):
+    """A user-given count for cells the cohort cannot tell (``{select: {label: benign}, count: 20000}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    select: dict[str, str | list[str]]
+    count: float = Field(ge=0)
+
+
+class CompositionDesign(BaseModel):
+    """The kind-specific settings: which group's share varies, what stays balanced, the test set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attribute: str = Field("sex", description="the dimension whose share varies")
+    group: str = Field("female", description="the group whose share varies")
+    others: list[str] = Field(default_factory=lambda: ["male"])
+    shares: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    names: list[str] | None = Field(None, description="composition names (default F25M75 style)")
+    strata: list[str] = Field(default_factory=lambda: ["age:60"], description="kept 1:1 within sex and class")
+    class_ratio: str = Field("1:1", description="positive : negative cases")
+    positive: str = "malignant"
+    negative: str = "benign"
+    test_per_cell: int | None = Field(
+        None, ge=1, description="test rows per cell (default: test_fraction of the smallest cell)"
+    )
+    test_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    integer: bool = Field(False, description="exact integer LP (milp) instead of rounding the continuous one")
+    max_total: int | None = Field(None, ge=1, description="cap on the designed set (a smoke profile)")
+    available: list[Availability] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> CompositionDesign:
+        if not self.shares:
+            raise SpecError("composition: 'shares' is empty")
+        if self.names is not None and len(self.names) != len(self.shares):
+            raise SpecError(f"composition: {len(self.names)} names for {len(self.shares)} shares")
+        if len(set(self.composition_names)) != len(self.shares):
+            raise SpecError(f"composition: names repeat ({self.composition_names})")
+        return self
+
+    @property
+    def composition_names(self) -> list[str]:
+        if self.names is not None:
+            return list(self.names)
+        rest = "/".join(self.others)
+        return [composition_name({self.group: s, rest: 1 - s}) for s in self.shares]
+
+    def share_of(self, name: str) -> float:
+        names = self.composition_names
+        if name not in names:
+            raise SpecError(f"composition {name!r} is not one of {', '.join(names)}")
+        return self.shares[names.index(name)]
+
+    def group_specs(self) -> list[GroupSpec]:
+        return [GroupSpec.categorical(self.attribute), *(GroupSpec.parse(s) for s in self.strata)]
+
+
+@dataclass(frozen=True)
+class SeedDesign:
+    """Everything drawn for one seed: the shared test set and one design + draw per composition."""
+
+    frame: pd.DataFrame
+    test: np.ndarray  # positions
+    blocked: np.ndarray  # positions of rows left out to keep test patients whole
+    test_counts: pd.DataFrame
+    designs: dict[str, Composition]
+    draws: dict[str, DesignDraw]
+
+
+def _ratios(cohort: Cohort, cfg: CompositionDesign, label: str) -> list[Ratio]:
+    strata = [GroupSpec.parse(s).name for s in cfg.strata]
+    ratios = [
+        Ratio(
+            numerator={label: cfg.positive},
+            denominator={label: cfg.negative},
+            ratio=cfg.class_ratio,
+            name=f"{cfg.positive}:{cfg.negative} = {cfg.class_ratio}",
+        )
+    ]
+    for spec, name in zip(cfg.strata, strata):
+        levels = GroupSpec.parse(spec).group_names() or []
+        for a, b in zip(levels, levels[1:]):  # every band equal to the next: all bands equal
+            ratios.append(
+                Ratio(
+                    numerator={name: a},
+                    denominator={name: b},
+                    within=[label, cfg.attribute],
+                    name=f"{a} = {b}",
+                )
+            )
+    return ratios
+
+
+def _cells(cohort: Cohort, cfg: CompositionDesign, label: str, exclude: np.ndarray | None) -> pd.DataFrame:
+    cells = cell_table(cohort, cfg.group_specs(), label, exclude=exclude)
+    for extra in cfg.available:
+        cells.loc[select_cells(cells, extra.select, label), AVAILABLE] = extra.count
+    return cells
+
+
+def plan_seed(
+    cohort: Cohort, cfg: CompositionDesign, seed: int, names: Sequence[str] | None = None
+) -> SeedDesign:
+    """Draw the seed's test set, solve every composition on the rest, and draw its train/val rows."""
+    label = cohort.label
+    specs = cfg.group_specs()
+    frame = cell_frame(cohort, specs, label)
+    units = patient_codes(cohort)
+    full = _cells(cohort, cfg, label, None)
+    per_cell = cfg.test_per_cell
+    if per_cell is None:
+        finite = full[AVAILABLE][np.isfinite(full[AVAILABLE])]
+        per_cell = max(1, int(cfg.test_fraction * finite.min())) if len(finite) else 1
+    test_counts = cell_table(cohort, specs, label).assign(**{COUNT: per_cell})
+    have = full.set_index(list(frame.columns))[AVAILABLE]
+    short = have[have < per_cell]
+    if len(short):
+        cell = " & ".join(map(str, short.index[0]))
+        raise SpecError(
+            f"composition: cell {cell!r} has {int(short.iloc[0])} rows, fewer than {per_cell} for the test set"
+        )
+    test, blocked = draw_test(frame, test_counts, units, seed)
+    cells = _cells(cohort, cfg, label, test | blocked)
+    ratios = _ratios(cohort, cfg, label)
+    bounds = [Bound(max=cfg.max_total, name=f"total <= {cfg.max_total}")] if cfg.max_total else []
+    designs, draws = {}, {}
+    for name in names or cfg.composition_names:
+        share = cfg.share_of(name)
+        constraint = share_ratio(cfg.attribute, cfg.group, share, cfg.others, within=[label])
+        comp = design_composition(
+            cells, [*ratios, constraint], bounds, label=label, positive=cfg.positive, integer=cfg.integer
+        )
+        designs[name] = comp
+        draws[name] = draw_design(frame, comp.counts, units, seed, test, blocked, cfg.val_fraction)
+    return SeedDesign(frame, np.flatnonzero(test), np.flatnonzero(blocked), test_counts, designs, draws)
+
+
+def design_table(plans: dict[int, SeedDesign], label: str, attribute: str) -> pd.DataFrame:
+    """Tidy counts of every designed set: seed, composition, class, group, count, solved, n_train, n_val."""
+    rows = []
+    for seed, plan in plans.items():
+        for name, comp in plan.designs.items():
+            m = comp.margins([label, attribute]).rename("count")
+            s = comp.margins([label, attribute], "solved").rename("solved")
+            draw = plan.draws[name]
+            tr = plan.frame.iloc[draw.train].groupby([label, attribute]).size().rename("n_train")
+            va = plan.frame.iloc[draw.val].groupby([label, attribute]).size().rename("n_val")
+            te = plan.frame.iloc[draw.test].groupby([label, attribute]).size().rename("n_test")
+            t = pd.concat([m, s, tr, va, te], axis=1).fillna(0).reset_index()
+            t.columns = ["label", "group", "count", "solved", "n_train", "n_val", "n_test"]
+            t.insert(0, "config", name)
+            t.insert(0, "seed", seed)
+            t["lp_seconds"] = comp.seconds
+            rows.append(t)
+    out = pd.concat(rows, ignore_index=True)
+    for c in ("count", "n_train", "n_val", "n_test"):
+        out[c] = out[c].astype(np.int64)
+    return out
+
+
+# --------------------------------------------------------------------- analysis
+def auc_by_group(results: pd.DataFrame, attribute: str = "sex", split: str = "test") -> pd.DataFrame:
+    """AUC of every run overall and per group: config, method, seed, group, auc (from tidy Results)."""
+    rows = results[(results["metric"] == "auc") & results["attribute"].isin([OVERALL, attribute])]
+    if "split" in rows.columns:
+        rows = rows[rows["split"] == split]
+    cols = [c for c in ("config", "method", "seed") if c in rows.columns]
+    out = rows[[*cols, "group", "value", "n"]].rename(columns={"value": "auc"}).reset_index(drop=True)
+    return out
+
+
+def compare_groups(
+    auc: pd.DataFrame,
+    a: str = "female",
+    b: str = "male",
+    alpha: float = 0.05,
+    order: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per (method, config): mean AUC of ``a`` and ``b`` over seeds, Mann-Whitney U, p, stars, and the mark.
+
+    The mark reads "a ? b": ``<`` or ``>`` when the difference is significant at ``alpha``, else ``=``.
+    """
+    out = []
+    for (method, config), sub in auc.groupby(["method", "config"], sort=False):
+        x = sub.loc[sub["group"] == a, "auc"].to_numpy(dtype=float)
+        y = sub.loc[sub["group"] == b, "auc"].to_numpy(dtype=float)
+        u, p = mann_whitney(x, y)
+        mx, my = (float(np.nanmean(v)) if len(v) and not np.isnan(v).all() else np.nan for v in (x, y))
+        mark = "=" if not (p <= alpha) else ("<" if mx < my else ">")
+        out.append(
+            {
+                "method": method,
+                "config": config,
+                f"{a}_mean": mx,
+                f"{b}_mean": my,
+                "n_seeds": int(min(np.isfinite(x).sum(), np.isfinite(y).sum())),
+                "u": u,
+                "p": p,
+                "stars": stars(p),
+                "mark": mark,
+            }
+        )
+    table = pd.DataFrame(out)
+    if order is not None and len(table):
+        rank = {n: i for i, n in enumerate(order)}
+        table = table.sort_values(
+            ["method", "config"], key=lambda s: s.map(rank) if s.name == "config" else s
+        )
+    return table.reset_index(drop=True)
+
+
+__all__ = [
+    "KIND",
+    "Availability",
+    "CompositionDesign",
+    "SeedDesign",
+    "auc_by_group",
+    "compare_groups",
+    "design_table",
+    "plan_seed",
+]

@@ -1,0 +1,107 @@
+"""The composition study: per-seed designs on the generator and the female-vs-male comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import mannwhitneyu
+
+from fairmed.data.synth import SynthConfig, generate
+from fairmed.errors import SpecError
+from fairmed.studies.sex_ratio import CompositionDesign, auc_by_group, compare_groups, design_table, plan_seed
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return generate(SynthConfig(n=900, size=16, prevalence=0.5, images_per_patient=1.5), seed=0)
+
+
+def test_plan_seed_shares_test_and_keeps_ratios(cohort):
+    cfg = CompositionDesign(test_per_cell=8)
+    plan = plan_seed(cohort, cfg, seed=0)
+    assert list(plan.designs) == ["M100", "F25M75", "F50M50", "F75M25", "F100"]
+    frame = plan.frame
+    assert frame.iloc[plan.test].value_counts().tolist() == [8] * 8  # balanced like F50M50
+    units = np.asarray(cohort.table["patient_id"])
+    for name, draw in plan.draws.items():
+        assert not set(units[draw.train]) & set(units[plan.test])
+        assert not set(units[draw.val]) & set(units[plan.test])
+        assert not set(units[draw.train]) & set(units[draw.val])
+        assert np.array_equal(draw.test, plan.test)
+        m = plan.designs[name].margins(["malignant", "sex"])
+        assert m["malignant"].tolist() == m["benign"].tolist()
+        share = cfg.share_of(name)
+        female, male = m["malignant", "female"], m["malignant", "male"]
+        assert abs(female - share * (female + male)) <= 1
+    table = design_table({0: plan}, "malignant", "sex")
+    assert (table["n_train"] + table["n_val"] == table["count"]).all()
+    assert set(table["n_test"]) == {16}
+    again = plan_seed(cohort, cfg, seed=0)
+    assert all(np.array_equal(again.draws[n].train, plan.draws[n].train) for n in plan.draws)
+
+
+def test_design_settings_validate():
+    assert CompositionDesign(shares=[0.1, 0.9]).composition_names == ["F10M90", "F90M10"]
+    with pytest.raises(SpecError, match="2 names for 1 shares"):
+        CompositionDesign(shares=[0.5], names=["a", "b"])
+    with pytest.raises(SpecError, match="not one of"):
+        CompositionDesign().share_of("F33M67")
+
+
+def test_plan_seed_explains_a_too_small_cell(cohort):
+    with pytest.raises(SpecError, match="fewer than 500 for the test set"):
+        plan_seed(cohort, CompositionDesign(test_per_cell=500), seed=0)
+
+
+def _results(female: list[float], male: list[float], config="F50M50", method="erm") -> pd.DataFrame:
+    rows = []
+    for seed, (f, m) in enumerate(zip(female, male)):
+        for attribute, group, v in (
+            ("overall", "overall", (f + m) / 2),
+            ("sex", "female", f),
+            ("sex", "male", m),
+        ):
+            for split in ("val", "test"):
+                rows.append(
+                    {
+                        "study": "s",
+                        "config": config,
+                        "method": method,
+                        "seed": seed,
+                        "split": split,
+                        "attribute": attribute,
+                        "group": group,
+                        "metric": "auc",
+                        "value": v,
+                        "ci_low": np.nan,
+                        "ci_high": np.nan,
+                        "n": 10,
+                    }
+                )
+                rows.append({**rows[-1], "metric": "tpr", "value": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_compare_groups_matches_scipy_and_marks():
+    low = [0.70, 0.71, 0.72, 0.73, 0.74]
+    high = [0.80, 0.81, 0.82, 0.83, 0.84]
+    results = pd.concat(
+        [
+            _results(low, high, "M100"),
+            _results(high, low, "F100"),
+            _results([0.8, 0.7, 0.75, 0.78, 0.72], [0.79, 0.71, 0.74, 0.77, 0.73], "F50M50"),
+        ]
+    )
+    auc = auc_by_group(results)
+    assert len(auc) == 3 * 5 * 3 and set(auc["group"]) == {"overall", "female", "male"}
+    table = compare_groups(auc, order=["M100", "F50M50", "F100"])
+    assert table["config"].tolist() == ["M100", "F50M50", "F100"]
+    row = table.set_index("config")
+    assert (
+        row.loc["M100", "mark"] == "<" and row.loc["F100", "mark"] == ">" and row.loc["F50M50", "mark"] == "="
+    )
+    assert row.loc["M100", "p"] == pytest.approx(mannwhitneyu(low, high).pvalue)  # exact: 2/252
+    assert row.loc["M100", "p"] == pytest.approx(2 / 252)
+    assert row.loc["M100", "stars"] == "**"
+    assert row.loc["M100", "female_mean"] == pytest.approx(0.72)
