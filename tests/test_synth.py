@@ -184,3 +184,15 @@ def test_bad_settings_are_one_line_spec_errors():
         SynthConfig(fst_weights=[1, 1, 1])
     with pytest.raises(SpecError, match="artifact_class 3 >= n_classes 2"):
         SynthConfig(artifact_class=3)
+
+
+def test_mosaic_puts_each_skin_type_and_class_in_its_cell():
+    from fairmed.data.synth import mosaic
+
+    cohort = generate(SynthConfig(n=400, size=8), seed=0)
+    grid, rows, classes = mosaic(cohort, per_cell=2)
+    assert grid.shape == (6 * 8, 2 * 2 * 8, 3)
+    assert rows[0] == "FST 1" and classes == ["benign", "malignant"]
+    t = cohort.table
+    first = np.flatnonzero((t["fst"] == 6).to_numpy() & (cohort.y() == 1))[0]
+    assert np.array_equal(grid[40:48, 16:24], cohort.images[first])

@@ -237,3 +237,34 @@ def sources() -> None:
     for kind in KINDS:
         click.echo(f"{kind:18s} {DESCRIPTIONS[kind]}")
     click.echo("\nThe exact file layouts: docs/data.md (and each fairmed.data.sources.<kind> docstring).")
+
+
+@data.command()
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file")
+@click.option("--n", type=int, default=3000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=int, default=64, show_default=True)
+@click.option("--per-cell", type=int, default=4, show_default=True, help="images per skin type and class")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="a SynthConfig field")
+def grid(out, n, seed, size, per_cell, settings) -> None:
+    """Save a labelled grid of generated images: rows = Fitzpatrick type, column blocks = class."""
+    from matplotlib.figure import Figure
+
+    from fairmed.data.synth import mosaic
+
+    fields = _merge({"n": n, "size": size}, _parse_set(settings))
+    cohort = generate(SynthConfig(**fields), seed=seed)
+    image, rows, classes = mosaic(cohort, per_cell=per_cell)
+    fig = Figure(figsize=(image.shape[1] / 96 + 1.2, image.shape[0] / 96 + 0.8), dpi=110)
+    ax = fig.add_axes((0.09, 0.02, 0.9, 0.9))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_yticks([(r + 0.5) * size for r in range(len(rows))], rows)
+    ax.set_xticks([(c + 0.5) * per_cell * size for c in range(len(classes))], classes)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for c in range(1, len(classes)):
+        ax.axvline(c * per_cell * size - 0.5, color="white", linewidth=2)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    atomic_write(out, lambda p: fig.savefig(p, format="png"))
+    click.echo(f"wrote {out}")

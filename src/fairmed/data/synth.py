@@ -469,3 +469,28 @@ def generate(config: SynthConfig | None = None, seed: int = 0) -> Cohort:
         meta={"synth": cfg.model_dump(mode="json"), "seed": seed, "source": "synth"},
         name="synth",
     )
+
+
+def mosaic(
+    cohort: Cohort, per_cell: int = 4, label: str | None = None
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """A grid of images: one row per Fitzpatrick type, ``per_cell`` columns per class.
+
+    Returns the uint8 mosaic and the row and column-block names (for a labelled figure).
+    Cells with fewer images than ``per_cell`` are left black.
+    """
+    if cohort.images is None:
+        raise SpecError("mosaic: the cohort has no in-memory images")
+    label = label or cohort.label
+    names = cohort.class_names.get(label) or [str(k) for k in range(cohort.n_classes(label))]
+    s = cohort.images.shape[1]
+    fst = cohort.table["fst"].to_numpy(dtype=float, na_value=np.nan)
+    y = cohort.y(label)
+    grid = np.zeros((6 * s, len(names) * per_cell * s, 3), dtype=np.uint8)
+    for r, k in enumerate(range(1, 7)):
+        for c in range(len(names)):
+            idx = np.flatnonzero((fst == k) & (y == c))[:per_cell]
+            for j, i in enumerate(idx):
+                x0 = (c * per_cell + j) * s
+                grid[r * s : (r + 1) * s, x0 : x0 + s] = cohort.images[i]
+    return grid, [f"FST {k}" for k in range(1, 7)], list(names)
