@@ -219,12 +219,13 @@ def compare_groups(
     auc: pd.DataFrame,
     a: str = "female",
     b: str = "male",
-    alpha: float = 0.05,
+    alpha: float = 0.1,
     order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Per (method, config): mean AUC of ``a`` and ``b`` over seeds, Mann-Whitney U, p, stars, and the mark.
 
-    The mark reads "a ? b": ``<`` or ``>`` when the difference is significant at ``alpha``, else ``=``.
+    The mark reads "a ? b": ``<`` or ``>`` when the difference is significant at ``alpha`` (0.1: the
+    level of one star, so ``ns`` and ``=`` agree), else ``=``.
     """
     out = []
     for (method, config), sub in auc.groupby(["method", "config"], sort=False):

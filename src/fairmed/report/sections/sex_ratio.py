@@ -1,0 +1,133 @@
+"""Report section of the ``composition`` study: AUC by training composition (the paper's Fig. 2).
+
+Reads the tables the study's ``analyse`` writes: ``composition_auc`` (AUC per run and sex),
+``composition_comparison`` (female vs male over seeds: Mann-Whitney U, stars, ``<``/``>``/``=``)
+and ``composition_design`` (the designed counts: Table 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fairmed.report.sections import Section, register_section
+from fairmed.report.style import new_figure
+
+KIND = "composition"
+METHOD_TITLES = {
+    "erm": "single task (ERM)",
+    "multitask": "multi-task (reinforcing)",
+    "adversarial": "adversarial",
+}
+PAIR = ("female", "male")
+
+
+def _order(values: pd.Series) -> list[str]:
+    return list(dict.fromkeys(values.astype(str)))
+
+
+def auc_figure(ctx, auc: pd.DataFrame, comparison: pd.DataFrame | None, pair=PAIR):
+    """One panel per strategy; per composition the two groups' AUC over seeds side by side."""
+    methods = _order(auc["method"])
+    methods = [m for m in METHOD_TITLES if m in methods] + [m for m in methods if m not in METHOD_TITLES]
+    configs = _order(auc["config"])
+    fig = new_figure(1.0 + 0.8 * len(configs) * len(methods), 3.9)
+    axes = fig.subplots(1, len(methods), sharey=True, squeeze=False)[0]
+    x = np.arange(len(configs))
+    width = 0.34
+    data = auc[auc["group"].isin(pair)]
+    lo = float(np.nanmin(data["auc"])) if len(data) else 0.5
+    hi = float(np.nanmax(data["auc"])) if len(data) else 1.0
+    span = max(hi - lo, 0.05)
+    for ax, method in zip(axes, methods):
+        sub = data[data["method"].astype(str) == method]
+        for k, group in enumerate(pair):
+            offset = (k - 0.5) * width
+            values = [
+                sub.loc[(sub["config"].astype(str) == c) & (sub["group"] == group), "auc"].dropna()
+                for c in configs
+            ]
+            keep = [i for i, v in enumerate(values) if len(v)]
+            if keep:
+                box = ax.boxplot(
+                    [values[i].to_numpy() for i in keep],
+                    positions=x[keep] + offset,
+                    widths=width * 0.9,
+                    patch_artist=True,
+                    showfliers=False,
+                    medianprops={"color": "black"},
+                )
+                for patch in box["boxes"]:
+                    patch.set(facecolor=ctx.color(group), alpha=0.55, edgecolor=ctx.color(group))
+                for i in keep:
+                    jitter = np.linspace(-0.06, 0.06, len(values[i])) if len(values[i]) > 1 else [0.0]
+                    ax.scatter(
+                        x[i] + offset + jitter,
+                        values[i],
+                        s=12,
+                        color=ctx.color(group),
+                        zorder=3,
+                        label=group if i == keep[0] else None,
+                    )
+        if comparison is not None and len(comparison):
+            marks = comparison[comparison["method"].astype(str) == method].set_index("config")
+            for i, c in enumerate(configs):
+                if c in marks.index:
+                    row = marks.loc[c]
+                    text = f"{row['stars']}\n{pair[0][0].upper()} {row['mark']} {pair[1][0].upper()}"
+                    ax.text(x[i], hi + 0.04 * span, text, ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(x, configs, rotation=0)
+        ax.set_title(METHOD_TITLES.get(method, method))
+        ax.set_xlabel("training composition")
+        ax.set_ylim(lo - 0.08 * span, hi + 0.3 * span)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("test AUC")
+    axes[-1].legend(title="test group", loc="lower right", fontsize=8)
+    return fig
+
+
+@register_section(KIND)
+def composition_auc(ctx) -> list[Section]:
+    auc = ctx.tables.get("composition_auc")
+    if auc is None or not len(auc):
+        return []
+    comparison = ctx.tables.get("composition_comparison")
+    fig = auc_figure(ctx, auc, comparison)
+    path = ctx.save(fig, "composition_auc_by_sex")
+    tables = {}
+    if comparison is not None and len(comparison):
+        shown = comparison.copy()
+        for c in ("female_mean", "male_mean", "p"):
+            if c in shown:
+                shown[c] = shown[c].map(lambda v: f"{v:.3g}")
+        tables["Female vs male AUC over seeds (Mann-Whitney U)"] = shown
+    overall = auc[auc["group"] == "overall"]
+    if len(overall):
+        summary = overall.groupby(["method", "config"], sort=False)["auc"].agg(["mean", "std", "count"])
+        tables["Overall AUC per composition (mean, sd over seeds)"] = summary.round(3).reset_index()
+    design = ctx.tables.get("composition_design")
+    if design is not None and len(design):
+        first = design[design["seed"] == design["seed"].min()]
+        wide = first.pivot_table(
+            index="config", columns=["label", "group"], values="count", sort=False, aggfunc="sum"
+        )
+        wide.columns = [f"{a} {b}" for a, b in wide.columns]
+        wide["total"] = wide.sum(axis=1)
+        tables["Designed training sets (train + validation), first seed"] = wide.reset_index()
+    intro = (
+        "Test AUC of every run by sex for each training composition (share of women among the training "
+        "cases), one panel per training strategy; boxes and dots are the seeds. Above each pair: the "
+        "Mann-Whitney U stars over the seeds (* p<=0.1, ** p<=0.01, *** p<=0.001, **** p<=1e-4, ns) and "
+        "whether the female AUC is lower (F < M), higher (F > M) or not significantly different (F = M, "
+        "at the level in the comparison table) "
+        "than the male AUC. The test set of a seed is shared by all compositions and balanced like F50M50."
+    )
+    return [
+        Section(
+            "AUC by training-set sex composition",
+            intro=intro,
+            figures=[path],
+            captions=["Female vs male test AUC per composition and strategy (cf. Fig. 2 of the paper)."],
+            tables=tables,
+        )
+    ]

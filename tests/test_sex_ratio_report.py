@@ -1,0 +1,86 @@
+"""The composition study's report section (Fig. 2 of the paper) from its tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import yaml
+from PIL import Image
+
+from fairmed.report.context import load_context
+from fairmed.report.sections import registered
+from fairmed.report.sections.sex_ratio import composition_auc
+from fairmed.studies.sex_ratio import auc_by_group, compare_groups
+
+CONFIGS = ["M100", "F25M75", "F50M50", "F75M25", "F100"]
+
+
+def _study_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for method in ("erm", "multitask", "adversarial"):
+        for i, config in enumerate(CONFIGS):
+            for seed in range(5):
+                f, m = 0.70 + 0.04 * i + rng.normal(0, 0.01), 0.85 - 0.02 * i + rng.normal(0, 0.01)
+                for attribute, group, v in (
+                    ("overall", "overall", (f + m) / 2),
+                    ("sex", "female", f),
+                    ("sex", "male", m),
+                ):
+                    rows.append(
+                        {
+                            "study": "s",
+                            "config": config,
+                            "method": method,
+                            "seed": seed,
+                            "split": "test",
+                            "attribute": attribute,
+                            "group": group,
+                            "metric": "auc",
+                            "value": v,
+                            "ci_low": np.nan,
+                            "ci_high": np.nan,
+                            "n": 50,
+                        }
+                    )
+    results = pd.DataFrame(rows)
+    (tmp_path / "tables").mkdir()
+    results.to_parquet(tmp_path / "results.parquet")
+    auc = auc_by_group(results)
+    auc.to_parquet(tmp_path / "tables" / "composition_auc.parquet")
+    compare_groups(auc, order=CONFIGS).to_parquet(tmp_path / "tables" / "composition_comparison.parquet")
+    design = pd.DataFrame(
+        {
+            "seed": 0,
+            "config": np.repeat(CONFIGS, 2),
+            "label": "malignant",
+            "group": ["female", "male"] * 5,
+            "count": [0, 10, 3, 10, 10, 10, 10, 3, 10, 0],
+        }
+    )
+    design.to_parquet(tmp_path / "tables" / "composition_design.parquet")
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"name": "sex ratio", "kind": "composition"}))
+    return tmp_path
+
+
+def test_section_is_registered_and_draws_the_figure(tmp_path):
+    ctx = load_context(_study_folder(tmp_path))
+    assert composition_auc in registered("composition")
+    (section,) = composition_auc(ctx)
+    png = section.figures[0]
+    assert png.name == "composition_auc_by_sex.png" and png.with_suffix(".svg").exists()
+    width, height = Image.open(png).size
+    assert width > 2 * height  # three panels side by side
+    comparison = section.tables["Female vs male AUC over seeds (Mann-Whitney U)"]
+    erm = comparison[comparison["method"] == "erm"].set_index("config")
+    assert erm.loc["M100", "mark"] == "<" and erm.loc["F100", "mark"] == ">"
+    assert erm.loc["M100", "stars"] == "**"  # 5 vs 5 fully separated: exact p = 2/252
+    design = section.tables["Designed training sets (train + validation), first seed"].set_index("config")
+    assert design.loc["F25M75", "malignant female"] == 3 and design.loc["F25M75", "total"] == 13
+
+
+def test_section_is_empty_without_its_tables(tmp_path):
+    folder = _study_folder(tmp_path)
+    for p in (folder / "tables").iterdir():
+        p.unlink()
+    assert composition_auc(load_context(folder)) == []
