@@ -290,3 +290,70 @@ def test_figures_are_sized_by_content(study):
     assert sizes["forest_fst"][1] > 600
     assert all(w <= 2100 for w, _ in sizes.values()), sizes
     assert isinstance(pd.__version__, str)
+
+
+def _multiclass_predictions(rng: np.random.Generator) -> pd.DataFrame:
+    frames = []
+    for k, method in enumerate(("vanilla", "scp_fairprune")):
+        for seed in range(3):
+            n = 240
+            fst = rng.integers(1, 7, n)
+            y = rng.integers(0, 4, n)
+            logits = rng.normal(0, 1, (n, 4))
+            logits[np.arange(n), y] += np.where(fst >= 4, 1.0 + 0.8 * k, 2.0)
+            p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+            frame = pd.DataFrame({"method": method, "seed": seed, "split": "test", "y_true": y, "fst": fst})
+            frames.append(frame.assign(**{f"p_{c}": p[:, c] for c in range(4)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _value_predictions(rng: np.random.Generator) -> pd.DataFrame:
+    frames = []
+    for dark, config in ((0.0, "A"), (1.0, "C")):
+        for seed in range(3):
+            n = 200
+            fst = np.where(rng.random(n) < 0.5, 1, 6)
+            mse = rng.gamma(4, 0.01, n) * np.where(fst == 6, 1.4 - 0.4 * dark, 1.0)
+            frames.append(pd.DataFrame({"config": config, "seed": seed, "fst": fst, "recon_mse": mse}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_multiclass_and_value_studies_render(tmp_path):
+    from fairmed.metrics import audit
+
+    rng = np.random.default_rng(7)
+    cases = {
+        "multi": (_multiclass_predictions(rng), {}, "pruning"),
+        "values": (_value_predictions(rng), {"values": ["recon_mse"]}, "vae_fairness"),
+    }
+    figures = {}
+    for name, (predictions, extra, kind) in cases.items():
+        out = tmp_path / name
+        results = audit(
+            predictions, attrs=["fst:123-456" if name == "multi" else "fst:12-56"], bootstrap=50, **extra
+        )
+        write_study(out, predictions, results.to_frame(), kind=kind)
+        build_report(out)
+        _check_self_contained(out)
+        figures[name] = {p.stem for p in (out / "figures").glob("*.png")}
+    # multi-class: no ROC (binary only); calibration as top-label confidence; Eodd etc. in the table
+    assert figures["multi"] == {
+        "composition",
+        "forest_fst",
+        "gaps",
+        "calibration_fst",
+        "box_fst_auc_ovr",
+        "box_overall_auc_ovr",
+    }
+    text = (tmp_path / "multi" / "index.html").read_text(encoding="utf-8")
+    assert "Eodd" in text and "Fairness criteria at tolerance" in text
+    # per-sample values: no curves, no criteria; the lead metric is the mean MSE (lower is better)
+    assert figures["values"] == {
+        "composition",
+        "forest_fst",
+        "gaps",
+        "box_fst_recon_mse_mean",
+        "box_overall_recon_mse_mean",
+    }
+    text = (tmp_path / "values" / "index.html").read_text(encoding="utf-8")
+    assert "Gaps between groups</h2>" in text and "mean MSE" in text and "Fairness criteria at" not in text

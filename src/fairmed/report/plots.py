@@ -161,6 +161,7 @@ def gap_plot(
     row_keys: Sequence[str],
     tolerance: float,
     xlabel: Callable[[str], str],
+    show_tolerance: Callable[[str], bool] = lambda metric: True,
 ) -> Figure:
     """Gap between groups (value with CI) per metric, one row per attribute x configuration.
 
@@ -188,11 +189,12 @@ def gap_plot(
         if cells and sum(map(len, cells)):
             rows = pd.concat(cells)
             ys_arr = np.asarray(ys)
-            inside = (rows["value"] <= tolerance).to_numpy()
+            inside = (rows["value"] <= tolerance).to_numpy() | (not show_tolerance(metric))
             for mask, face in ((inside, ink), (~inside, "white")):
                 if mask.any():
                     _intervals(ax, rows[mask], ys_arr[mask], ink, "o", ms=5.5, lw=1.3, mfc=face, mew=1.4)
-        ax.axvline(tolerance, color="#D55E00", ls="--", lw=1.4)
+        if show_tolerance(metric):
+            ax.axvline(tolerance, color="#D55E00", ls="--", lw=1.4)
         ax.set_yticks(range(len(labels)), [wrap_label(t, 24) for t in labels])
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlim(left=0)
@@ -204,16 +206,17 @@ def gap_plot(
     ]:
         for ax in axes:
             ax.axhline(boundary, color="#BBBBBB", lw=0.8)
-    fig.legend(
-        [
-            Line2D([], [], color=ink, marker="o", ls=""),
-            Line2D([], [], color=ink, marker="o", mfc="white", ls=""),
-            Line2D([], [], color="#D55E00", ls="--"),
-        ],
-        ["within tolerance", "beyond tolerance", f"tolerance = {tolerance:g}"],
-        loc="outside lower center",
-        ncols=3,
-    )
+    if any(show_tolerance(m) for m in metrics):
+        fig.legend(
+            [
+                Line2D([], [], color=ink, marker="o", ls=""),
+                Line2D([], [], color=ink, marker="o", mfc="white", ls=""),
+                Line2D([], [], color="#D55E00", ls="--"),
+            ],
+            ["within tolerance", "beyond tolerance", f"tolerance = {tolerance:g}"],
+            loc="outside lower center",
+            ncols=3,
+        )
     fig.suptitle("Gaps between groups (95% CI)")
     return fig
 
@@ -348,7 +351,8 @@ def curve_grid(
 ) -> Figure:
     """ROC or calibration curves: one panel per configuration, one line per group.
 
-    ``curves[panel][group] = (x, y, legend text)``; ``kind`` is ``"roc"`` or ``"calibration"``.
+    ``curves[panel][group] = (x, y, legend text)``; ``kind`` is ``"roc"``, ``"calibration"``
+    (binary probabilities) or ``"confidence"`` (multi-class top-label confidence vs accuracy).
     """
     panels = list(curves)
     cols = _ncols(len(panels))
@@ -359,7 +363,7 @@ def curve_grid(
         for group in ordered_groups(curves[panel]):
             x, y, text = curves[panel][group]
             color = colors.get(group, NEUTRAL_COLOR)
-            style = {"marker": "o", "ms": 3.5} if kind == "calibration" else {}
+            style = {"marker": "o", "ms": 3.5} if kind != "roc" else {}
             ax.plot(x, y, color=color, lw=1.3 if group == OVERALL else 1.8, label=text, **style)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
@@ -368,20 +372,16 @@ def curve_grid(
             ax.set_title(wrap_label(panel, 28))
         ax.legend(loc="lower right", fontsize=8.5, title=attribute, title_fontsize=8.5)
     rows = math.ceil(len(panels) / cols)
+    xlabel, ylabel = {
+        "roc": ("false positive rate (fraction of negatives)", "true positive rate (fraction of positives)"),
+        "calibration": ("predicted probability (bin mean)", "observed fraction positive"),
+        "confidence": ("top-label confidence (bin mean)", "observed accuracy (fraction correct)"),
+    }[kind]
     for i, ax in enumerate(axes):
-        last_in_column = i + cols >= len(panels) or i // cols == rows - 1
-        if last_in_column:
-            ax.set_xlabel(
-                "false positive rate (fraction of negatives)"
-                if kind == "roc"
-                else "predicted probability (bin mean)"
-            )
+        if i + cols >= len(panels) or i // cols == rows - 1:  # lowest panel of its column
+            ax.set_xlabel(xlabel)
         if i % cols == 0:
-            ax.set_ylabel(
-                "true positive rate (fraction of positives)"
-                if kind == "roc"
-                else "observed fraction positive"
-            )
+            ax.set_ylabel(ylabel)
         ax.yaxis.set_tick_params(labelleft=True)
     title = "ROC curves" if kind == "roc" else "Calibration (reliability) curves"
     fig.suptitle(f"{title} by {attribute}")

@@ -15,7 +15,9 @@ from fairmed.report.tidy import (
     comparison_keys,
     gap_rows,
     higher_is_better,
+    in_unit_interval,
     metric_label,
+    metric_short,
     primary_metric,
     run_label,
 )
@@ -137,39 +139,48 @@ def _significance(f: Finding) -> str:
     )
     seeds = ""
     if f.group_stars:
-        seeds = f" Over seeds, Mann-Whitney U gives {f.group_stars}" + (
-            " (not significant)." if f.group_stars == "ns" else "."
-        )
+        seeds = f" Comparing the two groups over seeds:{_stars_text(f.group_stars)[1:]}."
     if f.significant:
         return f"It is unlikely to be chance: {intervals} do not overlap." + seeds
     return f"It may be chance: {intervals} overlap; more images of the smaller group would settle it." + seeds
 
 
+P_OF_STARS = {"****": "p <= 0.0001", "***": "p <= 0.001", "**": "p <= 0.01", "*": "p <= 0.1"}
+
+
 def _stars_text(stars: str) -> str:
+    """ " (p <= 0.1 over seeds, Mann-Whitney U)" from the audit's stars."""
     if not stars:
         return ""
     if stars == "ns":
         return " (not significant over seeds, Mann-Whitney U)"
-    return f" ({stars} over seeds, Mann-Whitney U)"
+    return f" ({P_OF_STARS.get(stars, stars)} over seeds, Mann-Whitney U)"
 
 
 def summary_lines(f: Finding, tolerance: float, criteria: pd.DataFrame | None = None) -> list[str]:
     """The summary as plain sentences, most important first."""
-    name = f.metric.upper()
+    name = metric_short(f.metric)
     where = f" with {f.baseline}" if f.baseline != "model" else ""
+    tol = (
+        f" ({'within' if f.gap <= tolerance else 'beyond'} your tolerance of {tolerance:g})"
+        if in_unit_interval(f.metric)
+        else ""
+    )
     lines = [
         f"The largest gap is by {f.attribute}{where}: {name} {f.worst_value:.3f} for {f.worst_group} "
-        f"against {f.best_value:.3f} for {f.best_group}, a gap of {f.gap:.3f} "
-        f"({'within' if f.gap <= tolerance else 'beyond'} your tolerance of {tolerance:g}).",
+        f"against {f.best_value:.3f} for {f.best_group}, a gap of {f.gap:.3f}{tol}.",
         _significance(f),
     ]
     if f.best_mitigation is not None:
         cost = ""
         if f.overall_change is not None:
             change = f.overall_change
-            verb = "fell" if change < 0 else "rose"
-            cost = f" Overall {name} {verb} by {abs(change):.3f}{_stars_text(f.overall_stars)}" + (
-                ", so fairness came at a cost in accuracy." if change < 0 else ", so it cost no accuracy."
+            worse = change < 0 if higher_is_better(f.metric) is not False else change > 0
+            cost = f" Overall {name} {'fell' if change < 0 else 'rose'} by {abs(change):.3f}" + _stars_text(
+                f.overall_stars
+            )
+            cost += (
+                ", so fairness came at a cost in performance." if worse else ", so it cost no performance."
             )
         lines.append(
             f"{f.best_mitigation} narrowed it most: the {f.attribute} gap went from {f.gap:.3f} to "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from fairmed.metrics.criteria import CRITERION, GAP_FORMS
-from fairmed.metrics.groups import direction
+from fairmed.metrics.groups import BOUNDED, direction
 from fairmed.schema import OVERALL, run_keys_in
 
 # metric name in Results -> axis label with its unit
@@ -40,7 +40,20 @@ METRICS: dict[str, str] = {
 }
 # the metrics a report leads with, in order of preference
 PRIMARY = ("auc", "auc_ovr", "accuracy", "f1_macro", "recon_mse", "latent_std")
-PERFORMANCE = ("auc", "auc_ovr", "accuracy", "balanced_accuracy", "f1_macro", "tpr", "fpr", "ppv", "ece")
+PERFORMANCE = (
+    "auc",
+    "auc_ovr",
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "tpr",
+    "fpr",
+    "ppv",
+    "ece",
+    "recon_mse",
+    "latent_std",
+    "elbo",
+)
 
 
 def metric_label(metric: str) -> str:
@@ -75,8 +88,24 @@ SHORT = {
 
 
 def metric_short(metric: str) -> str:
-    """A short display name ("AUC", "selection rate") for titles and tick labels."""
-    return SHORT.get(metric, metric.replace("_", " "))
+    """A short display name ("AUC", "selection rate", "mean MSE") for titles and tick labels."""
+    if metric in SHORT:
+        return SHORT[metric]
+    base, _, stat = metric.rpartition("_")
+    if base and stat in VALUE_STATS:
+        return f"{stat} {SHORT.get(base, base.replace('_', ' '))}"
+    return metric.replace("_", " ")
+
+
+def metric_unit(metric: str) -> str:
+    """The unit part of a metric's axis label ("fraction of positives"), or ''."""
+    label = metric_label(metric).split(" [", 1)[0]
+    return label[label.find("(") + 1 : label.rfind(")")] if "(" in label else ""
+
+
+def in_unit_interval(metric: str) -> bool:
+    """Rates and scores bounded by [0, 1]: where a gap tolerance like 0.05 means something."""
+    return metric in BOUNDED or metric in {"eopp0", "eopp1", "eodd"}
 
 
 def higher_is_better(metric: str) -> bool | None:
@@ -171,23 +200,33 @@ def is_gap_label(text: str) -> bool:
     return str(text) in GAP_GROUPS
 
 
+VALUE_STATS = ("mean", "median", "q25", "q75")  # how the audit summarises per-sample values
+
+
+def _expand(names: tuple[str, ...], present: set[str]) -> list[str]:
+    """Each name as it appears in Results: itself, or its per-sample summaries (``recon_mse_mean``)."""
+    out = []
+    for name in names:
+        if name in present:
+            out.append(name)
+        else:
+            out += [f"{name}_{stat}" for stat in VALUE_STATS[:2] if f"{name}_{stat}" in present]
+    return out
+
+
 def primary_metric(groups: pd.DataFrame) -> str | None:
-    """The metric the summary and the comparisons lead with (AUC when there is one)."""
-    present = set(groups["metric"].astype(str))
-    for m in PRIMARY:
-        if m in present:
-            return m
-    for m in present:
-        if any(m.startswith(p + "_") for p in PRIMARY):
-            return m
+    """The metric the summary and the comparisons lead with: AUC, else accuracy, else mean MSE ..."""
+    present = set(groups["metric"].astype(str)) - {"n"}
+    chosen = _expand(PRIMARY, present)
+    if chosen:
+        return chosen[0]
     return sorted(present)[0] if present else None
 
 
 def performance_metrics(groups: pd.DataFrame, limit: int = 6) -> list[str]:
-    present = set(groups["metric"].astype(str))
-    chosen = [m for m in PERFORMANCE if m in present]
-    if not chosen:
-        chosen = [m for m in sorted(present) if higher_is_better(m) is not None or m.startswith(PRIMARY)]
+    """The metrics of the forest plots, in a fixed reading order."""
+    present = set(groups["metric"].astype(str)) - {"n"}
+    chosen = _expand(PERFORMANCE, present)
     return chosen[:limit] or sorted(present)[:limit]
 
 

@@ -112,7 +112,7 @@ def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
             fig = curve_grid(roc, ctx.colors, "roc", attribute)
             roc_figs.append(ctx.save(fig, figure_name("roc", attribute)))
         if any(cal.values()):
-            fig = curve_grid(cal, ctx.colors, "calibration", attribute)
+            fig = curve_grid(cal, ctx.colors, "calibration" if kind == "binary" else "confidence", attribute)
             cal_figs.append(ctx.save(fig, figure_name("calibration", attribute)))
     pooled = "Seeds are pooled within each configuration; " if "seed" in split.varying else ""
     sections = []

@@ -14,8 +14,9 @@ from fairmed.report.tidy import (
     comparison_keys,
     criterion_rows,
     gap_rows,
-    metric_label,
+    in_unit_interval,
     metric_short,
+    metric_unit,
     primary_metric,
     run_label,
 )
@@ -94,6 +95,11 @@ def criteria_table(split: SplitResults, tolerance: float) -> pd.DataFrame:
     return wide
 
 
+def _gap_label(metric: str) -> str:
+    unit = metric_unit(metric)
+    return f"{metric_short(metric)} gap (max - min{', ' + unit if unit else ''})"
+
+
 def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
     gaps = gap_rows(split, "difference")
     if gaps.empty:
@@ -107,7 +113,8 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
         metrics,
         keys,
         ctx.tolerance,
-        lambda m: f"{metric_short(m)} gap (max - min; {metric_label(m).split('(')[-1].rstrip(')')})",
+        _gap_label,
+        in_unit_interval,
     )
     figures = [ctx.save(fig, "gaps")]
     table = criteria_table(split, ctx.tolerance)
@@ -117,7 +124,7 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
         else ""
     )
     return Section(
-        "Gaps and fairness criteria",
+        "Gaps and fairness criteria" if not table.empty else "Gaps between groups",
         intro=(
             "The gap is the largest minus the smallest group value of a metric (0 = every group the "
             "same). A fairness criterion holds when its gap is within your tolerance of "
@@ -126,7 +133,8 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
         ),
         figures=figures,
         captions=[
-            f"Gap (difference) per metric with its bootstrap 95% CI; dashed line: tolerance {ctx.tolerance:g}."
+            f"Gap (difference) per metric with its bootstrap 95% CI; dashed line: tolerance {ctx.tolerance:g} "
+            "(drawn for metrics on a 0-1 scale only)."
         ],
         tables={f"Fairness criteria at tolerance {ctx.tolerance:g}": table} if not table.empty else {},
         notes=[
@@ -135,6 +143,8 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
             "predictive parity: equal PPV; Eopp0/Eopp1/Eodd: the one-vs-rest TNR/TPR/TPR+FPR "
             "differences averaged over classes (FairPrune). They cannot all hold at once when "
             "prevalence differs between groups, so read them together with the clinical context."
-        ],
+        ]
+        if not table.empty
+        else [],
         key="fairness",
     )

@@ -82,9 +82,11 @@ def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
         summary = composition_from_results(split)
         source = "the audited predictions"
     figures, tables, notes = [], {}, []
+    positive = None
     if summary is not None and not summary.empty:
         summary = summary.reset_index(drop=True)
-        fig = composition_plot(summary, ctx.colors, _positive_class(summary))
+        positive = _positive_class(summary)
+        fig = composition_plot(summary, ctx.colors, positive)
         figures.append(ctx.save(fig, "composition"))
         tables[f"Images per group and class, from {source}"] = summary
     runs = _run_table(split)
@@ -120,7 +122,11 @@ def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
         intro=intro,
         html=_spec_html(ctx),
         figures=figures,
-        captions=[f"Images per group (from {source}); hatched: the positive class."] if figures else [],
+        captions=[
+            f"Images per group (from {source})" + ("; hatched: the positive class." if positive else ".")
+        ]
+        if figures
+        else [],
         tables=tables,
         notes=notes,
         key="what-was-run",
