@@ -210,12 +210,12 @@ class Cohort:
 
     def filter(self, mask: np.ndarray | pd.Series | None = None, **equals: Any) -> Cohort:
         """Keep rows where ``mask`` holds and every ``column=value`` (or ``column=[values]``) matches."""
-        keep = np.ones(len(self), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        keep = np.ones(len(self), dtype=bool) if mask is None else np.array(mask, dtype=bool)  # a copy
         for column, value in equals.items():
             if column not in self.table.columns:
                 raise DataError(f"{self.name}: no column {column!r} to filter on")
             values = value if isinstance(value, (list, tuple, set)) else [value]
-            keep &= self.table[column].isin(values).to_numpy()
+            keep = keep & self.table[column].isin(values).to_numpy(dtype=bool)
         return self.subset(keep)
 
     def with_columns(self, **columns: Any) -> Cohort:
