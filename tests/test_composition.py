@@ -292,3 +292,54 @@ def test_property_integer_solution_satisfies_everything(av, share):
 
 def test_infeasible_error_is_a_fairmed_error():
     assert issubclass(InfeasibleDesign, FairmedError)
+
+
+@st.composite
+def random_problem(draw):
+    """Random cells (class x colour x size) with random availability and random ratios."""
+    keys = list(itertools.product(["neg", "pos"], ["red", "green", "blue"], ["small", "large"]))
+    cells = pd.DataFrame(keys, columns=["y", "colour", "size"])
+    avail = draw(st.lists(st.one_of(st.integers(0, 60), st.just(10**6)), min_size=12, max_size=12))
+    cells["available"] = np.asarray(avail, dtype=float)
+    options = [
+        {},
+        {"y": "pos"},
+        {"y": "neg"},
+        {"colour": "red"},
+        {"colour": ["green", "blue"]},
+        {"size": "small"},
+        {"size": "large"},
+        {"colour": "blue", "size": "large"},
+    ]
+    ratios = []
+    for _ in range(draw(st.integers(1, 4))):
+        ratios.append(
+            Ratio(
+                numerator=draw(st.sampled_from(options)),
+                denominator=draw(st.sampled_from(options)),
+                ratio=(draw(st.integers(0, 4)), draw(st.integers(1, 4))),
+                within=draw(st.sampled_from([[], ["y"], ["size"]])),
+            )
+        )
+    ratios.append(Ratio(numerator={"y": "pos"}, denominator={"y": "neg"}))  # keeps the objective bounded
+    return cells, ratios
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problem=random_problem(), integer=st.booleans())
+def test_property_random_problems(problem, integer):
+    cells, ratios = problem
+    try:
+        d = design_composition(cells, ratios, integer=integer)
+    except InfeasibleDesign as err:
+        msg = str(err)
+        assert msg.startswith("composition infeasible") and "\n" not in msg and "objective >= 1" in msg
+        return
+    c = d.counts
+    assert (c["count"] <= c["available"]).all() and (c["count"] >= 0).all()
+    assert d.objective >= 1 - 1e-9
+    assert d.violations("solved") == []
+    if integer:
+        assert d.violations() == []
+    else:
+        assert (np.abs(c["count"] - c["solved"]) < 1).all()
