@@ -196,3 +196,11 @@ def test_mosaic_puts_each_skin_type_and_class_in_its_cell():
     t = cohort.table
     first = np.flatnonzero((t["fst"] == 6).to_numpy() & (cohort.y() == 1))[0]
     assert np.array_equal(grid[40:48, 16:24], cohort.images[first])
+
+
+def test_ink_mark_is_violet_and_only_in_flagged_images():
+    cohort = generate(SynthConfig(n=150, size=32, artifact="ink", artifact_rate=0.4, noise=0), seed=1)
+    px = cohort.images.astype(int)
+    violet = (px[..., 2] - px[..., 1] > 60) & (px[..., 0] - px[..., 1] > 30)  # blue and red over green
+    has_ink = violet.sum(axis=(1, 2)) > 5
+    assert np.array_equal(has_ink, cohort.table["artifact"].to_numpy() == 1)
