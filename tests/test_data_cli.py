@@ -1,9 +1,11 @@
 """`fairmed data`: synth writes the folder layout and it round-trips; summary and cache work on any source."""
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from fairmed import SpecError
 from fairmed.cli import cli
 from fairmed.data.images import load_images
 from fairmed.data.sources import load_source
@@ -73,3 +75,17 @@ def test_summary_embeddings_and_cache_of_folder(tmp_path):
     )
     assert cached.exit_code == 0, cached.output
     assert cached.output.startswith("10 images at 8x8")
+
+
+def test_bad_settings_are_one_line_errors(tmp_path):
+    from fairmed.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "synth", "--n", "5", "--out", str(tmp_path / "x"), "--set", "size=2"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SpecError, match=r"synth setting size: Input should be greater than or equal to 8"):
+        CliRunner().invoke(
+            cli, ["data", "synth", "--out", str(tmp_path), "--size", "2"], catch_exceptions=False
+        )
+    with pytest.raises(SpecError, match="name a source"):
+        CliRunner().invoke(cli, ["data", "summary"], catch_exceptions=False)

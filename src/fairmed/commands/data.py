@@ -10,6 +10,7 @@ import click
 import numpy as np
 import yaml
 from PIL import Image
+from pydantic import ValidationError
 
 from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
@@ -56,6 +57,16 @@ def _read_spec_file(path: Path) -> dict:
     if not isinstance(data, dict) or "kind" not in data:
         raise SpecError(f"{path}: expected a source spec with 'kind' (or a study spec with 'source:')")
     return data
+
+
+def synth_config(fields: dict) -> SynthConfig:
+    """SynthConfig from CLI/YAML fields, with a one-line error for a bad field."""
+    try:
+        return SynthConfig(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise SpecError(f"synth setting {where}: {err['msg']}") from None
 
 
 def source_options(fn):
@@ -137,10 +148,12 @@ def summary(spec, kind, csv, images, seed, settings, groups, out) -> None:
 
 
 @data.command()
-@click.option("--n", type=int, default=4000, show_default=True, help="number of images")
+@click.option("--n", type=int, default=None, help="number of images  [default: 4000, or the --config file's]")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="output folder")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--size", type=int, default=64, show_default=True, help="image size in pixels")
+@click.option(
+    "--size", type=int, default=None, help="image size in pixels  [default: 64, or the --config file's]"
+)
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML of SynthConfig fields")
 @click.option(
     "--set", "settings", multiple=True, metavar="KEY=VALUE", help="a SynthConfig field, e.g. n_classes=4"
@@ -151,10 +164,10 @@ def synth(n, out_dir, seed, size, config_file, settings) -> None:
     Also writes source.yaml, the folder spec that loads them back:
     `fairmed data summary OUT/source.yaml`.
     """
-    fields = _read_yaml_mapping(config_file) if config_file else {}
-    fields = _merge(fields, _parse_set(settings))
-    fields.update(n=n, size=size)
-    cohort = generate(SynthConfig(**fields), seed=seed)
+    fields = {"n": 4000, **(_read_yaml_mapping(config_file) if config_file else {})}
+    fields.update({k: v for k, v in (("n", n), ("size", size)) if v is not None})
+    fields = _merge(fields, _parse_set(settings))  # --set has the last word
+    cohort = generate(synth_config(fields), seed=seed)
     write_folder(cohort, out_dir)
     click.echo(f"wrote {len(cohort)} images to {out_dir / 'images'} and {out_dir / 'metadata.csv'}")
 
@@ -253,7 +266,7 @@ def grid(out, n, seed, size, per_cell, settings) -> None:
     from fairmed.data.synth import mosaic
 
     fields = _merge({"n": n, "size": size}, _parse_set(settings))
-    cohort = generate(SynthConfig(**fields), seed=seed)
+    cohort = generate(synth_config(fields), seed=seed)
     image, rows, classes = mosaic(cohort, per_cell=per_cell)
     fig = Figure(figsize=(image.shape[1] / 96 + 1.2, image.shape[0] / 96 + 0.8), dpi=110)
     ax = fig.add_axes((0.09, 0.02, 0.9, 0.9))
