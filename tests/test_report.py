@@ -256,13 +256,29 @@ def test_group_colours_are_the_same_in_every_figure(study):
 def test_cli_report(study, capsys):
     (study / "index.html").unlink()
     main(["report", str(study), "--tolerance", "0.1"])
-    assert capsys.readouterr().out.strip() == f"report: {study / 'index.html'}"
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("- The largest gap is by fst with erm: AUC ")
+    assert out[-1] == f"report: {study / 'index.html'}"
     assert "Fairness criteria at tolerance 0.1" in (study / "index.html").read_text(encoding="utf-8")
     with pytest.raises(SystemExit) as bad:
         main(["report", str(study), "--tolerance", "5"])
     assert bad.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --tolerance must be between 0 and 1 (a gap in metric units), got 5.0"]
+
+
+def test_undefined_values_do_not_break_the_report(tmp_path, data):
+    """A group whose AUC is undefined (a single class) is NaN in Results: drawn as missing, not a crash."""
+    predictions, results = data
+    results = results.copy()
+    fst = (results["attribute"] == "fst") & (results["metric"] == "auc")
+    results.loc[fst & (results["group"] == "FST 5-6"), ["value", "ci_low", "ci_high"]] = np.nan
+    results.loc[fst & (results["group"] == "difference"), ["value", "ci_low", "ci_high"]] = np.nan
+    out = write_study(tmp_path / "nan", predictions, results)
+    build_report(out)
+    split = split_results(results, hint=predictions)
+    assert find(split).attribute == "sex"  # the only attribute whose AUC gap is defined
+    assert parse(out / "index.html").sections[0] == "summary"
 
 
 def test_missing_inputs_one_line_error(tmp_path):

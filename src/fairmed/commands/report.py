@@ -23,6 +23,9 @@ def report(out_dir: Path, tolerance: float) -> None:
     (`fairmed audit ... --report DIR`).
     """
     from fairmed.report.build import build_report
+    from fairmed.report.summary import report_summary
 
     path = build_report(out_dir, tolerance=tolerance)
+    for line in report_summary(out_dir, tolerance=tolerance):
+        click.echo(f"- {line}")
     click.echo(f"report: {path}")

@@ -61,7 +61,7 @@ def find(split: SplitResults) -> Finding | None:
     metric = primary_metric(split.groups)
     keys = comparison_keys(split.varying)
     gaps = gap_rows(split, "difference")
-    gaps = gaps[gaps["metric"] == metric]
+    gaps = gaps[(gaps["metric"] == metric) & gaps["value"].notna()]
     if gaps.empty:
         return None
     gaps = gaps.assign(_run=run_label(gaps, keys))
@@ -77,9 +77,13 @@ def find(split: SplitResults) -> Finding | None:
     groups = groups.assign(_run=run_label(groups, keys))
     base_groups = groups[groups["_run"] == base]
     # over seeds: mean value, median seed's interval bounds
-    per_group = base_groups.groupby("group", sort=False).agg(
-        value=("value", "mean"), lo=("ci_low", "median"), hi=("ci_high", "median")
+    per_group = (
+        base_groups.groupby("group", sort=False)
+        .agg(value=("value", "mean"), lo=("ci_low", "median"), hi=("ci_high", "median"))
+        .dropna(subset=["value"])
     )
+    if len(per_group) < 2:
+        return None
     better_high = higher_is_better(metric) is not False
     worst = str(per_group["value"].idxmin() if better_high else per_group["value"].idxmax())
     best = str(per_group["value"].idxmax() if better_high else per_group["value"].idxmin())
@@ -106,8 +110,9 @@ def find(split: SplitResults) -> Finding | None:
     if others:
         attr_gaps = gaps[gaps["attribute"] == attribute]
         mean_gap = attr_gaps.groupby("_run", sort=False)["value"].mean()
-        winner = str(mean_gap.drop(base).idxmin())
-        if mean_gap[winner] < mean_gap[base]:
+        candidates = mean_gap.drop(base, errors="ignore").dropna()
+        winner = str(candidates.idxmin()) if len(candidates) else base
+        if base in mean_gap and winner != base and mean_gap[winner] < mean_gap[base]:
             finding.best_mitigation = winner
             finding.mitigated_gap = float(mean_gap[winner])
             finding.gap_stars = _stars(attr_gaps, base, winner)
@@ -200,6 +205,22 @@ def summary_lines(f: Finding, tolerance: float, criteria: pd.DataFrame | None = 
     return lines
 
 
+def report_summary(out_dir, tolerance: float = 0.05) -> list[str]:
+    """The summary sentences of a study or audit folder, for the terminal (``fairmed report``, the demo)."""
+    from fairmed.report.context import load_context
+    from fairmed.report.core.fairness import criteria_table
+    from fairmed.report.tidy import split_results
+
+    ctx = load_context(out_dir, tolerance=tolerance)
+    if ctx.results is None:
+        return []
+    split = split_results(ctx.results, hint=ctx.predictions)
+    finding = find(split)
+    if finding is None:
+        return []
+    return summary_lines(finding, tolerance, criteria_table(split, tolerance))
+
+
 def summary_section(split: SplitResults, tolerance: float, criteria: pd.DataFrame | None) -> Section:
     finding = find(split)
     if finding is None:
@@ -212,4 +233,4 @@ def summary_section(split: SplitResults, tolerance: float, criteria: pd.DataFram
     return Section("Summary", html=f'<div class="summary">{body}</div>', key="summary")
 
 
-__all__ = ["Finding", "find", "summary_lines", "summary_section"]
+__all__ = ["Finding", "find", "report_summary", "summary_lines", "summary_section"]

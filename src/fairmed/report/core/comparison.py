@@ -37,7 +37,10 @@ def mw_stars(a: np.ndarray, b: np.ndarray) -> str:
 
 def _values(rows: pd.DataFrame, keys: list[str], by_group: bool) -> pd.DataFrame:
     group = rows["group"].astype(str) if by_group else None
-    return pd.DataFrame({"x": run_label(rows, keys), "group": group, "value": rows["value"].to_numpy()})
+    frame = pd.DataFrame(
+        {"x": run_label(rows, keys), "group": group, "value": rows["value"].to_numpy(dtype=float)}
+    )
+    return frame[frame["value"].notna()]  # undefined values (e.g. AUC of a one-class group) are not drawn
 
 
 def _between_groups(values: pd.DataFrame, first: str, last: str) -> dict[str, str]:
@@ -67,18 +70,15 @@ def comparison_section(ctx: ReportContext, split: SplitResults) -> Section | Non
     for attribute in dict.fromkeys(split.groups["attribute"].astype(str)):
         rows = split.groups[(split.groups["attribute"] == attribute) & (split.groups["metric"] == metric)]
         values = _values(rows, keys, by_group=True)
+        if values.empty:
+            continue
         groups = ordered_groups(values["group"])
-        panels = [
-            BoxPanel(
-                values,
-                metric_label(metric),
-                f"{name} per {attribute} group",
-                _between_groups(values, groups[0], groups[-1]),
-            )
-        ]
-        gap = gaps[(gaps["attribute"] == attribute) & (gaps["metric"] == metric)]
-        if not gap.empty:
-            gvalues = _values(gap, keys, by_group=False)
+        marks = _between_groups(values, groups[0], groups[-1]) if len(groups) > 1 else {}
+        panels = [BoxPanel(values, metric_label(metric), f"{name} per {attribute} group", marks)]
+        gvalues = _values(
+            gaps[(gaps["attribute"] == attribute) & (gaps["metric"] == metric)], keys, by_group=False
+        )
+        if not gvalues.empty:
             panels.append(
                 BoxPanel(
                     gvalues,
@@ -100,9 +100,8 @@ def comparison_section(ctx: ReportContext, split: SplitResults) -> Section | Non
             )
             + f" ({STAR_KEY}.)"
         )
-    overall = split.overall[split.overall["metric"] == metric]
-    if not overall.empty:
-        ovalues = _values(overall, keys, by_group=False)
+    ovalues = _values(split.overall[split.overall["metric"] == metric], keys, by_group=False)
+    if not ovalues.empty:
         panel = BoxPanel(
             ovalues, f"{OVERALL} {metric_label(metric)}", f"{OVERALL} {name}", _versus_baseline(ovalues)
         )
