@@ -253,15 +253,15 @@ def test_group_colours_are_the_same_in_every_figure(study):
         assert colours["FST 1-2"].lower() in svg and colours["FST 5-6"].lower() in svg
 
 
-def test_cli_report(study, capsys):
-    (study / "index.html").unlink()
-    main(["report", str(study), "--tolerance", "0.1"])
+def test_cli_report(audit_dir, capsys):
+    (audit_dir / "index.html").unlink()
+    main(["report", str(audit_dir), "--tolerance", "0.1"])
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[0].startswith("- The largest gap is by fst with erm: AUC ")
-    assert out[-1] == f"report: {study / 'index.html'}"
-    assert "Fairness criteria at tolerance 0.1" in (study / "index.html").read_text(encoding="utf-8")
+    assert out[0].startswith("- The largest gap is by fst: AUC ")
+    assert out[-1] == f"report: {audit_dir / 'index.html'}"
+    assert "Fairness criteria at tolerance 0.1" in (audit_dir / "index.html").read_text(encoding="utf-8")
     with pytest.raises(SystemExit) as bad:
-        main(["report", str(study), "--tolerance", "5"])
+        main(["report", str(audit_dir), "--tolerance", "5"])
     assert bad.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --tolerance must be between 0 and 1 (a gap in metric units), got 5.0"]
@@ -270,7 +270,9 @@ def test_cli_report(study, capsys):
 def test_undefined_values_do_not_break_the_report(tmp_path, data):
     """A group whose AUC is undefined (a single class) is NaN in Results: drawn as missing, not a crash."""
     predictions, results = data
-    results = results.copy()
+    keep = ["erm", "groupdro"]
+    predictions = predictions[predictions["method"].isin(keep) & (predictions["seed"] < 2)]
+    results = results[results["method"].isin(keep) & (results["seed"] < 2)].copy()
     fst = (results["attribute"] == "fst") & (results["metric"] == "auc")
     results.loc[fst & (results["group"] == "FST 5-6"), ["value", "ci_low", "ci_high"]] = np.nan
     results.loc[fst & (results["group"] == "difference"), ["value", "ci_low", "ci_high"]] = np.nan
