@@ -67,3 +67,20 @@ def test_small_group_warning():
     with pytest.warns(fairmed.metrics.SmallGroupWarning, match="n=.* < 1000"):
         result = audit(_predictions(), ["sex"], bootstrap=0, min_group_size=1000)
     assert result.warnings
+
+
+def test_threads_do_not_change_results(monkeypatch):
+    import importlib
+
+    from fairmed.metrics.stats import replicate_chunks
+
+    audit_module = importlib.import_module("fairmed.metrics.audit")
+
+    chunks = []
+    small = lambda n_rep, n: chunks.append(1) or replicate_chunks(n_rep, n, budget=3 * n)  # noqa: E731
+    monkeypatch.setattr(audit_module, "replicate_chunks", small)
+    frame = _predictions()
+    one = audit(frame, ["sex"], bootstrap=40, workers=1)
+    two = audit(frame, ["sex"], bootstrap=40, workers=2)
+    pd.testing.assert_frame_equal(one.to_frame(), two.to_frame())
+    assert chunks  # 14 chunks of 3 replicates per grouping

@@ -54,6 +54,7 @@ def _threshold(text: str) -> float | str:
 @click.option(
     "--min-group-size", type=click.IntRange(min=0), default=30, show_default=True, help="warn below this n"
 )
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="bootstrap threads")
 @click.option("--metrics", default=None, help="comma-separated metrics to print (default: a standard set)")
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="Results table: .parquet, .csv, .json"
@@ -79,6 +80,7 @@ def audit(
     seed: int,
     n_bins: int,
     min_group_size: int,
+    workers: int,
     metrics: str | None,
     out: Path | None,
     report_dir: Path | None,
@@ -108,6 +110,7 @@ def audit(
             values=list(values) or None,
             pred=pred,
             n_bins=n_bins,
+            workers=workers,
         )
     shown = [m.strip() for m in metrics.split(",")] if metrics else None
     click.echo(result.to_markdown(shown, with_warnings=False).rstrip("\n"))

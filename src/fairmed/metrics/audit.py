@@ -24,6 +24,7 @@ import re
 import warnings
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +128,7 @@ def audit(
     task: str = "auto",
     n_bins: int = DEFAULT_BINS,
     val_split: str = "val",
+    workers: int = 1,
 ) -> AuditResult:
     """Audit Predictions: per-group metrics, gaps and criteria with stratified bootstrap CIs.
 
@@ -142,6 +144,7 @@ def audit(
     - ``bootstrap``: replicates (0: no intervals); ``ci``: interval level; ``seed``: the bootstrap
       seed (each run and grouping gets its own stream derived from it and the run's keys).
     - ``min_group_size``: groups smaller than this get a warning line.
+    - ``workers``: threads computing bootstrap chunks (results do not depend on it).
     """
     if not isinstance(predictions, pd.DataFrame):
         raise InputError(f"predictions must be a pandas DataFrame, got {type(predictions).__name__}")
@@ -159,16 +162,14 @@ def audit(
     data = _prepare(predictions, label, score, pred, values, task)
     keys = run_keys_in(predictions.columns)
     thresholds = _thresholds(predictions, data, keys, threshold, val_split)
-    codes = {}
-    for spec in specs:
-        assignment = spec.assign(predictions)
-        codes[spec.name] = as_codes(assignment.groups, len(predictions))
+    codes = {spec.name: _group_codes(spec, predictions) for spec in specs}
     frames, notes, lines = [], [], []
     runs = _runs(predictions, keys)
     for key_values, positions in runs:
         run_label = ", ".join(f"{k}={v}" for k, v in zip(keys, key_values))
         run_seed = zlib.crc32(repr(tuple(map(str, key_values))).encode())
         thr = thresholds.get(_without_split(keys, key_values), threshold)
+        cache: dict[str, Any] = {}
         groupings = [(OVERALL, (np.zeros(len(positions), dtype=np.int64), [OVERALL]))]
         for spec in specs:
             all_codes, names = codes[spec.name]
@@ -179,10 +180,11 @@ def audit(
                 raise InputError(
                     f"attribute {attribute!r}: no row{where} falls in any group (all missing or excluded)"
                 )
-            engines = _engines(data, positions, run_codes, names, thr, n_bins)
-            rng = np.random.default_rng(np.random.SeedSequence([seed, run_seed, g_index]))
-            for engine in engines:
-                rows, why = _evaluate(engine, bootstrap, ci, rng)
+            engines = _engines(data, positions, run_codes, names, thr, n_bins, cache)
+            seed_seq = np.random.SeedSequence([seed, run_seed, g_index])
+            for e_index, engine in enumerate(engines):
+                child = np.random.SeedSequence([seed, run_seed, g_index, e_index])
+                rows, why = _evaluate(engine, bootstrap, ci, child if e_index else seed_seq, workers)
                 rows["attribute"] = attribute
                 for k, v in zip(keys, key_values):
                     rows[k] = v
@@ -221,6 +223,7 @@ def audit(
         "values": list(values or []),
         "task": data["task"],
         "n_bins": n_bins,
+        "workers": workers,
     }
     return AuditResult(frame=frame, notes=note_frame, warnings=lines, options=options)
 
@@ -350,6 +353,19 @@ def _threshold_row(keys, key_values, thr, n) -> pd.DataFrame:
     return pd.DataFrame(row)
 
 
+def _group_codes(spec: GroupSpec, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Group codes of every row: the spec is applied to the distinct attribute values only."""
+    cols = spec.attributes
+    require_columns(frame, dict.fromkeys(cols), "predictions (group attributes)")
+    sub = frame[list(dict.fromkeys(cols))]
+    key = sub.groupby(list(sub.columns), dropna=False, sort=False).ngroup().to_numpy()
+    _, first = np.unique(key, return_index=True)
+    distinct = sub.iloc[first].reset_index(drop=True)
+    groups = spec.assign(distinct).groups
+    codes, names = as_codes(groups, len(distinct))
+    return codes[key], names
+
+
 def _present(codes: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
     counts = np.bincount(codes[codes >= 0], minlength=len(names))
     keep = np.flatnonzero(counts > 0)
@@ -366,13 +382,19 @@ def _empty_groups(specs: list[GroupSpec], attribute: str, present: list[str]) ->
     return []
 
 
-def _engines(data, positions, codes, names, threshold, n_bins) -> list:
+def _engines(data, positions, codes, names, threshold, n_bins, cache: dict) -> list:
+    """The engines of one (run, grouping); ``cache`` holds per-run arrays shared by groupings."""
     engines = []
     task = data["task"]
     if task == "binary":
-        s = None if data["s"] is None else data["s"][positions]
-        pred = (s >= threshold).astype(np.int64) if data["pred"] is None else data["pred"][positions]
-        engines.append(BinaryEngine(data["y"][positions], pred, codes, names, s, n_bins))
+        if "y" not in cache:
+            s = None if data["s"] is None else data["s"][positions]
+            pred = (s >= threshold).astype(np.int64) if data["pred"] is None else data["pred"][positions]
+            order = np.lexsort((pred, np.zeros(len(pred)) if s is None else s))
+            cache.update(y=data["y"][positions], s=s, pred=pred, order=order)
+        engines.append(
+            BinaryEngine(cache["y"], cache["pred"], codes, names, cache["s"], n_bins, cache["order"])
+        )
     elif task == "multiclass":
         from fairmed.metrics.multiclass import MulticlassEngine
 
@@ -384,7 +406,33 @@ def _engines(data, positions, codes, names, threshold, n_bins) -> list:
     return engines
 
 
-def _evaluate(engine, bootstrap: int, ci: float, rng: np.random.Generator):
+def bootstrap_replicates(
+    engine, bootstrap: int, seed_seq: np.random.SeedSequence, workers: int = 1
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per-group (B, G) and criterion (B,) replicates of an engine's metrics.
+
+    Replicates are drawn in chunks that bound memory (a chunk's count matrix holds a few million
+    cells); each chunk has its own child seed, so results do not depend on ``workers``.
+    """
+    chunks = replicate_chunks(bootstrap, int(engine.bounds[-1]))
+    seeds = seed_seq.spawn(len(chunks))
+
+    def run(i: int):
+        start, stop = chunks[i]
+        weights = resample_counts(engine.bounds, stop - start, np.random.default_rng(seeds[i]))
+        return engine.evaluate(weights)
+
+    if workers > 1 and len(chunks) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # numpy releases the GIL
+            outputs = list(pool.map(run, range(len(chunks))))
+    else:
+        outputs = [run(i) for i in range(len(chunks))]
+    reps = {k: np.concatenate([o[0][k] for o in outputs]) for k in outputs[0][0]}
+    crit_reps = {k: np.concatenate([o[1][k] for o in outputs]) for k in outputs[0][1]}
+    return reps, crit_reps
+
+
+def _evaluate(engine, bootstrap: int, ci: float, seed_seq: np.random.SeedSequence, workers: int = 1):
     """Point values and bootstrap intervals of one engine -> (tidy rows without run keys, notes)."""
     bounds = engine.bounds
     n_total = int(bounds[-1])
@@ -394,15 +442,7 @@ def _evaluate(engine, bootstrap: int, ci: float, rng: np.random.Generator):
     multi = len(engine.groups) >= 2
     gaps = {m: gap_values(v, m) for m, v in point.items() if m != "n"} if multi else {}
     if bootstrap > 0:
-        reps = {k: np.empty((bootstrap, len(engine.groups))) for k in point}
-        crit_reps = {k: np.empty(bootstrap) for k in crit}
-        for start, stop in replicate_chunks(bootstrap, n_total):
-            weights = resample_counts(bounds, stop - start, rng)
-            values, c = engine.evaluate(weights)
-            for k in reps:
-                reps[k][start:stop] = values[k]
-            for k in crit_reps:
-                crit_reps[k][start:stop] = c[k]
+        reps, crit_reps = bootstrap_replicates(engine, bootstrap, seed_seq, workers)
         ci_group = {k: percentile_interval(v, ci) for k, v in reps.items()}
         ci_crit = {k: percentile_interval(v, ci) for k, v in crit_reps.items()}
         ci_gap = {m: {f: percentile_interval(r, ci) for f, r in gap_values(reps[m], m).items()} for m in gaps}

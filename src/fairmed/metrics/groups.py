@@ -129,7 +129,7 @@ class BinaryLayout:
         if np.dtype(dtype) == np.float64:
             return self.features
         if self._f32 is None:
-            self._f32 = self.features.astype(np.float32)
+            self._f32 = self.features.astype(np.float32, order="F")
         return self._f32
 
 
@@ -140,27 +140,33 @@ def layout_binary(
     groups: Sequence[str],
     scores: np.ndarray | None = None,
     n_bins: int = DEFAULT_BINS,
+    score_order: np.ndarray | None = None,
 ) -> BinaryLayout:
     """Sort samples once and build the per-sample features of all binary metrics.
 
     ``codes`` are group codes 0..G-1 (negative: row not in any group); every group must be
     non-empty. ``scores`` may be None when only hard decisions are known (no AUC/BCE/ECE/Brier).
+    ``score_order`` (``np.lexsort((pred, scores))`` of all rows) may be shared between groupings.
     """
     keep = codes >= 0
     idx = np.flatnonzero(keep)
+    if score_order is None:
+        score_order = np.lexsort((pred, np.zeros(len(codes)) if scores is None else scores))
+    # the score order restricted to kept rows, in kept-row positions
+    first = (np.cumsum(keep) - 1)[score_order[keep[score_order]]]
     y = np.asarray(y, dtype=np.int64)[idx]
     pred = np.asarray(pred, dtype=np.int64)[idx]
     c = np.asarray(codes, dtype=np.int64)[idx]
     s = np.zeros(len(idx)) if scores is None else np.asarray(scores, dtype=np.float64)[idx]
-    # sort by score (ties by decision), then stably by (group, label): a radix sort on small ints
-    first = np.lexsort((pred, s))
+    # sorted by score (ties by decision); now stably by (group, label): a radix sort on small ints
     key = (c * 2 + y)[first]
+    key = key.astype(np.int32) if len(groups) > 16000 else key.astype(np.int16)
     order_local = first[np.argsort(key, kind="stable")]
     y, pred, c, s = y[order_local], pred[order_local], c[order_local], s[order_local]
     n_groups = len(groups)
     bounds = np.searchsorted(c, np.arange(n_groups + 1), side="left")
     n_neg = np.bincount(c[y == 0], minlength=n_groups)
-    feats = np.zeros((len(y), _FIRST_BIN + n_bins))
+    feats = np.zeros((len(y), _FIRST_BIN + n_bins), order="F")  # column writes stay contiguous
     feats[:, _ONE] = 1.0
     feats[:, _Y] = y
     feats[:, _PRED] = pred
@@ -168,7 +174,10 @@ def layout_binary(
     if scores is not None:
         feats[:, _BCE] = cross_entropy_terms(y, s)
         feats[:, _BRIER] = (s - y) ** 2
-        feats[np.arange(len(y)), _FIRST_BIN + bin_index(s, n_bins)] = s - y
+        bins = bin_index(s, n_bins)
+        gap = s - y
+        for b in range(n_bins):
+            np.copyto(feats[:, _FIRST_BIN + b], gap, where=bins == b)
     klo, khi, ties = [], [], False
     for g in range(n_groups):
         a, b = bounds[g], bounds[g + 1]
@@ -212,16 +221,19 @@ def weighted_sums(layout: BinaryLayout, weights: np.ndarray) -> tuple[np.ndarray
         n0 = int(layout.n_neg[g])
         if n0 == 0 or n0 == b - a:
             continue
-        # counts are small integers: float32 cumulative sums are exact below 2**24 per group
-        acc = weights.dtype if n0 < (1 << 24) else np.float64
-        cneg = np.zeros((n_rep, n0 + 1), dtype=acc)
-        np.cumsum(wg[:, :n0], axis=1, out=cneg[:, 1:], dtype=acc)
-        below = cneg[:, layout.klo[g]]
+        wneg = wg[:, :n0]
+        integral = weights.dtype == np.float32 and n0 < (1 << 31) // 64
+        if integral:  # bootstrap counts: an int32 cumulative sum is exact and ~5x faster
+            wneg = wneg.astype(np.int32)
+        cneg = np.zeros((n_rep, n0 + 1), dtype=wneg.dtype)
+        np.cumsum(wneg, axis=1, out=cneg[:, 1:])
+        below = np.take(cneg, layout.klo[g], axis=1)
         if layout.ties:
-            below += cneg[:, layout.khi[g]]
-            below *= 0.5
-        below *= wg[:, n0:]
-        auc_num[:, g] = below.sum(1, dtype=np.float64)  # pairwise summation
+            below += np.take(cneg, layout.khi[g], axis=1)
+        # accumulate in float64: sums of ~n products of counts and cumulative counts
+        below = below.astype(np.float64)
+        scale = 0.5 if layout.ties else 1.0
+        auc_num[:, g] = scale * np.vecdot(wg[:, n0:].astype(np.float64), below)
     return sums, auc_num
 
 
@@ -361,8 +373,8 @@ class BinaryEngine:
 
     kind = "binary"
 
-    def __init__(self, y, pred, codes, groups, scores=None, n_bins: int = DEFAULT_BINS):
-        self.layout = layout_binary(y, pred, codes, groups, scores, n_bins)
+    def __init__(self, y, pred, codes, groups, scores=None, n_bins: int = DEFAULT_BINS, score_order=None):
+        self.layout = layout_binary(y, pred, codes, groups, scores, n_bins, score_order)
 
     @property
     def groups(self) -> list[str]:

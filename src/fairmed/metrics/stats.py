@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from scipy import special
-from scipy import stats as sps
 
 # the sex-ratio paper's convention (statannotations-style): (threshold, mark), checked in order
 _CACHE_CELLS = 1 << 16  # per-block cells: counting is fastest while the block fits in L2
@@ -40,7 +39,8 @@ def resample_counts(bounds: np.ndarray, n_rep: int, rng: np.random.Generator, dt
         for r0 in range(0, n_rep, step):
             r1 = min(r0 + step, n_rep)
             idx = rng.integers(0, size, size=(r1 - r0, size), dtype=np.int64)
-            idx += (np.arange(r1 - r0, dtype=np.int64) * size)[:, None]
+            if r1 - r0 > 1:  # one bincount for the block: offset each replicate's indices
+                idx += (np.arange(r1 - r0, dtype=np.int64) * size)[:, None]
             counts = np.bincount(idx.ravel(), minlength=(r1 - r0) * size)
             out[r0:r1, a:b] = counts.reshape(r1 - r0, size)
     return out
@@ -106,7 +106,9 @@ def mann_whitney(
     n1, n2 = len(x), len(y)
     if n1 == 0 or n2 == 0:
         return float("nan"), float("nan")
-    ranks = sps.rankdata(np.concatenate([x, y]))
+    from scipy.stats import rankdata  # lazily: scipy.stats is slow to import
+
+    ranks = rankdata(np.concatenate([x, y]))
     u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
     u2 = n1 * n2 - u1
     if alternative == "greater":
@@ -163,7 +165,9 @@ def paired_test(a, b) -> tuple[float, float]:
         return float("nan"), float("nan")
     if np.all(d == 0):
         return 0.0, 1.0
-    res = sps.wilcoxon(x[keep], y[keep])
+    from scipy.stats import wilcoxon
+
+    res = wilcoxon(x[keep], y[keep])
     return float(res.statistic), float(res.pvalue)
 
 
