@@ -208,7 +208,12 @@ def test_spec_errors_are_one_line():
         (lambda: design_composition(pd.concat([cells, cells.head(1)])), "appears twice"),
         (lambda: design_composition(cells, label="race"), "label dimension 'race'"),
         (lambda: design_composition(cells, bounds=[Bound(min=5, max=2)]), "min 5 > max 2"),
-        (lambda: design_composition(cells), "unbounded"),  # benign unlimited and no class ratio
+        # benign unlimited and nothing ties it to the malignant cases
+        (lambda: design_composition(cells), "grow without limit: cells benign & female & <60, "),
+        (
+            lambda: design_composition(cells, objective=[Term(select={"label": "benign"})]),
+            "objective is unbounded",
+        ),
     ]
     for call, text in cases:
         with pytest.raises(SpecError, match=text) as err:

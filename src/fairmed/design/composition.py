@@ -206,7 +206,14 @@ def design_composition(
     x, opt = _solve(weights, rows, avail, integer, goal, names)
     # stage 2: among designs with the best objective, the largest one
     keep = _Row("objective at its optimum", weights, opt - 1e-9 * max(1.0, abs(opt)), np.inf)
-    x2 = _optimise(np.ones(len(cells)), [*rows, keep], avail, integer)
+    try:
+        x2 = _optimise(np.ones(len(cells)), [*rows, keep], avail, integer)
+    except SpecError:
+        free = names[~np.isfinite(avail)]
+        raise SpecError(
+            f"composition: the training set can grow without limit: cells {', '.join(free[:4])} have no"
+            " availability limit and no ratio ties them to the objective (add a Ratio or a Bound)"
+        ) from None
     if x2 is not None:
         x = x2
     x = np.where(np.abs(x - np.round(x)) < 1e-6, np.round(x), x)

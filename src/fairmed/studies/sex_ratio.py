@@ -204,6 +204,40 @@ def design_table(plans: dict[int, SeedDesign], label: str, attribute: str) -> pd
     return out
 
 
+def run_composition(
+    cohort: Cohort,
+    design: CompositionDesign,
+    config: str,
+    seed: int,
+    *,
+    model,
+    strategy,
+    train,
+    fit=None,
+) -> pd.DataFrame:
+    """One run: draw the seed's test set and the ``config`` design, train, return its Predictions.
+
+    ``fit`` defaults to :func:`fairmed.train.fit_predict`; every strategy sees the same rows.
+    """
+    plan = plan_seed(cohort, design, seed, names=[config])
+    draw = plan.draws[config]
+    if fit is None:
+        from fairmed.train import fit_predict as fit
+    preds = fit(
+        cohort.subset(draw.train),
+        cohort.subset(draw.val),
+        cohort.subset(draw.test),
+        model=model,
+        strategy=strategy,
+        config=train,
+        groups=GroupSpec.categorical(design.attribute),
+        seed=seed,
+    )
+    preds["config"] = config
+    preds["seed"] = seed
+    return preds
+
+
 # --------------------------------------------------------------------- analysis
 def auc_by_group(results: pd.DataFrame, attribute: str = "sex", split: str = "test") -> pd.DataFrame:
     """AUC of every run overall and per group: config, method, seed, group, auc (from tidy Results)."""
@@ -265,4 +299,5 @@ __all__ = [
     "compare_groups",
     "design_table",
     "plan_seed",
+    "run_composition",
 ]
