@@ -375,3 +375,26 @@ def test_multiclass_and_value_studies_render(tmp_path):
     }
     text = (tmp_path / "values" / "index.html").read_text(encoding="utf-8")
     assert "Gaps between groups</h2>" in text and "mean MSE" in text and "Fairness criteria at" not in text
+
+
+def test_config_by_method_studies_facet_by_method(tmp_path):
+    """Compositions x strategies: one row of box panels per strategy, x = composition."""
+    from PIL import Image
+
+    from fairmed.report.core.comparison import _facets
+
+    assert _facets(["config", "method"]) == ("method", ["config"])
+    assert _facets(["method"]) == (None, ["method"])
+    frames = []
+    for i, config in enumerate(("F0", "F50", "F100")):
+        p = make_predictions(n=150, seed=i, methods={"erm": 0.0, "adversarial": 0.5}, seeds=(0, 1))
+        frames.append(p[p["split"] == "test"].assign(config=config))
+    predictions = pd.concat(frames, ignore_index=True)
+    out = write_study(
+        tmp_path / "grid", predictions, make_results(predictions, bootstrap=20, min_group_size=10)
+    )
+    build_report(out)
+    width, height = Image.open(out / "figures" / "box_fst_auc.png").size
+    assert height > 0.8 * width  # two rows (erm, adversarial) of [per-group, gap] panels
+    text = (out / "index.html").read_text(encoding="utf-8")
+    assert "Baseline: F0 within each method." in text

@@ -59,10 +59,12 @@ def make_predictions(n: int = 500, seed: int = 0, methods=METHODS, seeds=SEEDS) 
     return pd.concat(frames, ignore_index=True)
 
 
-def make_results(predictions: pd.DataFrame, bootstrap: int = 200) -> pd.DataFrame:
+def make_results(predictions: pd.DataFrame, bootstrap: int = 200, min_group_size: int = 20) -> pd.DataFrame:
     from fairmed.metrics import audit
 
-    return audit(predictions, attrs=ATTRS, bootstrap=bootstrap, seed=0, min_group_size=20).to_frame()
+    return audit(
+        predictions, attrs=ATTRS, bootstrap=bootstrap, seed=0, min_group_size=min_group_size
+    ).to_frame()
 
 
 def cohort_summary() -> pd.DataFrame:

@@ -31,7 +31,7 @@ def _order(values: pd.Series) -> list[str]:
 
 def _ncols(n: int, max_cols: int = MAX_COLS) -> int:
     """Columns of a panel grid: 4 panels as 2 x 2 rather than 3 + 1."""
-    return 2 if n == 4 and max_cols >= 2 else max(1, min(n, max_cols))
+    return 2 if n == 4 and max_cols == MAX_COLS else max(1, min(n, max_cols))
 
 
 def _grid(fig: Figure, n: int, max_cols: int = MAX_COLS, sharey: bool = True) -> list[Axes]:
@@ -77,7 +77,7 @@ def forest_plot(
     single = len(labels) == 1
     seeds = _order(rows["seed"]) if "seed" in rows.columns else ["-"]
     slots = len(groups) if not single else 1
-    per_row = 0.24 * slots * (1.0 if len(seeds) < 3 else 1.2) + 0.25
+    per_row = 0.22 * slots * (1.0 if len(seeds) < 3 else 1.15) + 0.2
     n_lines = len(groups) if single else len(labels)
     height = 1.2 + n_lines * (0.42 if single else per_row) + 0.5
     cols = _ncols(len(metrics))
@@ -236,15 +236,27 @@ class BoxPanel:
     zero_based: bool = False
 
 
-def box_panels(panels: Sequence[BoxPanel], colors: Mapping[str, str], title: str) -> Figure:
-    """Box plots over seeds, side by side: one box per (configuration, group), seeds as dots."""
-    widths = []
-    for panel in panels:
+def box_panels(
+    panels: Sequence[BoxPanel], colors: Mapping[str, str], title: str, ncols: int | None = None
+) -> Figure:
+    """Box plots over seeds: one box per (configuration, group), seeds as dots.
+
+    Panels are laid out ``ncols`` per row (default: all in one row); column widths follow
+    the number of boxes of the first row's panels.
+    """
+    ncols = min(ncols or len(panels), len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+
+    def width(panel: BoxPanel) -> float:
         n_x = panel.values["x"].nunique()
         n_g = max(panel.values["group"].nunique(), 1)
-        widths.append(max(1.0 + n_x * (0.45 + 0.4 * n_g), 3.4))
-    fig = new_figure(sum(widths) + 1.2, 4.4)
-    axes = fig.subplots(1, len(panels), squeeze=False, width_ratios=widths).ravel()
+        return min(max(1.0 + n_x * (0.35 + 0.35 * n_g), 3.4), 9.0)
+
+    widths = [width(p) for p in panels[:ncols]]
+    fig = new_figure(sum(widths) + 1.2, 1.2 + 3.3 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False, width_ratios=widths).ravel()
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
     legend_groups: list[str] = []
     for ax, panel in zip(axes, panels):
         legend_groups += [g for g in _box_panel(ax, panel, colors) if g not in legend_groups]
@@ -294,7 +306,13 @@ def _box_panel(ax: Axes, panel: BoxPanel, colors: Mapping[str, str]) -> list[str
         if text:
             ax.annotate(text, (xi, top + 0.05 * span), ha="center", va="bottom", fontsize=10)
     ax.set_ylim(bottom - (0.0 if panel.zero_based else 0.08 * span), top + 0.2 * span)
-    ax.set_xticks(range(len(xs)), [wrap_label(x, 12) for x in xs])
+    crowded = len(xs) * len(groups) > 10
+    ax.set_xticks(
+        range(len(xs)),
+        [wrap_label(x, 12) for x in xs],
+        rotation=30 if crowded else 0,
+        ha="right" if crowded else "center",
+    )
     ax.set_xlim(-0.6, len(xs) - 0.4)
     ax.set_ylabel(wrap_label(panel.ylabel, 34))
     ax.set_title(wrap_label(panel.title, 34), fontsize=11)
@@ -348,6 +366,7 @@ def curve_grid(
     colors: Mapping[str, str],
     kind: str,
     attribute: str,
+    ncols: int | None = None,
 ) -> Figure:
     """ROC or calibration curves: one panel per configuration, one line per group.
 
@@ -355,9 +374,10 @@ def curve_grid(
     (binary probabilities) or ``"confidence"`` (multi-class top-label confidence vs accuracy).
     """
     panels = list(curves)
-    cols = _ncols(len(panels))
-    fig = new_figure(1.0 + 3.6 * cols, 0.8 + 3.7 * math.ceil(len(panels) / cols))
-    axes = _grid(fig, len(panels), sharey=True)
+    cols = ncols or _ncols(len(panels))
+    size = 3.6 if len(panels) <= 6 else 3.0
+    fig = new_figure(1.0 + size * cols, 0.8 + (size + 0.1) * math.ceil(len(panels) / cols))
+    axes = _grid(fig, len(panels), max_cols=cols, sharey=True)
     for ax, panel in zip(axes, panels):
         ax.plot([0, 1], [0, 1], ls=":", color="#888888", lw=1.2)
         for group in ordered_groups(curves[panel]):

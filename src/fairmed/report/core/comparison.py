@@ -58,6 +58,19 @@ def _versus_baseline(values: pd.DataFrame) -> dict[str, str]:
     return {x: mw_stars(base, values.loc[values["x"] == x, "value"].to_numpy(dtype=float)) for x in xs[1:]}
 
 
+def _facets(keys: list[str]) -> tuple[str | None, list[str]]:
+    """With two varying keys (config x method) draw one row of panels per method, x = config."""
+    if len(keys) >= 2 and "method" in keys:
+        return "method", [k for k in keys if k != "method"]
+    return None, keys
+
+
+def _split_facets(rows: pd.DataFrame, facet: str | None) -> list[tuple[str, pd.DataFrame]]:
+    if facet is None:
+        return [("", rows)]
+    return [(str(v), rows[rows[facet].astype(str) == str(v)]) for v in dict.fromkeys(rows[facet].astype(str))]
+
+
 def comparison_section(ctx: ReportContext, split: SplitResults) -> Section | None:
     keys = comparison_keys(split.varying)
     if not keys or "seed" not in split.varying or split.groups.empty:
@@ -65,50 +78,62 @@ def comparison_section(ctx: ReportContext, split: SplitResults) -> Section | Non
     metric = primary_metric(split.groups)
     name = metric_short(metric)
     gaps = gap_rows(split, "difference")
+    facet, x_keys = _facets(keys)
     figures, captions = [], []
-    baseline = run_label(split.groups, keys).iloc[0]
+    baseline = run_label(split.groups, x_keys).iloc[0]
+    per = f" within each {facet}" if facet else ""
     for attribute in dict.fromkeys(split.groups["attribute"].astype(str)):
         rows = split.groups[(split.groups["attribute"] == attribute) & (split.groups["metric"] == metric)]
-        values = _values(rows, keys, by_group=True)
-        if values.empty:
-            continue
-        groups = ordered_groups(values["group"])
-        marks = _between_groups(values, groups[0], groups[-1]) if len(groups) > 1 else {}
-        panels = [BoxPanel(values, metric_label(metric), f"{name} per {attribute} group", marks)]
-        gvalues = _values(
-            gaps[(gaps["attribute"] == attribute) & (gaps["metric"] == metric)], keys, by_group=False
-        )
-        if not gvalues.empty:
+        attr_gaps = gaps[(gaps["attribute"] == attribute) & (gaps["metric"] == metric)]
+        panels, groups = [], []
+        for label, sub in _split_facets(rows, facet):
+            values = _values(sub, x_keys, by_group=True)
+            if values.empty:
+                continue
+            groups = ordered_groups(values["group"])
+            marks = _between_groups(values, groups[0], groups[-1]) if len(groups) > 1 else {}
+            prefix = f"{label}: " if label else ""
             panels.append(
-                BoxPanel(
-                    gvalues,
-                    f"{name} gap (max - min across groups)",
-                    f"{name} gap by {attribute}",
-                    _versus_baseline(gvalues),
-                    zero_based=True,
-                )
+                BoxPanel(values, metric_label(metric), f"{prefix}{name} per {attribute} group", marks)
             )
-        fig = box_panels(panels, ctx.colors, f"{name} by {attribute} over seeds")
+            gsub = attr_gaps if facet is None else attr_gaps[attr_gaps[facet].astype(str) == label]
+            gvalues = _values(gsub, x_keys, by_group=False)
+            if not gvalues.empty:
+                title = f"{prefix}{name} gap by {attribute}"
+                panels.append(
+                    BoxPanel(
+                        gvalues, f"{name} gap (max - min)", title, _versus_baseline(gvalues), zero_based=True
+                    )
+                )
+        if not panels:
+            continue
+        with_gaps = any(p.zero_based for p in panels)
+        fig = box_panels(
+            panels, ctx.colors, f"{name} by {attribute} over seeds", ncols=2 if with_gaps else None
+        )
         figures.append(ctx.save(fig, figure_name("box", attribute, metric)))
         captions.append(
-            f"Left: {name} per {attribute} group, one dot per seed; stars: Mann-Whitney U test {groups[0]} vs "
+            f"{name} per {attribute} group, one dot per seed; stars: Mann-Whitney U test {groups[0]} vs "
             f"{groups[-1]} within each configuration."
-            + (
-                f" Right: the {attribute} gap; stars: each configuration vs {baseline}."
-                if len(panels) > 1
-                else ""
-            )
+            + (f" Gap panels: stars compare each configuration with {baseline}{per}." if with_gaps else "")
             + f" ({STAR_KEY}.)"
         )
-    ovalues = _values(split.overall[split.overall["metric"] == metric], keys, by_group=False)
-    if not ovalues.empty:
-        panel = BoxPanel(
-            ovalues, f"{OVERALL} {metric_label(metric)}", f"{OVERALL} {name}", _versus_baseline(ovalues)
+    overall = split.overall[split.overall["metric"] == metric]
+    panels = []
+    for label, sub in _split_facets(overall, facet):
+        ovalues = _values(sub, x_keys, by_group=False)
+        if not ovalues.empty:
+            title = f"{label}: {OVERALL} {name}" if label else f"{OVERALL} {name}"
+            panels.append(
+                BoxPanel(ovalues, f"{OVERALL} {metric_label(metric)}", title, _versus_baseline(ovalues))
+            )
+    if panels:
+        fig = box_panels(
+            panels, ctx.colors, f"{OVERALL.capitalize()} {name}: the cost of mitigation", ncols=3
         )
-        fig = box_panels([panel], ctx.colors, f"{OVERALL.capitalize()} {name}: the cost of mitigation")
         figures.append(ctx.save(fig, figure_name("box", OVERALL, metric)))
         captions.append(
-            f"Whole-population {name} per configuration; stars: each configuration vs {baseline}."
+            f"Whole-population {name} per configuration; stars: each configuration vs {baseline}{per}."
         )
     n_seeds = split.groups["seed"].nunique()
     return Section(
@@ -116,7 +141,8 @@ def comparison_section(ctx: ReportContext, split: SplitResults) -> Section | Non
         intro=(
             f"Each configuration was run with {n_seeds} seeds; a box summarises them. Stars come from "
             "the Mann-Whitney U test over seeds. With few seeds the smallest possible p-value is large "
-            f"(for 3 vs 3 seeds it is 0.1), so 'ns' often means 'not enough seeds to tell'. Baseline: {baseline}."
+            f"(for 3 vs 3 seeds it is 0.1), so 'ns' often means 'not enough seeds to tell'. "
+            f"Baseline: {baseline}{per}."
         ),
         figures=figures,
         captions=captions,

@@ -21,7 +21,7 @@ from fairmed.schema import OVERALL, PROBA_PREFIX, Y_SCORE, Y_TRUE
 GRID = np.linspace(0.0, 1.0, 201)
 BINS = 10
 MIN_PER_BIN = 5
-MAX_PANELS = 9
+MAX_PANELS = 15
 
 
 def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +86,14 @@ def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
     panels = (
         [p for p in canonical if p in present] + [p for p in dict.fromkeys(panel) if p not in canonical]
     )[:MAX_PANELS]
+    # config x method: one row per config, one column per method
+    ncols = preds["method"].nunique() if len(keys) >= 2 and "method" in keys else None
+    ncols = ncols if ncols and ncols <= 4 else None
+    shown = (
+        [f"Curves are shown for the first {MAX_PANELS} of {len(present)} configurations."]
+        if len(present) > MAX_PANELS
+        else []
+    )
     roc_figs, cal_figs = [], []
     for attribute, spec in specs.items():
         groups = assign(preds, spec).astype(object).to_numpy()
@@ -109,10 +117,12 @@ def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
                         _legend_value(split, attribute, group, "ece", mask_keys),
                     )
         if kind == "binary" and any(roc.values()):
-            fig = curve_grid(roc, ctx.colors, "roc", attribute)
+            fig = curve_grid(roc, ctx.colors, "roc", attribute, ncols=ncols)
             roc_figs.append(ctx.save(fig, figure_name("roc", attribute)))
         if any(cal.values()):
-            fig = curve_grid(cal, ctx.colors, "calibration" if kind == "binary" else "confidence", attribute)
+            fig = curve_grid(
+                cal, ctx.colors, "calibration" if kind == "binary" else "confidence", attribute, ncols=ncols
+            )
             cal_figs.append(ctx.save(fig, figure_name("calibration", attribute)))
     pooled = "Seeds are pooled within each configuration; " if "seed" in split.varying else ""
     sections = []
@@ -128,6 +138,7 @@ def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
                     "ECE in the legend comes from the audit (mean over seeds)."
                 ),
                 figures=cal_figs,
+                notes=shown,
             )
         )
     if roc_figs:
@@ -141,6 +152,7 @@ def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
                     + "AUC in the legend comes from the audit (mean over seeds)."
                 ),
                 figures=roc_figs,
+                notes=shown,
             )
         )
     return sections

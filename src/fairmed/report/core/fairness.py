@@ -107,7 +107,9 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
     keys = comparison_keys(split.varying)
     present = list(dict.fromkeys(gaps["metric"].astype(str)))
     lead = primary_metric(split.groups) if not split.groups.empty else None
-    metrics = [m for m in dict.fromkeys([lead, *GAP_PLOT_METRICS]) if m in present][:6] or present[:3]
+    rows = gaps[["attribute", *keys]].drop_duplicates() if keys else gaps[["attribute"]].drop_duplicates()
+    limit = 6 if len(rows) <= 8 else 3  # many rows make tall panels: then three metrics in one row
+    metrics = [m for m in dict.fromkeys([lead, *GAP_PLOT_METRICS]) if m in present][:limit] or present[:3]
     fig = gap_plot(
         gaps[gaps["metric"].isin(metrics)],
         metrics,

@@ -8,15 +8,17 @@ from fairmed.report.context import ReportContext
 from fairmed.report.plots import forest_plot
 from fairmed.report.sections import Section
 from fairmed.report.style import figure_name
-from fairmed.report.tidy import SplitResults, comparison_keys, performance_metrics
+from fairmed.report.tidy import SplitResults, comparison_keys, performance_metrics, run_label
 from fairmed.schema import OVERALL
 
 
 def performance_section(ctx: ReportContext, split: SplitResults) -> Section | None:
     if split.groups.empty:
         return None
-    metrics = performance_metrics(split.groups)
     keys = comparison_keys(split.varying)
+    n_runs = run_label(split.groups, keys).nunique()
+    # many configurations make tall panels: then show three metrics in one row
+    metrics = performance_metrics(split.groups, limit=6 if n_runs <= 4 else 3)
     figures, captions = [], []
     for attribute in dict.fromkeys(split.groups["attribute"].astype(str)):
         rows = split.groups[(split.groups["attribute"] == attribute) & split.groups["metric"].isin(metrics)]
