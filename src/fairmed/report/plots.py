@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import blended_transform_factory
 
 from fairmed.report.style import NEUTRAL_COLOR, OVERALL_COLOR, new_figure, ordered_groups, wrap_label
 from fairmed.report.tidy import metric_label, run_label
@@ -137,6 +138,11 @@ def _intervals(
 ) -> None:
     """Estimates with their CIs as two artists (one line collection, one marker line): fast to draw."""
     ys = np.asarray(ys, dtype=float)
+    undefined = rows["value"].isna().to_numpy()
+    if undefined.any():  # say so rather than leave an unexplained blank
+        where = blended_transform_factory(ax.transAxes, ax.transData)
+        for y in ys[undefined]:
+            ax.text(0.01, y, "undefined", transform=where, color=NEUTRAL_COLOR, fontsize=8.5, va="center")
     lo = pd.to_numeric(rows.get("ci_low"), errors="coerce").to_numpy(dtype=float)
     hi = pd.to_numeric(rows.get("ci_high"), errors="coerce").to_numpy(dtype=float)
     ok = ~(np.isnan(lo) | np.isnan(hi))

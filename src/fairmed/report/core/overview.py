@@ -13,6 +13,7 @@ from fairmed.report.sections import Section
 from fairmed.report.tidy import SplitResults
 
 COUNT_COLUMNS = ("attribute", "group", "n")
+MIN_GROUP_SIZE = 30  # the audit's default warning threshold
 
 
 def composition_from_results(split: SplitResults) -> pd.DataFrame | None:
@@ -96,9 +97,15 @@ def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
         tables["Versions"] = pd.DataFrame(
             {"package": list(ctx.versions), "version": list(map(str, ctx.versions.values()))}
         )
+    audit = ctx.audit or {}
+    if audit.get("notes"):
+        tables["Undefined values (NaN in the results) and why"] = pd.DataFrame(
+            audit["notes"]
+        ).drop_duplicates()
+    min_size = int(audit.get("min_group_size", MIN_GROUP_SIZE))
     if split.groups["n"].notna().any():
         small = split.groups.groupby(["attribute", "group"])["n"].min()
-        few = small[small < 30]
+        few = small[small < min_size]
         if len(few):
             notes.append(
                 "Few images in "
