@@ -16,8 +16,10 @@ from fairmed.metrics import (
     eopp0,
     eopp1,
     fate,
+    fate_table,
     gap_values,
     multiclass_demographic_parity,
+    reliability_table,
 )
 
 
@@ -166,3 +168,36 @@ def test_values_per_group_summaries():
     assert _value(res, "fst", "FST 5-6", "recon_mse_mean") == pytest.approx(15.0)
     assert _value(res, "fst", "difference", "recon_mse_mean") == pytest.approx(12.5)
     assert _value(res, "fst", "worst", "recon_mse_mean") == pytest.approx(15.0)
+
+
+def test_fate_table_from_results():
+    rows = [
+        ("erm", 0, "overall", "overall", "accuracy", 0.510),
+        ("prune", 0, "overall", "overall", "accuracy", 0.520),
+        ("erm", 0, "fst", "criterion", "eodd", 0.182),
+        ("prune", 0, "fst", "criterion", "eodd", 0.139),
+    ]
+    results = pd.DataFrame(rows, columns=["method", "seed", "attribute", "group", "metric", "value"])
+    table = fate_table(results, baseline="erm", accuracy="accuracy", fairness="eodd")
+    prune = table[table["method"] == "prune"].iloc[0]
+    assert prune["metric"] == "fate_eodd" and prune["attribute"] == "fst"
+    assert prune["value"] == pytest.approx(0.2559, abs=5e-5)
+    assert table[table["method"] == "erm"]["value"].iloc[0] == pytest.approx(0.0)
+
+
+def test_reliability_table_counts():
+    table = reliability_table([0, 1, 1, 1], [0.05, 0.15, 0.95, 0.85], n_bins=2)
+    assert list(table["n"]) == [2, 2]
+    assert table["mean_score"].tolist() == pytest.approx([0.1, 0.9])
+    assert table["fraction_positive"].tolist() == pytest.approx([0.5, 1.0])
+
+
+def test_intersectional_groups_and_overall_rows():
+    frame = toy().assign(race=lambda d: d["race"].fillna("A"))
+    res = audit(frame, ["sex", "race"], intersect=True, bootstrap=0, min_group_size=0).to_frame()
+    inter = res[res["attribute"] == "sex*race"]
+    assert set(inter["group"]) >= {"female & A", "female & B", "male & A", "male & B"}
+    # men of race A: rows 0,1,2 (selected) and 5,6 (not) -> selection rate 3/5
+    assert _value(res, "sex*race", "male & A", "selection_rate") == pytest.approx(3 / 5)
+    assert _value(res, "overall", "overall", "n") == 20
+    assert _value(res, "overall", "overall", "accuracy") == pytest.approx(9 / 20)

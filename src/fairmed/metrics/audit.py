@@ -25,6 +25,7 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -406,6 +407,18 @@ def _engines(data, positions, codes, names, threshold, n_bins, cache: dict) -> l
     return engines
 
 
+def _single_threaded_blas():
+    """BLAS threads only spin on the audit's skinny products (and fight the workers): use one.
+
+    ``threadpoolctl`` is optional (it comes with scikit-learn); without it nothing changes.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - depends on the environment
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def bootstrap_replicates(
     engine, bootstrap: int, seed_seq: np.random.SeedSequence, workers: int = 1
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -422,11 +435,12 @@ def bootstrap_replicates(
         weights = resample_counts(engine.bounds, stop - start, np.random.default_rng(seeds[i]))
         return engine.evaluate(weights)
 
-    if workers > 1 and len(chunks) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:  # numpy releases the GIL
-            outputs = list(pool.map(run, range(len(chunks))))
-    else:
-        outputs = [run(i) for i in range(len(chunks))]
+    with _single_threaded_blas():
+        if workers > 1 and len(chunks) > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:  # numpy releases the GIL
+                outputs = list(pool.map(run, range(len(chunks))))
+        else:
+            outputs = [run(i) for i in range(len(chunks))]
     reps = {k: np.concatenate([o[0][k] for o in outputs]) for k in outputs[0][0]}
     crit_reps = {k: np.concatenate([o[1][k] for o in outputs]) for k in outputs[0][1]}
     return reps, crit_reps

@@ -24,26 +24,31 @@ def _zdiv(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def count_matrix(y: np.ndarray, pred: np.ndarray, codes: np.ndarray, n_groups: int, n_classes: int):
+    """Sparse (n, 3 G C) indicator matrix: weights @ it gives per-group T, D and TP counts."""
+    keep = codes >= 0
+    rows = np.flatnonzero(keep)
+    c, t, p = codes[keep], y[keep], pred[keep]
+    block = n_groups * n_classes
+    cols = np.concatenate([c * n_classes + t, block + c * n_classes + p, 2 * block + c * n_classes + t])
+    data = np.concatenate([np.ones(2 * len(rows)), (t == p).astype(float)])
+    return sparse.csr_matrix((data, (np.concatenate([rows, rows, rows]), cols)), shape=(len(y), 3 * block))
+
+
 def class_counts(
-    y: np.ndarray, pred: np.ndarray, codes: np.ndarray, n_groups: int, n_classes: int, weights=None
+    y: np.ndarray,
+    pred: np.ndarray,
+    codes: np.ndarray,
+    n_groups: int,
+    n_classes: int,
+    weights=None,
+    matrix=None,
 ) -> dict[str, np.ndarray]:
     """Unweighted (or (R, n)-weighted) per-group class counts T, D, TP shaped (R, G, C)."""
-    w = np.ones((1, len(y))) if weights is None else np.asarray(weights, dtype=float)
-    keep = codes >= 0
-    cols = np.concatenate(
-        [
-            codes * n_classes + y,
-            n_groups * n_classes + codes * n_classes + pred,
-            2 * n_groups * n_classes + codes * n_classes + y,
-        ]
-    )
-    rows = np.concatenate([np.arange(len(y))] * 3)
-    data = np.concatenate([keep, keep, keep & (y == pred)]).astype(float)
-    onehot = sparse.csr_matrix(
-        (data, (rows, np.where(np.concatenate([keep] * 3), cols, 0))),
-        shape=(len(y), 3 * n_groups * n_classes),
-    )
-    sums = np.asarray((onehot.T @ w.T).T).reshape(w.shape[0], 3, n_groups, n_classes)
+    w = np.ones((1, len(y))) if weights is None else np.asarray(weights, dtype=np.float64)
+    if matrix is None:
+        matrix = count_matrix(y, pred, codes, n_groups, n_classes)
+    sums = np.asarray((matrix.T @ w.T).T).reshape(w.shape[0], 3, n_groups, n_classes)
     return {"T": sums[:, 0], "D": sums[:, 1], "TP": sums[:, 2]}
 
 
@@ -96,6 +101,7 @@ class MulticlassEngine:
         self.pred = np.asarray(pred)[order]
         self.bounds = np.searchsorted(c, np.arange(len(groups) + 1))
         self._auc = self._auc_index() if self.proba is not None else None
+        self._counts = count_matrix(self.y, self.pred, c, len(groups), n_classes)
 
     def _auc_index(self):
         """Per (group, class): negatives sorted by p_c, positives sorted, and their ranks."""
@@ -120,7 +126,9 @@ class MulticlassEngine:
 
     def evaluate(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         n_groups = len(self.groups)
-        counts = class_counts(self.y, self.pred, self.codes, n_groups, self.n_classes, weights)
+        counts = class_counts(
+            self.y, self.pred, self.codes, n_groups, self.n_classes, weights, matrix=self._counts
+        )
         rates = rates_from_counts(counts)
         values = {"n": counts["T"].sum(-1)}
         values.update({k: rates[k] for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro")})

@@ -46,7 +46,7 @@ def resample_counts(bounds: np.ndarray, n_rep: int, rng: np.random.Generator, dt
     return out
 
 
-def replicate_chunks(n_rep: int, n: int, budget: int = 1 << 22) -> list[tuple[int, int]]:
+def replicate_chunks(n_rep: int, n: int, budget: int = 1 << 23) -> list[tuple[int, int]]:
     """(start, stop) chunks of replicates so that a chunk's weight matrix stays ~``budget`` cells."""
     step = max(1, min(n_rep, budget // max(n, 1)))
     return [(s, min(s + step, n_rep)) for s in range(0, n_rep, step)]
