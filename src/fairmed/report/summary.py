@@ -144,7 +144,8 @@ def _significance(f: Finding) -> str:
     )
     seeds = ""
     if f.group_stars:
-        seeds = f" Comparing the two groups over seeds:{_stars_text(f.group_stars)[1:]}."
+        verdict = "not significant" if f.group_stars == "ns" else P_OF_STARS.get(f.group_stars, f.group_stars)
+        seeds = f" Comparing the two groups over seeds (Mann-Whitney U): {verdict}."
     if f.significant:
         return f"It is unlikely to be chance: {intervals} do not overlap." + seeds
     return f"It may be chance: {intervals} overlap; more images of the smaller group would settle it." + seeds
