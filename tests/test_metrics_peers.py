@@ -133,3 +133,19 @@ def test_multiclass_matches_sklearn():
             skm.recall_score(yt, yp, average="macro", zero_division=0)
         )
         assert got["auc_ovr"] == pytest.approx(skm.roc_auc_score(yt, pr, multi_class="ovr", average="macro"))
+
+
+def test_by_group_matches_metricframe_with_any_function(data):
+    from fairmed.metrics import by_group, difference, ratio
+
+    y, g = data["y_true"], data["grp"]
+    p = (data["y_score"] >= 0.5).astype(int)
+    fns = {"f1": skm.f1_score, "mcc": skm.matthews_corrcoef}
+    ours = by_group(fns, y, p, g)
+    mf = MetricFrame(metrics=fns, y_true=y, y_pred=p, sensitive_features=g)
+    np.testing.assert_allclose(
+        ours.loc[["a", "b", "c"]].to_numpy(float), mf.by_group.loc[["a", "b", "c"]].to_numpy(float)
+    )
+    np.testing.assert_allclose(ours.loc["overall"].to_numpy(float), mf.overall.to_numpy(float))
+    np.testing.assert_allclose(difference(ours).to_numpy(), mf.difference().to_numpy())
+    np.testing.assert_allclose(ratio(ours).to_numpy(), mf.ratio().to_numpy())

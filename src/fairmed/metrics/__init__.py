@@ -17,6 +17,7 @@ from fairmed.metrics.criteria import (
     gap_values,
     multiclass_demographic_parity,
 )
+from fairmed.metrics.grouped import by_group, difference, ratio
 from fairmed.metrics.groups import BINARY_METRICS, binary_metrics, choose_threshold
 from fairmed.metrics.stats import compare_runs, mann_whitney, paired_test, stars
 
@@ -28,9 +29,11 @@ __all__ = [
     "accuracy_parity_difference",
     "audit",
     "binary_metrics",
+    "by_group",
     "choose_threshold",
     "compare_runs",
     "demographic_parity_difference",
+    "difference",
     "ece",
     "eodd",
     "eopp0",
@@ -43,6 +46,7 @@ __all__ = [
     "mann_whitney",
     "multiclass_demographic_parity",
     "paired_test",
+    "ratio",
     "reliability_table",
     "stars",
 ]
