@@ -94,3 +94,23 @@ def test_compare_runs_over_seeds():
     assert row["p_paired"] == pytest.approx(
         sps.wilcoxon([0.7 + 0.01 * s for s in range(5)], [0.8 + 0.01 * s for s in range(5)]).pvalue
     )
+
+
+def test_bootstrap_spread_matches_binomial_standard_error():
+    """Replicates of a group's accuracy spread like a binomial proportion: sd ~ sqrt(p(1-p)/n)."""
+    from fairmed.metrics.audit import bootstrap_replicates
+    from fairmed.metrics.groups import BinaryEngine
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    codes = np.repeat([0, 1], [n // 4, 3 * n // 4])
+    y = rng.integers(0, 2, n)
+    s = np.clip(0.2 * y + 0.8 * rng.random(n), 0, 1)
+    engine = BinaryEngine(y, (s >= 0.5).astype(int), codes, ["small", "large"], s)
+    reps, crit = bootstrap_replicates(engine, 600, np.random.SeedSequence(0))
+    point, _ = engine.evaluate(np.ones((1, n)))
+    for g, size in enumerate((n // 4, 3 * n // 4)):
+        p = point["accuracy"][0, g]
+        assert reps["accuracy"][:, g].std() == pytest.approx(np.sqrt(p * (1 - p) / size), rel=0.12)
+        assert reps["n"][:, g].min() == reps["n"][:, g].max() == size  # stratified
+    assert crit["accuracy_parity"].shape == (600,)
