@@ -29,6 +29,12 @@ def test_group_colors_deterministic_by_name_not_order():
 
 def test_natural_order_and_distinct_colours_per_attribute():
     assert ordered_groups(["FST 10", "FST 2", "overall", "FST 1"]) == ["FST 1", "FST 2", "FST 10", "overall"]
+    assert ordered_groups([">=60", "40-60", "<40"]) == ["<40", "40-60", ">=60"]
+    assert ordered_groups(["male & >=60", "female & <60", "male & <60"]) == [
+        "female & <60",
+        "male & <60",
+        "male & >=60",
+    ]
     colors = colors_by_attribute({"sex": ["male", "female"], "fst": ["FST 5-6", "FST 1-2", "FST 3-4"]})
     fst = [colors[g] for g in ("FST 1-2", "FST 3-4", "FST 5-6")]
     assert fst == list(OKABE_ITO[:3])

@@ -18,7 +18,14 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
-from fairmed.report.style import NEUTRAL_COLOR, OVERALL_COLOR, new_figure, ordered_groups, wrap_label
+from fairmed.report.style import (
+    NEUTRAL_COLOR,
+    OVERALL_COLOR,
+    group_colors,
+    new_figure,
+    ordered_groups,
+    wrap_label,
+)
 from fairmed.report.tidy import metric_label, run_label
 from fairmed.schema import OVERALL
 
@@ -380,9 +387,15 @@ def curve_grid(
     (binary probabilities) or ``"confidence"`` (multi-class top-label confidence vs accuracy).
     """
     panels = list(curves)
-    cols = ncols or _ncols(len(panels))
+    drawn = {g for c in curves.values() for g in c}
+    if len({colors.get(g) for g in drawn}) < len(drawn):  # more groups than the palette: recolour these
+        colors = {**colors, **group_colors(drawn)}
+    many = max(len(c) for c in curves.values()) > 4  # then each legend sits right of its panel
+    cols = ncols or _ncols(len(panels), max_cols=2 if many else MAX_COLS)
     size = 3.6 if len(panels) <= 6 else 3.0
-    fig = new_figure(1.0 + size * cols, 0.8 + (size + 0.1) * math.ceil(len(panels) / cols))
+    fig = new_figure(
+        1.0 + (size + (2.6 if many else 0)) * cols, 0.8 + (size + 0.1) * math.ceil(len(panels) / cols)
+    )
     axes = _grid(fig, len(panels), max_cols=cols, sharey=True)
     for ax, panel in zip(axes, panels):
         ax.plot([0, 1], [0, 1], ls=":", color="#888888", lw=1.2)
@@ -396,7 +409,16 @@ def curve_grid(
         ax.set_aspect("equal")
         if len(panels) > 1:
             ax.set_title(wrap_label(panel, 28))
-        ax.legend(loc="lower right", fontsize=8.5, title=attribute, title_fontsize=8.5)
+        if len(curves[panel]) <= 4:
+            ax.legend(loc="lower right", fontsize=8.5, title=attribute, title_fontsize=8.5)
+        else:  # many groups: the legend goes beside the panel instead of over the curves
+            ax.legend(
+                loc="upper left",
+                bbox_to_anchor=(1.03, 1.0),
+                fontsize=8.5,
+                title=attribute,
+                title_fontsize=8.5,
+            )
     rows = math.ceil(len(panels) / cols)
     xlabel, ylabel = {
         "roc": ("false positive rate (fraction of negatives)", "true positive rate (fraction of positives)"),
@@ -405,9 +427,9 @@ def curve_grid(
     }[kind]
     for i, ax in enumerate(axes):
         if i + cols >= len(panels) or i // cols == rows - 1:  # lowest panel of its column
-            ax.set_xlabel(xlabel)
+            ax.set_xlabel(wrap_label(xlabel, 30))
         if i % cols == 0:
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel(wrap_label(ylabel, 26))
         ax.yaxis.set_tick_params(labelleft=True)
     title = "ROC curves" if kind == "roc" else "Calibration (reliability) curves"
     fig.suptitle(f"{title} by {attribute}")

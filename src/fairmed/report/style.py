@@ -82,9 +82,18 @@ def apply_style() -> None:
     matplotlib.rcParams.update(STYLE)
 
 
-def _natural_key(text: str) -> list:
-    """Sort "FST 2" before "FST 10" and "<60" before ">=60"."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(text))]
+_TOKEN = re.compile(r"(>=|<=|<|>)?(\d+(?:\.\d+)?)|([^\d<>=]+|[<>=]+)")
+
+
+def _natural_key(text: str) -> list[tuple]:
+    """Sort "FST 2" before "FST 10", and bins as they lie: "<40" < "40-60" < ">=60"."""
+    key = []
+    for op, number, other in _TOKEN.findall(str(text)):
+        if number:
+            key.append((0, float(number), {"<": -1, "<=": -1, ">": 1, ">=": 1}.get(op, 0), ""))
+        else:
+            key.append((1, 0.0, 0, other.lower()))
+    return key
 
 
 def ordered_groups(groups: Iterable[str]) -> list[str]:

@@ -22,6 +22,7 @@ GRID = np.linspace(0.0, 1.0, 201)
 BINS = 10
 MIN_PER_BIN = 5
 MAX_PANELS = 15
+MAX_GROUPS = 6  # curves per panel, besides the whole population
 
 
 def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,13 +98,24 @@ def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
     roc_figs, cal_figs = [], []
     for attribute, spec in specs.items():
         groups = assign(preds, spec).astype(object).to_numpy()
+        # many groups (intersections) make unreadable curves: draw the largest ones, say so
+        sizes = pd.Series(groups[pd.notna(groups)]).value_counts()
+        drawn = set(sizes.index[:MAX_GROUPS].astype(str))
+        if len(sizes) > MAX_GROUPS:
+            shown.append(
+                f"{attribute}: curves of the {MAX_GROUPS} largest of {len(sizes)} groups "
+                "(all groups are in the forest plot)."
+            )
         roc: dict[str, dict] = {}
         cal: dict[str, dict] = {}
         for p in panels:
             in_panel = panel == p
             mask_keys = dict(zip(keys, p.split(" · "))) if keys else {}
             roc[p], cal[p] = {}, {}
-            for group in [*sorted({g for g in groups[in_panel] if isinstance(g, str)}), OVERALL]:
+            for group in [
+                *sorted({g for g in groups[in_panel] if isinstance(g, str) and g in drawn}),
+                OVERALL,
+            ]:
                 m = in_panel & ((groups == group) if group != OVERALL else True)
                 yy, ss = y[m], score[m]
                 if kind == "binary" and 0 < yy.sum() < len(yy):

@@ -18,7 +18,8 @@ def performance_section(ctx: ReportContext, split: SplitResults) -> Section | No
     keys = comparison_keys(split.varying)
     n_runs = run_label(split.groups, keys).nunique()
     # many configurations make tall panels: then show three metrics in one row
-    metrics = performance_metrics(split.groups, limit=6 if n_runs <= 4 else 3)
+    n_groups = split.groups.groupby("attribute")["group"].nunique().max()
+    metrics = performance_metrics(split.groups, limit=6 if n_runs <= 4 and n_groups <= 12 else 3)
     figures, captions = [], []
     for attribute in dict.fromkeys(split.groups["attribute"].astype(str)):
         rows = split.groups[(split.groups["attribute"] == attribute) & split.groups["metric"].isin(metrics)]
