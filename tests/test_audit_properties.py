@@ -72,3 +72,38 @@ def test_identical_copies_have_zero_gaps(frame):
     assert np.allclose(diff, 0.0)
     ratio = res[res["group"] == "ratio"]["value"].dropna()
     assert np.allclose(ratio, 1.0)
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1), st.integers(2, 5))
+def test_multiclass_identical_copies_have_zero_criteria(seed, n_classes):
+    rng = np.random.default_rng(seed)
+    n = 40
+    proba = rng.dirichlet(np.ones(n_classes), n)
+    frame = pd.DataFrame({f"p_{k}": proba[:, k] for k in range(n_classes)})
+    frame["y_true"] = rng.integers(0, n_classes, n)
+    both = pd.concat([frame.assign(g="a"), frame.assign(g="b")], ignore_index=True)
+    crit = audit(both, ["g"], bootstrap=0, min_group_size=0).criteria().set_index("metric")["value"]
+    for name in ("eopp0", "eopp1", "eodd", "dp_multiclass", "eodd_signed"):
+        assert crit[name] == 0.0
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1), st.sampled_from([None, 5]))
+def test_weighted_auc_equals_sklearn_with_sample_weight(seed, grid):
+    from sklearn.metrics import roc_auc_score
+
+    from fairmed.metrics.groups import layout_binary, metrics_from_sums, weighted_sums
+
+    rng = np.random.default_rng(seed)
+    n = 50
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    s = rng.random(n) if grid is None else np.round(rng.random(n) * grid) / grid
+    w = rng.integers(0, 4, (3, n)).astype(np.float32)
+    w[:, :2] = 1  # both classes present in every replicate
+    layout = layout_binary(y, (s >= 0.5).astype(int), np.zeros(n, dtype=np.int64), ["all"], s)
+    sums, num = weighted_sums(layout, w[:, layout.order])
+    auc = metrics_from_sums(sums, num)["auc"][:, 0]
+    expected = [roc_auc_score(y, s, sample_weight=w[r]) for r in range(3)]
+    np.testing.assert_allclose(auc, expected, rtol=1e-9)
