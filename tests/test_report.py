@@ -386,7 +386,7 @@ def test_config_by_method_studies_facet_by_method(tmp_path):
     assert _facets(["config", "method"]) == ("method", ["config"])
     assert _facets(["method"]) == (None, ["method"])
     frames = []
-    for i, config in enumerate(("F0", "F50", "F100")):
+    for i, config in enumerate(("F0", "F100")):
         p = make_predictions(n=150, seed=i, methods={"erm": 0.0, "adversarial": 0.5}, seeds=(0, 1))
         frames.append(p[p["split"] == "test"].assign(config=config))
     predictions = pd.concat(frames, ignore_index=True)

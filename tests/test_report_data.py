@@ -59,11 +59,13 @@ def make_predictions(n: int = 500, seed: int = 0, methods=METHODS, seeds=SEEDS) 
     return pd.concat(frames, ignore_index=True)
 
 
-def make_results(predictions: pd.DataFrame, bootstrap: int = 200, min_group_size: int = 20) -> pd.DataFrame:
+def make_results(
+    predictions: pd.DataFrame, bootstrap: int = 200, min_group_size: int = 20, attrs=ATTRS
+) -> pd.DataFrame:
     from fairmed.metrics import audit
 
     return audit(
-        predictions, attrs=ATTRS, bootstrap=bootstrap, seed=0, min_group_size=min_group_size
+        predictions, attrs=attrs, bootstrap=bootstrap, seed=0, min_group_size=min_group_size
     ).to_frame()
 
 
