@@ -398,3 +398,19 @@ def test_config_by_method_studies_facet_by_method(tmp_path):
     assert height > 0.8 * width  # two rows (erm, adversarial) of [per-group, gap] panels
     text = (out / "index.html").read_text(encoding="utf-8")
     assert "Baseline: F0 within each method." in text
+
+
+def test_many_classes_are_compacted_in_the_composition_table():
+    from fairmed.report.core.overview import MAX_CLASSES, _compact
+
+    classes = {f"condition {i}": [i, 2 * i, 1] for i in range(20)}
+    summary = pd.DataFrame(
+        {"attribute": ["fst", "fst", "sex"], "group": ["FST 1-3", "FST 4-6", "female"], **classes}
+    )
+    summary["n"] = summary[list(classes)].sum(axis=1)
+    out = _compact(summary)
+    top = [
+        f"condition {i}" for i in range(19, 19 - MAX_CLASSES, -1)
+    ]  # the most frequent in the first attribute
+    assert list(out.columns) == ["attribute", "group", *top, "other (12 classes)", "n"]
+    assert (out.drop(columns=["attribute", "group", "n"]).sum(axis=1) == summary["n"]).all()

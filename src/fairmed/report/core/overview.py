@@ -38,6 +38,23 @@ def composition_from_results(split: SplitResults) -> pd.DataFrame | None:
     return table
 
 
+MAX_CLASSES = 8
+
+
+def _compact(summary: pd.DataFrame) -> pd.DataFrame:
+    """Many classes (e.g. 114 skin conditions): the most frequent ones, the rest summed as 'other'."""
+    classes = [c for c in summary.columns if c not in COUNT_COLUMNS]
+    if len(classes) <= MAX_CLASSES + 1:
+        return summary
+    first = summary[summary["attribute"] == summary["attribute"].iloc[0]]
+    top = first[classes].sum().sort_values(ascending=False).index[:MAX_CLASSES].tolist()
+    rest = [c for c in classes if c not in top]
+    out = summary[["attribute", "group", *top]].copy()
+    out[f"other ({len(rest)} classes)"] = summary[rest].sum(axis=1)
+    out["n"] = summary["n"]
+    return out
+
+
 def _positive_class(summary: pd.DataFrame) -> str | None:
     """The class to highlight in the composition figure (binary tasks: the second class)."""
     classes = [c for c in summary.columns if c not in COUNT_COLUMNS]
@@ -89,7 +106,7 @@ def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
         positive = _positive_class(summary)
         fig = composition_plot(summary, ctx.colors, positive)
         figures.append(ctx.save(fig, "composition"))
-        tables[f"Images per group and class, from {source}"] = summary
+        tables[f"Images per group and class, from {source}"] = _compact(summary)
     runs = _run_table(split)
     if runs is not None:
         tables["Runs"] = runs
