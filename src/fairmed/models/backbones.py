@@ -1,0 +1,187 @@
+"""Classifiers as ``features`` (input -> (n, feature_dim)) followed by ``head`` (-> logits).
+
+Every model fairmed trains is a :class:`Classifier` with two parts, so that strategies can put
+extra heads on the shared features (multitask, adversarial), the frozen path can cache what
+``features`` computes, and pruning can walk the convolutions:
+
+- ``small_cnn``: ``features`` is a plain ``nn.Sequential`` of blocks ``Conv2d(3x3, no bias) ->
+  BatchNorm2d -> ReLU -> MaxPool2d(2)`` (one per entry of ``channels``) ending in
+  ``AdaptiveAvgPool2d(1) -> Flatten``. Removing output channel ``k`` of block ``b`` means slicing
+  ``features[4b]`` (conv, dim 0), ``features[4b+1]`` (batch norm) and the next conv's input
+  (dim 1), or the head's ``Linear`` input after the last block.
+- ``resnet18`` / ``resnet50``: the torchvision network with ``fc`` replaced by ``Identity``.
+- ``vgg11``: torchvision ``features``, ``avgpool``, ``Flatten`` and the classifier without its
+  last layer (4096 features).
+- ``mlp``: ``Linear(d, hidden) -> ReLU`` (``Identity`` when ``hidden=0``) on embeddings.
+
+``head`` is always ``nn.Sequential(Dropout(p), Linear(feature_dim, n_out))``.
+Pretrained weights come only from a local torchvision ``state_dict`` file read with
+``torch.load(weights_only=True)``; the classification layer is dropped and replaced for the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fairmed.errors import DataError, first_rows
+from fairmed.models.spec import ModelSpec
+
+# key prefix of the torchvision classification layer, dropped from pretrained state_dicts
+_HEAD_PREFIX = {"resnet18": "fc.", "resnet50": "fc.", "vgg11": "classifier.6.", "small_cnn": "head."}
+
+
+class Classifier(nn.Module):
+    """``head(features(x))``; ``feature_dim`` is the width of the shared representation."""
+
+    def __init__(self, features: nn.Module, head: nn.Module, feature_dim: int, arch: str = "") -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+        self.feature_dim = int(feature_dim)
+        self.arch = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def image_batch(
+    pixels: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """uint8 NHWC -> normalised float32 NCHW in one vectorized pass (random flips when ``augment``)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=pixels.device).view(1, 3, 1, 1)
+    x = pixels.permute(0, 3, 1, 2).float().mul_(1.0 / 255.0).sub_(mean).div_(std)
+    if augment:
+        n = x.shape[0]
+        flips = torch.rand(n, 2, generator=generator, device="cpu").lt(0.5).to(x.device)
+        x = torch.where(flips[:, 0].view(n, 1, 1, 1), x.flip(3), x)
+        x = torch.where(flips[:, 1].view(n, 1, 1, 1), x.flip(2), x)
+    return x.contiguous()
+
+
+def make_head(feature_dim: int, n_out: int, dropout: float = 0.0) -> nn.Sequential:
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, n_out))
+
+
+def small_cnn_features(channels: list[int] | tuple[int, ...] = (32, 64, 128)) -> nn.Sequential:
+    """Conv-BN-ReLU-MaxPool blocks then global average pooling: ~94k parameters at (32, 64, 128)."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c in channels:
+        layers += [
+            nn.Conv2d(c_in, c, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        ]
+        c_in = c
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
+    return nn.Sequential(*layers)
+
+
+def mlp_features(in_dim: int, hidden: int) -> tuple[nn.Module, int]:
+    """The chest X-ray paper's hidden layer (``hidden`` units, ReLU), or nothing for a linear model."""
+    if hidden <= 0:
+        return nn.Identity(), in_dim
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU()), hidden
+
+
+def build_backbone(spec: ModelSpec, in_dim: int | None = None) -> tuple[nn.Module, int]:
+    """The ``features`` part of ``spec`` and its output width (weights loaded when given)."""
+    if spec.arch == "mlp":
+        if in_dim is None:
+            raise DataError("model 'mlp' needs embeddings (the cohort has none)")
+        return mlp_features(in_dim, spec.hidden)
+    if spec.arch == "small_cnn":
+        net, dim = small_cnn_features(spec.channels), spec.channels[-1]
+    else:
+        net, dim = _torchvision_features(spec.arch)
+    if spec.weights is not None:
+        load_weights(net, spec.weights, spec.arch)
+    if spec.arch == "vgg11":
+        net = nn.Sequential(net.features, net.avgpool, nn.Flatten(1), *list(net.classifier)[:-1])
+    return net, dim
+
+
+def build_model(spec: ModelSpec, n_out: int, in_dim: int | None = None) -> Classifier:
+    """A fresh classifier for ``spec`` with ``n_out`` logits (``in_dim``: embedding width for mlp)."""
+    features, dim = build_backbone(spec, in_dim)
+    return Classifier(features, make_head(dim, n_out, spec.dropout), dim, arch=spec.arch)
+
+
+def build_head_model(spec: ModelSpec, in_dim: int, n_out: int) -> Classifier:
+    """The trainable part of a frozen run: an MLP of ``spec.hidden`` units on cached features."""
+    features, dim = mlp_features(in_dim, spec.hidden)
+    return Classifier(features, make_head(dim, n_out, spec.dropout), dim, arch="mlp")
+
+
+def _torchvision_features(arch: str) -> tuple[nn.Module, int]:
+    from torchvision import models as tvm
+
+    if arch in ("resnet18", "resnet50"):
+        net = getattr(tvm, arch)(weights=None)
+        dim = net.fc.in_features
+        net.fc = nn.Identity()
+        return net, dim
+    if arch == "vgg11":
+        net = tvm.vgg11(weights=None)
+        dim = net.classifier[6].in_features
+        net.classifier[6] = nn.Identity()
+        return net, dim
+    raise ValueError(f"unknown image architecture {arch!r}")
+
+
+def _backbone_state(raw: object, arch: str) -> dict[str, torch.Tensor] | None:
+    """Keys of a torchvision (or fairmed Classifier) state_dict, without wrappers and the task layer."""
+    if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
+        raw = raw["state_dict"]
+    if not isinstance(raw, Mapping) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        return None
+    state = {str(k).removeprefix("module."): v for k, v in raw.items()}
+    if any(k.startswith("features.") for k in state) and any(k.startswith("head.") for k in state):
+        # a saved fairmed Classifier: keep its features part
+        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    head = _HEAD_PREFIX[arch]
+    return {k: v for k, v in state.items() if not k.startswith(head)}
+
+
+def load_weights(net: nn.Module, path: str | Path, arch: str) -> None:
+    """Load a local state_dict into ``net`` (head removed); a mismatch is one line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: weights file not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is the user's file
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{path}: cannot read weights with torch.load(weights_only=True): {first}") from exc
+    state = _backbone_state(raw, arch)
+    if state is None:
+        raise DataError(f"{path}: not a state_dict (expected a mapping of parameter names to tensors)")
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {first_rows(missing, 3)}")
+        if unexpected:
+            parts.append(f"unexpected keys {first_rows(unexpected, 3)}")
+        if shapes:
+            k = shapes[0]
+            parts.append(f"shape of {k} is {tuple(state[k].shape)}, expected {tuple(own[k].shape)}")
+        raise DataError(f"{path}: weights do not fit a {arch} backbone: {'; '.join(parts)}")
+    net.load_state_dict(state)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

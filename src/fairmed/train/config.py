@@ -1,0 +1,105 @@
+"""The three specs of a training run: model (ModelSpec), strategy (StrategySpec), loop (TrainConfig).
+
+All are pydantic models with defaults that run on a 2-core CPU, so a study YAML only names
+what it changes. :func:`as_spec` turns a dict, a name or a spec into a spec with a one-line
+:class:`~fairmed.errors.SpecError` on bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fairmed.errors import SpecError
+from fairmed.models.spec import ModelSpec
+
+StrategyName = Literal["erm", "reweight", "resample", "multitask", "adversarial", "groupdro"]
+STRATEGIES: tuple[str, ...] = ("erm", "reweight", "resample", "multitask", "adversarial", "groupdro")
+
+
+class StrategySpec(BaseModel):
+    """How the loss is formed (see :mod:`fairmed.train.strategies` for each strategy and its paper).
+
+    ``loss``: per-sample loss; ``auto`` = binary cross-entropy on one logit for two classes,
+    cross-entropy for more; ``ce`` = softmax cross-entropy (two logits for a binary task);
+    ``gce`` = generalized cross-entropy ``(1 - p_y^q) / q`` (Zhang & Sabuncu 2018) with ``gce_q``.
+    ``by_label``: the cells of ``reweight`` / ``resample`` / ``groupdro`` are group x label
+    (True) or group only. ``aux_weight``: weight of the multitask second head's loss (1 = equal).
+    ``adv_lambda``: gradient-reversal penalty of ``adversarial``. ``aux_hidden``: hidden units of
+    the multitask/adversarial head (0 = linear). ``dro_eta``: GroupDRO step size of the group
+    weights; ``dro_adjust``: Sagawa's generalization adjustment C (loss + C / sqrt(n_g)).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: StrategyName = "erm"
+    loss: Literal["auto", "bce", "ce", "gce"] = "auto"
+    gce_q: float = Field(0.7, gt=0.0, le=1.0)
+    by_label: bool = True
+    aux_weight: float = Field(1.0, ge=0.0)
+    adv_lambda: float = Field(5.0, ge=0.0)
+    aux_hidden: int = Field(0, ge=0)
+    dro_eta: float = Field(0.01, gt=0.0)
+    dro_adjust: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(BaseModel):
+    """Settings of the one training loop (:func:`fairmed.train.loop.fit`).
+
+    ``select``: model selection on the validation set, by overall AUC (macro one-vs-rest for
+    multi-class), the worst group's AUC, or the lowest validation loss. ``patience``: stop after
+    this many epochs without improvement (0 = never stop early). ``device``: ``auto`` = CUDA when
+    present. ``amp``: mixed precision (only ever on CUDA). ``augment``: random horizontal and
+    vertical flips of image batches. ``checkpoint_dir``: the best state is saved there atomically.
+    ``cache_dir``: where frozen features (and decoded images) are cached; default
+    ``$FAIRMED_CACHE`` or ``~/.cache/fairmed``. ``num_threads``: torch CPU threads during the run.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    scheduler: Literal["cosine", "step", "none"] = "cosine"
+    patience: int = Field(0, ge=0)
+    select: Literal["auc", "worst_group_auc", "loss"] = "auc"
+    device: str = "auto"
+    amp: bool = True
+    augment: Literal["none", "flip"] = "none"
+    seed: int = 0
+    checkpoint_dir: Path | None = None
+    cache_dir: Path | None = None
+    num_threads: int | None = Field(None, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def as_spec(cls: type[S], value: S | dict | str | None, what: str) -> S:
+    """``value`` as a ``cls`` spec: a spec, a dict of fields, a strategy/arch name, or None (defaults)."""
+    if isinstance(value, cls):
+        return value
+    if value is None:
+        value = {}
+    if isinstance(value, str):
+        key = "name" if cls is StrategySpec else "arch"
+        value = {key: value}
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if not isinstance(value, dict):
+        raise SpecError(f"{what}: expected a mapping of settings, got {type(value).__name__}")
+    try:
+        return cls.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise SpecError(f"{what}.{loc}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+__all__ = ["STRATEGIES", "ModelSpec", "StrategySpec", "TrainConfig", "as_spec"]
