@@ -35,7 +35,7 @@ import pandas as pd
 from fairmed.data.groups import GroupSpec
 from fairmed.errors import InputError, SpecError
 from fairmed.metrics.calibration import DEFAULT_BINS
-from fairmed.metrics.criteria import CRITERION, gap_values
+from fairmed.metrics.criteria import CRITERION, GAP_FORMS, gap_values
 from fairmed.metrics.groups import BinaryEngine, choose_threshold
 from fairmed.metrics.regression import ValuesEngine
 from fairmed.metrics.stats import percentile_interval, replicate_chunks, resample_counts
@@ -76,7 +76,7 @@ class AuditResult:
     def _is_group_row(self) -> pd.Series:
         attr = self.frame["attribute"]
         group = self.frame["group"]
-        gap_like = group.isin([*_GAP_GROUPS, CRITERION])
+        gap_like = group.isin([*GAP_FORMS, CRITERION])
         return (attr != OVERALL) & ~gap_like
 
     def by_group(self, wide: bool = True) -> pd.DataFrame:
@@ -94,7 +94,7 @@ class AuditResult:
     def gaps(self) -> pd.DataFrame:
         """Gap rows (difference, ratio, worst, std, ser) and criterion rows, tidy."""
         rows = self.frame[
-            self.frame["group"].isin([*_GAP_GROUPS, CRITERION]) & (self.frame["attribute"] != OVERALL)
+            self.frame["group"].isin([*GAP_FORMS, CRITERION]) & (self.frame["attribute"] != OVERALL)
         ]
         return rows.reset_index(drop=True)
 
@@ -106,9 +106,6 @@ class AuditResult:
     ) -> str:
         """A readable summary: per run and grouping, a table of groups x metrics with intervals."""
         return render_markdown(self, metrics, digits, with_warnings)
-
-
-_GAP_GROUPS = ("difference", "ratio", "worst", "std", "ser")
 
 
 # ------------------------------------------------------------------------------ entry point
@@ -182,10 +179,9 @@ def audit(
                     f"attribute {attribute!r}: no row{where} falls in any group (all missing or excluded)"
                 )
             engines = _engines(data, positions, run_codes, names, thr, n_bins, cache)
-            seed_seq = np.random.SeedSequence([seed, run_seed, g_index])
             for e_index, engine in enumerate(engines):
-                child = np.random.SeedSequence([seed, run_seed, g_index, e_index])
-                rows, why = _evaluate(engine, bootstrap, ci, child if e_index else seed_seq, workers)
+                stream = np.random.SeedSequence([seed, run_seed, g_index, e_index])
+                rows, why = _evaluate(engine, bootstrap, ci, stream, workers)
                 rows["attribute"] = attribute
                 for k, v in zip(keys, key_values):
                     rows[k] = v
@@ -486,18 +482,8 @@ def _evaluate(engine, bootstrap: int, ci: float, seed_seq: np.random.SeedSequenc
 
 
 # ------------------------------------------------------------------------------ markdown
-DEFAULT_SHOWN = (
-    "auc",
-    "accuracy",
-    "tpr",
-    "fpr",
-    "ppv",
-    "selection_rate",
-    "ece",
-    "accuracy",
-    "f1_macro",
-    "auc_ovr",
-)
+# binary first, then the multi-class additions (accuracy serves both)
+DEFAULT_SHOWN = ("auc", "accuracy", "tpr", "fpr", "ppv", "selection_rate", "ece", "f1_macro", "auc_ovr")
 
 
 def _fmt(value: float, lo: float, hi: float, digits: int) -> str:
@@ -522,7 +508,7 @@ def render_markdown(
     keys = result.keys
     present = list(dict.fromkeys(frame["metric"]))
     if metrics is None:
-        shown = [m for m in dict.fromkeys(DEFAULT_SHOWN) if m in present]
+        shown = [m for m in DEFAULT_SHOWN if m in present]
         shown += [m for m in present if m.endswith(("_mean", "_median"))]
         shown = shown or [m for m in present if m not in {"n", "threshold"}][:6]
     else:
@@ -539,14 +525,14 @@ def render_markdown(
             for group in groups:
                 sub = rows[rows["group"] == group].set_index("metric")
                 n = sub["n"].iloc[0] if len(sub) else 0
-                cells = [str(group), str(int(n)) if group not in _GAP_GROUPS else ""]
+                cells = [str(group), str(int(n)) if group not in GAP_FORMS else ""]
                 for m in shown:
                     if m in sub.index:
                         r = sub.loc[m]
                         cells.append(_fmt(r["value"], r["ci_low"], r["ci_high"], digits))
                     else:
                         cells.append("")
-                if group in _GAP_GROUPS and group not in ("difference", "ratio"):
+                if group in GAP_FORMS and group not in ("difference", "ratio"):
                     continue
                 table.append(cells)
             out.append(f"**{attribute}**\n\n" + _md_table(["group", "n", *shown], table))
