@@ -1,0 +1,468 @@
+"""Study kind ``vae_fairness``: are generative models fair? (López-Pérez, Hauberg & Feragen 2025).
+
+For each repeat of the protocol (:mod:`fairmed.studies.vae_protocol`): two disjoint test sets (light,
+dark), and one training set per dark fraction (A = 0 %, B = 50 %, C = 100 % by default). One residual
+VAE with the perceptual loss (:mod:`fairmed.models.vae`) is trained on each training set and scored on
+both test sets; each test image gives one Predictions row with ``recon_mse``, ``latent_std`` and
+``elbo``. ``analyse`` turns these into the tables the report draws (Figs. 3 and 6: per training set and
+test group, with Mann-Whitney U between the test groups; Figs. 7-8: disease distribution).
+
+Training goes through THE training loop (:func:`fairmed.train.loop.fit`) unchanged: the VAE is
+wrapped as a model whose ``features`` undo the loop's ImageNet input normalisation (back to [0, 1])
+and whose ``head`` returns the packed tensor ``[x | x_hat | mu | logvar]`` per row, and the VAE
+objective is a :class:`~fairmed.train.strategies.Task` whose ``per_sample`` loss is
+-ELBO + weight x perceptual; the plain ERM strategy averages it. Model selection is by the loss on
+a held-out slice of the training draw (``val_rows``), never on the test sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from fairmed.data.cohort import Cohort
+from fairmed.data.groups import GroupSpec
+from fairmed.errors import DataError
+from fairmed.metrics.stats import mann_whitney, stars
+from fairmed.models.perceptual import FeatureNet, PhiInfo, load_phi, perceptual_loss
+from fairmed.models.vae import VAE, VAEConfig, evaluate, gaussian_nll, kl_divergence, reparameterize
+from fairmed.studies.vae_protocol import VAEProtocol, draw_protocol, fraction_names
+
+KIND = "vae_fairness"
+VALUES = ("recon_mse", "latent_std", "elbo")
+Profile = Literal["smoke", "cpu", "paper"]
+
+
+class VAEStudy(BaseModel):
+    """Settings of the study: the protocol, the VAE, and the loop's settings (epochs, batch, lr)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    groups: str = Field("fst:12-56", description="GroupSpec giving the light and dark groups")
+    protocol: VAEProtocol = VAEProtocol()
+    vae: VAEConfig = VAEConfig()
+    epochs: int = Field(15, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-4, gt=0)
+    val_rows: int = Field(128, ge=1, description="rows of each training draw held out for model selection")
+    device: str = "auto"
+    num_threads: int | None = Field(None, ge=1)
+    seed: int = 0
+    examples: int = Field(6, ge=0, description="test images per group kept as reconstruction examples")
+
+    @classmethod
+    def profile(cls, name: Profile, **overrides) -> VAEStudy:
+        """Preset sizes: ``smoke`` (seconds), ``cpu`` (minutes on 2 cores), ``paper`` (the paper's settings)."""
+        presets: dict[str, dict] = {
+            "smoke": dict(
+                protocol=VAEProtocol(n_test=24, n_train=64, repeats=1),
+                vae=VAEConfig(image_size=16, channels=[8, 16], latent_channels=4, perceptual_layers=2),
+                epochs=2,
+                batch_size=32,
+                lr=2e-3,
+                val_rows=16,
+                examples=3,
+            ),
+            "cpu": dict(
+                protocol=VAEProtocol(n_test=200, n_train=600, repeats=3),
+                vae=VAEConfig(image_size=32, channels=[32, 64], latent_channels=16, perceptual_layers=4),
+                epochs=8,
+                batch_size=64,
+                lr=1e-3,
+                val_rows=64,
+            ),
+            "paper": dict(
+                protocol=VAEProtocol(),
+                vae=VAEConfig(image_size=128, channels=[32, 64, 128, 256], latent_channels=64, blocks=2),
+                epochs=15,
+                batch_size=64,
+                lr=1e-4,
+            ),
+        }
+        return cls.model_validate({**presets[name], **overrides})
+
+    def method(self) -> str:
+        return "vae+perceptual" if self.vae.perceptual_weight > 0 else "vae"
+
+
+# ------------------------------------------------------------------ the loop's view of a VAE
+@dataclass(frozen=True)
+class VAEObjective:
+    """Layout of the packed head output and the per-sample objective (shared by the Task below)."""
+
+    image_numel: int
+    latent_numel: int
+    obs_var: float
+    beta: float
+    perceptual_weight: float
+    phi: FeatureNet | None = field(default=None, compare=False)
+    image_shape: tuple[int, int, int] = (3, 32, 32)
+    chunk: int = 256
+
+    def unpack(self, packed: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        d, k = self.image_numel, self.latent_numel
+        p = packed.float()
+        shape = (-1, *self.image_shape)
+        return (
+            p[:, :d].reshape(shape),
+            p[:, d : 2 * d].reshape(shape),
+            p[:, 2 * d : 2 * d + k],
+            p[:, 2 * d + k :],
+        )
+
+    def per_sample(self, packed: Tensor) -> Tensor:
+        """-ELBO (beta-weighted KL) + weight * perceptual per row; the perceptual term in chunks of rows."""
+        x, x_hat, mu, logvar = self.unpack(packed)
+        loss = gaussian_nll(x, x_hat, self.obs_var) + self.beta * kl_divergence(mu, logvar)
+        if self.phi is not None and self.perceptual_weight > 0:
+            lp = torch.cat(
+                [
+                    perceptual_loss(self.phi, x[i : i + self.chunk], x_hat[i : i + self.chunk])
+                    for i in range(0, len(x), self.chunk)
+                ]
+            )
+            loss = loss + self.perceptual_weight * lp
+        return loss
+
+
+def _vae_task(objective: VAEObjective):
+    """A :class:`Task` whose per-sample loss is the VAE objective (built lazily: torch training layer)."""
+    from fairmed.train.strategies import Task
+
+    @dataclass(frozen=True)
+    class VAETask(Task):
+        objective: VAEObjective | None = None
+
+        @property
+        def n_out(self) -> int:
+            return 2 * self.objective.image_numel + 2 * self.objective.latent_numel
+
+        def per_sample(self, logits: Tensor, y: Tensor) -> Tensor:
+            return self.objective.per_sample(logits)
+
+        def scores(self, logits: Tensor) -> Tensor:  # no classification score: AUC is undefined (NaN)
+            return torch.zeros(len(logits))
+
+    return VAETask(n_classes=2, loss="vae", objective=objective)
+
+
+class VAETrainable(nn.Module):
+    """The VAE as the loop sees a classifier: ``features`` -> [0, 1] images, ``head`` -> packed output."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        from fairmed.models.perceptual import IMAGENET_MEAN, IMAGENET_STD
+
+        self.vae = vae
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def features(self, x: Tensor) -> Tensor:
+        return (x * self.std + self.mean).clamp_(0.0, 1.0)
+
+    def head(self, x: Tensor) -> Tensor:
+        mu, logvar = self.vae.encode(x)
+        z = reparameterize(mu, logvar) if self.training else mu
+        x_hat = self.vae.decode(z)
+        return torch.cat([x.flatten(1), x_hat.flatten(1), mu.flatten(1), logvar.flatten(1)], dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+@dataclass
+class TrainedVAE:
+    model: VAE
+    history: pd.DataFrame
+    best_epoch: int
+    seconds: float
+
+
+def train_vae(
+    images: np.ndarray,
+    study: VAEStudy,
+    phi: FeatureNet | None,
+    seed: int,
+    desc: str = "vae",
+) -> TrainedVAE:
+    """Train one VAE on uint8 images (N, H, W, 3) with the one loop; the last ``val_rows`` select the epoch."""
+    from fairmed.train.config import StrategySpec, TrainConfig
+    from fairmed.train.data import TensorData
+    from fairmed.train.loop import fit, resolve_device
+    from fairmed.train.strategies import Strategy
+
+    cfg = study.vae
+    torch.manual_seed(seed)
+    vae = VAE(cfg)
+    n_val = min(study.val_rows, max(1, len(images) // 5))
+    fit_rows, val_rows = images[:-n_val], images[-n_val:]
+
+    def data(x: np.ndarray) -> TensorData:
+        n = len(x)
+        return TensorData(
+            x=torch.from_numpy(np.ascontiguousarray(x)),
+            y=torch.zeros(n, dtype=torch.int64),
+            g=torch.full((n,), -1, dtype=torch.int64),
+            ids=np.array([f"r{i}" for i in range(n)], dtype=object),
+        )
+
+    device = resolve_device(study.device)
+    if phi is not None:
+        phi = phi.to(device)
+    objective = VAEObjective(
+        image_numel=3 * cfg.image_size**2,
+        latent_numel=int(np.prod(cfg.latent_shape)),
+        obs_var=cfg.obs_var,
+        beta=cfg.beta,
+        perceptual_weight=cfg.perceptual_weight,
+        phi=phi if cfg.perceptual_weight > 0 else None,
+        image_shape=(3, cfg.image_size, cfg.image_size),
+    )
+    train_d = data(fit_rows)
+    strategy = Strategy(StrategySpec(), _vae_task(objective), feature_dim=0, train=train_d)
+    config = TrainConfig(
+        epochs=study.epochs,
+        batch_size=study.batch_size,
+        lr=study.lr,
+        scheduler="none",
+        select="loss",
+        device=study.device,
+        seed=seed,
+        num_threads=study.num_threads,
+        eval_batch_size=256,
+    )
+    net = VAETrainable(vae)
+    result = fit(net, strategy, train_d, data(val_rows), config, desc)
+    return TrainedVAE(vae, result.history, result.best_epoch, result.seconds)
+
+
+# -------------------------------------------------------------------------- one repeat
+def cohort_images(cohort: Cohort, size: int, cache_dir: str | Path | None = None) -> np.ndarray:
+    """uint8 (N, size, size, 3) pixels of every row (in-memory images or the decoded-image cache)."""
+    from fairmed.data.images import load_images
+
+    arr = load_images(cohort, size, cache_dir=cache_dir, strict=True)
+    return np.asarray(arr.pixels)
+
+
+def run_repeat(
+    cohort: Cohort,
+    study: VAEStudy,
+    repeat: int,
+    *,
+    images: np.ndarray | None = None,
+    phi: tuple[FeatureNet, PhiInfo] | None = None,
+    fractions: list[float] | None = None,
+    examples_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Repeat ``repeat``: train one VAE per dark fraction and score both test sets (Predictions rows)."""
+    spec = GroupSpec.parse(study.groups)
+    groups = spec.assign(cohort.table).groups
+    proto = study.protocol
+    present = set(groups.dropna().astype(str).unique())
+    for g in (proto.light, proto.dark):
+        if g not in present:
+            raise DataError(
+                f"{cohort.name}: no rows in group {g!r} under groups {study.groups!r} (found {present})"
+            )
+    draw = draw_protocol(groups, proto, study.seed, repeat)
+    pixels = cohort_images(cohort, study.vae.image_size) if images is None else images
+    if phi is None and study.vae.perceptual_weight > 0:
+        phi = load_phi(study.vae.perceptual_weights, study.vae.perceptual_layers, seed=study.seed)
+    net, info = phi if phi is not None else (None, None)
+    names = fraction_names(proto.dark_fractions)
+    label = cohort.labels[0] if cohort.labels else None
+    attrs = [a for a in cohort.attributes if a in cohort.table.columns]
+    rows = []
+    for f in fractions if fractions is not None else proto.dark_fractions:
+        seed = study.seed * 100_003 + repeat * 101 + proto.dark_fractions.index(f)
+        trained = train_vae(pixels[draw.train[f]], study, net, seed, desc=f"vae r{repeat} {names[f]}")
+        device = next(trained.model.parameters()).device
+        for group in (proto.light, proto.dark):
+            test = draw.test[group]
+            out = evaluate(
+                trained.model, pixels[test], seed=seed, device=device, return_recon=examples_dir is not None
+            )
+            table = cohort.table.iloc[test]
+            frame = pd.DataFrame(
+                {
+                    "study": KIND,
+                    "config": names[f],
+                    "method": study.method(),
+                    "seed": repeat,
+                    "split": "test",
+                    "id": table["id"].to_numpy(),
+                    "y_true": table[label].to_numpy() if label else np.nan,
+                    **{v: out[v] for v in VALUES},
+                    "dark_fraction": f,
+                    "test_group": group,
+                    "best_epoch": trained.best_epoch,
+                    "train_seconds": trained.seconds,
+                    "phi": info.source if info else "none",
+                }
+            )
+            for a in attrs:
+                frame[a] = table[a].to_numpy()
+            rows.append(frame)
+            if examples_dir is not None and study.examples:
+                _save_examples(
+                    Path(examples_dir), names[f], group, repeat, pixels[test], out["recon"], study.examples
+                )
+    return pd.concat(rows, ignore_index=True)
+
+
+def _save_examples(folder: Path, config: str, group: str, repeat: int, x, x_hat, k: int) -> None:
+    """The first ``k`` test images of a group and their reconstructions (uint8) as ``.npz``."""
+    from fairmed.io import atomic_write
+
+    safe = "".join(c if c.isalnum() else "_" for c in f"{config}_{group}_r{repeat}")
+
+    def write(path) -> None:
+        with open(path, "wb") as fh:  # a handle: np.savez would append ".npz" to the temp name
+            np.savez_compressed(fh, image=x[:k], recon=x_hat[:k])
+
+    atomic_write(folder / f"vae_examples_{safe}.npz", write)
+
+
+def run_vae_study(
+    cohort: Cohort, study: VAEStudy, examples_dir: str | Path | None = None, repeats: list[int] | None = None
+) -> pd.DataFrame:
+    """All repeats (images decoded and Phi built once); Predictions of every test image of every VAE."""
+    pixels = cohort_images(cohort, study.vae.image_size)
+    phi = load_phi(study.vae.perceptual_weights, study.vae.perceptual_layers, study.seed)
+    if study.vae.perceptual_weight == 0:
+        phi = None
+    reps = range(study.protocol.repeats) if repeats is None else repeats
+    return pd.concat(
+        [run_repeat(cohort, study, r, images=pixels, phi=phi, examples_dir=examples_dir) for r in reps],
+        ignore_index=True,
+    )
+
+
+# ---------------------------------------------------------------------------- analysis
+def value_summary(predictions: pd.DataFrame, value: str = "recon_mse") -> pd.DataFrame:
+    """Per (method, training set, test group): mean, median, quartiles, n of a per-sample value."""
+    keys = ["method", "config", "dark_fraction", "test_group"]
+    g = predictions.groupby(keys, sort=False)[value]
+    out = g.agg(
+        mean="mean", median="median", q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75), n="size"
+    )
+    out = out.reset_index()
+    out.insert(len(keys), "value", value)
+    return out.sort_values(["method", "dark_fraction", "test_group"]).reset_index(drop=True)
+
+
+def compare_test_groups(
+    predictions: pd.DataFrame, value: str = "recon_mse", light: str = "FST 1-2", dark: str = "FST 5-6"
+) -> pd.DataFrame:
+    """Per (method, training set): Mann-Whitney U between the light and dark test images' values, with stars.
+
+    The test pools every repeat's per-image values (as the paper's box plots do).
+    """
+    rows = []
+    for (method, config, frac), sub in predictions.groupby(["method", "config", "dark_fraction"], sort=False):
+        a = sub.loc[sub["test_group"] == light, value].to_numpy(float)
+        b = sub.loc[sub["test_group"] == dark, value].to_numpy(float)
+        u, p = mann_whitney(a, b)
+        rows.append(
+            {
+                "method": method,
+                "config": config,
+                "dark_fraction": frac,
+                "value": value,
+                "light_mean": float(np.mean(a)) if len(a) else np.nan,
+                "dark_mean": float(np.mean(b)) if len(b) else np.nan,
+                "dark_minus_light": float(np.mean(b) - np.mean(a)) if len(a) and len(b) else np.nan,
+                "u": u,
+                "p": p,
+                "stars": stars(p),
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["method", "dark_fraction"]).reset_index(drop=True)
+
+
+def representation_trend(predictions: pd.DataFrame, value: str = "recon_mse") -> pd.DataFrame:
+    """Per (method, test group): mean value at each dark fraction and the Mann-Whitney U between the
+    lowest and highest fraction (does a group's error fall as its representation rises?)."""
+    rows = []
+    for (method, group), sub in predictions.groupby(["method", "test_group"], sort=False):
+        fr = sorted(sub["dark_fraction"].unique())
+        lo = sub.loc[sub["dark_fraction"] == fr[0], value].to_numpy(float)
+        hi = sub.loc[sub["dark_fraction"] == fr[-1], value].to_numpy(float)
+        u, p = mann_whitney(lo, hi)
+        rows.append(
+            {
+                "method": method,
+                "test_group": group,
+                "value": value,
+                "low_fraction": fr[0],
+                "high_fraction": fr[-1],
+                "mean_at_low": float(lo.mean()),
+                "mean_at_high": float(hi.mean()),
+                "u": u,
+                "p": p,
+                "stars": stars(p),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def disease_prevalence(cohort: Cohort, study: VAEStudy, labels: list[str] | None = None) -> pd.DataFrame:
+    """Normalised prevalence of each condition in the light and dark groups, per label column (Figs. 7).
+
+    Prevalence within a group is the share of that group's images with the condition; both groups'
+    prevalences are then divided by their sum over conditions of the pair (so a point on y = x means
+    equal representation of the condition in both groups).
+    """
+    spec = GroupSpec.parse(study.groups)
+    groups = spec.assign(cohort.table).groups.astype(object)
+    proto = study.protocol
+    rows = []
+    for label in labels or cohort.labels:
+        if label not in cohort.table.columns:
+            continue
+        names = cohort.class_names.get(label)
+        values = cohort.table[label]
+        keep = groups.isin([proto.light, proto.dark]).to_numpy() & values.notna().to_numpy()
+        ct = pd.crosstab(values[keep], groups[keep]).reindex(columns=[proto.light, proto.dark], fill_value=0)
+        share = ct / ct.sum(axis=0).replace(0, np.nan)
+        for code, r in share.iterrows():
+            name = names[int(code)] if names is not None and str(code).lstrip("-").isdigit() else str(code)
+            rows.append(
+                {
+                    "label": label,
+                    "condition": name,
+                    "light": float(r[proto.light]),
+                    "dark": float(r[proto.dark]),
+                    "n_light": int(ct.loc[code, proto.light]),
+                    "n_dark": int(ct.loc[code, proto.dark]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def mse_by_condition(
+    predictions: pd.DataFrame, cohort: Cohort | None = None, label: str = "y_true"
+) -> pd.DataFrame:
+    """Mean MSE per condition, light vs dark test images, per training set (Fig. 8)."""
+    col = label
+    sub = predictions
+    names = None
+    if cohort is not None and cohort.labels:
+        names = cohort.class_names.get(cohort.labels[0])
+    out = sub.groupby(["method", "config", "dark_fraction", col, "test_group"], sort=False)["recon_mse"].agg(
+        ["mean", "size"]
+    )
+    wide = out["mean"].unstack("test_group")
+    n = out["size"].unstack("test_group").add_prefix("n_")
+    table = pd.concat([wide, n], axis=1).reset_index().rename(columns={col: "condition"})
+    if names is not None:
+        table["condition"] = [names[int(c)] if pd.notna(c) else c for c in table["condition"]]
+    return table

@@ -1,0 +1,134 @@
+"""The VAE fairness study: the one loop trains the VAE objective, a smoke run end to end, the analysis tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import mannwhitneyu
+
+from fairmed.data.cohort import Cohort
+from fairmed.data.synth import SynthConfig, generate
+from fairmed.models.backbones import image_batch
+from fairmed.models.perceptual import FeatureNet
+from fairmed.models.vae import VAE, VAEConfig, to_tensor, vae_loss
+from fairmed.schema import RUN_KEYS
+from fairmed.studies.vae import (
+    VAEObjective,
+    VAEStudy,
+    VAETrainable,
+    compare_test_groups,
+    disease_prevalence,
+    representation_trend,
+    run_vae_study,
+    value_summary,
+)
+
+
+def test_loop_wrapper_sees_the_vae_objective():
+    torch.manual_seed(0)
+    cfg = VAEConfig(image_size=16, channels=[8], latent_channels=2, perceptual_weight=2.0)
+    vae = VAE(cfg).eval()
+    net = VAETrainable(vae).eval()
+    pixels = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    x01 = to_tensor(pixels.numpy())
+    torch.testing.assert_close(
+        net.features(image_batch(pixels)), x01, atol=1e-6, rtol=0
+    )  # undoes the loop's norm
+    phi = FeatureNet(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3, padding=1), torch.nn.ReLU()), taps=[1])
+    obj = VAEObjective(3 * 256, 2 * 8 * 8, cfg.obs_var, cfg.beta, cfg.perceptual_weight, phi, (3, 16, 16))
+    packed = net(image_batch(pixels))
+    x, x_hat, mu, logvar = obj.unpack(packed)
+    torch.testing.assert_close(x, x01, atol=1e-6, rtol=0)
+    # eval mode decodes the mean: the objective equals vae_loss with zero sampling noise (logvar -> z = mu)
+    mu2, logvar2 = vae.encode(x01)
+    torch.testing.assert_close(mu, mu2.flatten(1))
+    torch.testing.assert_close(x_hat, vae.decode(mu2))
+    vae.encode = lambda t: (mu2, torch.full_like(logvar2, -80.0))  # sigma ~ 0: the sampled z equals mu
+    ref, _ = vae_loss(vae, x01, phi)
+    obj0 = VAEObjective(3 * 256, 2 * 8 * 8, cfg.obs_var, cfg.beta, cfg.perceptual_weight, phi, (3, 16, 16))
+    per = obj0.per_sample(torch.cat([x.flatten(1), x_hat.flatten(1), mu, torch.full_like(mu, -80.0)], 1))
+    assert per.mean().item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    cohort = generate(SynthConfig(n=260, size=16, n_classes=3, fst_weights=[1, 1, 0.3, 0.3, 1, 1]), seed=0)
+    study = VAEStudy.profile("smoke", num_threads=1)
+    out = tmp_path_factory.mktemp("vae")
+    return cohort, study, run_vae_study(cohort, study, examples_dir=out), out
+
+
+def test_smoke_study_end_to_end(smoke):
+    cohort, study, preds, out = smoke
+    proto = study.protocol
+    assert len(preds) == proto.repeats * len(proto.dark_fractions) * 2 * proto.n_test
+    assert set(RUN_KEYS) <= set(preds.columns) and {"recon_mse", "latent_std", "elbo", "fst"} <= set(
+        preds.columns
+    )
+    assert preds["config"].unique().tolist() == ["A (0% dark)", "B (50% dark)", "C (100% dark)"]
+    assert np.isfinite(preds[["recon_mse", "latent_std", "elbo"]].to_numpy()).all()
+    assert (preds["recon_mse"] > 0).all() and (preds["recon_mse"] < 1).all()
+    light = preds["test_group"] == "FST 1-2"
+    assert preds.loc[light, "fst"].isin([1, 2]).all() and preds.loc[~light, "fst"].isin([5, 6]).all()
+    # every model sees the same two test sets
+    ids = preds.groupby("config")["id"].apply(lambda s: tuple(sorted(s)))
+    assert ids.nunique() == 1
+    assert (preds["phi"] == "random_fallback").all()
+    files = sorted(p.name for p in out.glob("vae_examples_*.npz"))
+    assert len(files) == 6
+    ex = np.load(out / files[0])
+    assert (
+        ex["image"].shape == ex["recon"].shape == (study.examples, 16, 16, 3)
+        and ex["recon"].dtype == np.uint8
+    )
+    prev = disease_prevalence(cohort, study)
+    assert set(prev["condition"]) == set(cohort.class_names["condition"][:3])
+    np.testing.assert_allclose(prev.groupby("label")[["light", "dark"]].sum().to_numpy(), 1.0)
+
+
+def test_analysis_tables_exact():
+    preds = pd.DataFrame(
+        {
+            "method": "vae",
+            "config": ["A"] * 6 + ["C"] * 6,
+            "dark_fraction": [0.0] * 6 + [1.0] * 6,
+            "test_group": (["FST 1-2"] * 3 + ["FST 5-6"] * 3) * 2,
+            "recon_mse": [1.0, 2.0, 3.0, 4.0, 5.0, 9.0, 1.0, 1.0, 4.0, 2.0, 3.0, 3.0],
+        }
+    )
+    s = value_summary(preds)
+    a_dark = s[(s["config"] == "A") & (s["test_group"] == "FST 5-6")].iloc[0]
+    assert (a_dark["mean"], a_dark["median"], a_dark["q25"], a_dark["q75"], a_dark["n"]) == (
+        6.0,
+        5.0,
+        4.5,
+        7.0,
+        3,
+    )
+    c = compare_test_groups(preds)
+    ref = mannwhitneyu([1.0, 2.0, 3.0], [4.0, 5.0, 9.0])
+    assert c.loc[0, "u"] == ref.statistic and c.loc[0, "p"] == pytest.approx(ref.pvalue)
+    assert c.loc[0, "dark_minus_light"] == pytest.approx(4.0) and c.loc[
+        1, "dark_minus_light"
+    ] == pytest.approx(2.0 / 3.0)
+    t = representation_trend(preds).set_index("test_group")
+    assert t.loc["FST 5-6", "mean_at_low"] == 6.0 and t.loc["FST 5-6", "mean_at_high"] == pytest.approx(8 / 3)
+    ref = mannwhitneyu([4.0, 5.0, 9.0], [2.0, 3.0, 3.0])
+    assert t.loc["FST 5-6", "p"] == pytest.approx(ref.pvalue)
+
+
+def test_disease_prevalence_by_hand():
+    table = pd.DataFrame(
+        {
+            "id": [f"i{k}" for k in range(8)],
+            "condition": [0, 0, 1, 1, 0, 1, 1, 1],
+            "fst": pd.array([1, 2, 1, 3, 5, 6, 6, 5], dtype="Int64"),
+        }
+    )
+    cohort = Cohort(table, labels=["condition"], attributes=["fst"], class_names={"condition": ["a", "b"]})
+    prev = disease_prevalence(cohort, VAEStudy()).set_index("condition")
+    # light (FST 1-2): a 2/3, b 1/3 ; dark (FST 5-6): a 1/4, b 3/4 ; FST 3 dropped
+    assert prev.loc["a", "light"] == pytest.approx(2 / 3) and prev.loc["b", "dark"] == pytest.approx(3 / 4)
+    assert (prev.loc["b", "n_light"], prev.loc["b", "n_dark"]) == (1, 3)
