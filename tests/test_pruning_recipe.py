@@ -1,0 +1,149 @@
+"""FairPrune (saliency, masks) and the SCP recipe (pruning order, stopping rules, fine-tuning)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fairmed.mitigate.fairprune import (
+    apply_masks,
+    fairprune_masks,
+    fisher_diagonal,
+    saliency,
+    sparsity,
+)
+from fairmed.mitigate.pruning import SCPConfig, channel_scores, clone_model, fairprune_model, scp
+from fairmed.mitigate.structural import count_channels
+from fairmed.models.backbones import build_model
+from fairmed.models.spec import ModelSpec
+from fairmed.train.config import StrategySpec, TrainConfig
+from fairmed.train.data import TensorData
+from fairmed.train.strategies import Task, make_strategy
+
+
+def _data(n=48, seed=0, size=8) -> TensorData:
+    """Images whose red channel tells the group, a label from the green channel."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 2, n)
+    y = rng.integers(0, 3, n)
+    x = rng.integers(0, 60, (n, size, size, 3)).astype(np.uint8)
+    x[..., 0] += (g * 150).astype(np.uint8)[:, None, None]
+    x[..., 1] += (y * 60).astype(np.uint8)[:, None, None]
+    return TensorData(
+        x=torch.from_numpy(x),
+        y=torch.from_numpy(y),
+        g=torch.from_numpy(g),
+        ids=np.array([f"s{i}" for i in range(n)]),
+        group_names=("light", "dark"),
+    )
+
+
+def _model_and_strategy(train: TensorData, channels=(6, 10)):
+    torch.manual_seed(0)
+    spec = StrategySpec()
+    task = Task.resolve(3, spec)
+    model = build_model(ModelSpec(arch="small_cnn", channels=list(channels)), task.n_out)
+    return model, make_strategy(spec, task, model.feature_dim, train), task
+
+
+FAST = TrainConfig(epochs=1, batch_size=16, device="cpu", lr=1e-3, scheduler="none")
+
+
+def test_fairprune_masks_by_hand():
+    lin = nn.Linear(4, 1, bias=False)
+    model = nn.Sequential(lin)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 2.0, 0.0, 1.0]]))
+    f_priv = {"0": torch.tensor([[4.0, 1.0, 9.0, 2.0]])}
+    f_unpriv = {"0": torch.tensor([[1.0, 1.0, 9.0, 6.0]])}
+    # S = 0.5 w^2 H: priv [2, 2, 0, 1], unpriv [0.5, 2, 0, 3]; score (beta 0.5) [1.75, 1, -inf, -0.5]
+    torch.testing.assert_close(saliency(model, f_priv)["0"], torch.tensor([[2.0, 2.0, 0.0, 1.0]]))
+    masks = fairprune_masks(model, f_priv, f_unpriv, ratio=0.34, beta=0.5)  # 3 alive -> prune 1
+    torch.testing.assert_close(masks["0"], torch.tensor([[0.0, 1.0, 0.0, 1.0]]))
+    masks = fairprune_masks(model, f_priv, f_unpriv, ratio=0.67, beta=0.5)  # prune 2
+    torch.testing.assert_close(masks["0"], torch.tensor([[0.0, 0.0, 0.0, 1.0]]))
+    with pytest.raises(ValueError, match="ratio"):
+        fairprune_masks(model, f_priv, f_unpriv, ratio=1.0)
+
+
+def test_fisher_is_mean_squared_batch_gradient():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 2))
+    batches = [(torch.randn(5, 3), torch.randint(0, 2, (5,))) for _ in range(3)]
+    got = fisher_diagonal(model, batches)["0"]
+    expected = torch.zeros(2, 3)
+    for x, y in batches:
+        w = model[0].weight.detach().clone().requires_grad_(True)
+        loss = nn.functional.cross_entropy(x @ w.T + model[0].bias.detach(), y)
+        (g,) = torch.autograd.grad(loss, w)
+        expected += g**2 / 3
+    torch.testing.assert_close(got, expected)
+    assert model[0].weight.grad is None
+
+
+def test_fairprune_on_a_cnn_zeroes_the_ratio_and_survives_finetuning():
+    train = _data()
+    model, strategy, task = _model_and_strategy(train)
+    loss = lambda logits, y: task.per_sample(logits, y).mean()  # noqa: E731
+    pruned, masks = fairprune_model(model, train, privileged=0, ratio=0.2, beta=0.3, loss_fn=loss)
+    assert sparsity(model) == 0.0  # the original is untouched
+    for name, m in pruned.named_modules():
+        if name in masks:
+            alive = int(masks[name].sum())
+            assert alive == m.weight.numel() - int(0.2 * m.weight.numel())
+            assert int((m.weight == 0).sum()) == m.weight.numel() - alive
+    assert 0.19 < sparsity(pruned) < 0.2
+    from fairmed.train.loop import fit
+
+    fit(pruned, strategy, train, _data(16, seed=1), FAST)
+    assert 0.19 < sparsity(pruned) < 0.2  # the zeros stay zeros
+    again = clone_model(pruned)
+    apply_masks(again, {n: torch.ones_like(m) for n, m in masks.items()})  # combine with old masks
+    assert sparsity(again) == sparsity(pruned)
+
+
+def test_scp_prunes_lowest_scores_and_stops_on_accuracy():
+    train, val = _data(), _data(24, seed=2)
+    model, strategy, _ = _model_and_strategy(train)
+    config = SCPConfig(ratio=0.2, th_acc=0.1, th_fair=-1.0, max_iter=5, score_batch_size=16)
+    scripted = iter(
+        [
+            {"f1": 0.8, "eodd": 0.3},
+            {"f1": 0.78, "eodd": 0.2},
+            {"f1": 0.75, "eodd": 0.1},
+            {"f1": 0.6, "eodd": 0.05},
+        ]
+    )
+    first_scores = channel_scores(model, train, config)
+    result = scp(model, strategy, train, val, FAST, lambda m: next(scripted), config)
+    h = result.history
+    assert list(h["iteration"]) == [0, 1, 2, 3]
+    assert list(h["channels"]) == [10, 8, 6, 4]
+    assert list(h["accepted"]) == [True, True, True, False]
+    assert result.stop.startswith("accuracy drop 0.2000 > th_acc")
+    assert count_channels(result.model)["features.4"] == 6  # iteration 3 rolled back
+    assert count_channels(model)["features.4"] == 10  # the input model is untouched
+    s0 = result.scores[result.scores["iteration"] == 0]
+    np.testing.assert_allclose(s0["score"], first_scores, rtol=1e-6)
+    removed_first = set(np.argsort(first_scores, kind="stable")[:2])
+    final = result.scores[result.scores["iteration"] == -1]
+    assert len(final) == 6 and not removed_first & set(final["channel"])
+
+
+def test_scp_stops_when_fairness_stalls_and_respects_max_iter():
+    train, val = _data(), _data(24, seed=2)
+    model, strategy, _ = _model_and_strategy(train)
+    config = SCPConfig(layer=0, ratio=0.34, th_acc=1.0, th_fair=0.05, max_iter=3, score_batch_size=16)
+    scripted = iter([{"f1": 0.8, "eodd": 0.3}, {"f1": 0.8, "eodd": 0.2}, {"f1": 0.8, "eodd": 0.18}])
+    result = scp(model, strategy, train, val, FAST, lambda m: next(scripted), config)
+    assert result.stop.startswith("fairness gain 0.0200 < th_fair 0.05")
+    assert list(result.history["channels"]) == [6, 4, 2]
+    assert count_channels(result.model)["features.0"] == 4
+    scripted = iter([{"f1": 0.8, "eodd": 0.3 - 0.1 * k} for k in range(3)])
+    result = scp(
+        model, strategy, train, val, FAST, lambda m: next(scripted), config.model_copy(update={"max_iter": 2})
+    )
+    assert result.stop == "max_iter (2)" and list(result.history["accepted"]) == [True, True, True]
+    assert count_channels(result.model)["features.0"] == 2

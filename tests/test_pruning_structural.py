@@ -1,0 +1,118 @@
+"""Structural channel pruning gives the same outputs as zeroing the channels, on every site."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fairmed.mitigate.structural import (
+    count_channels,
+    find_site,
+    keep_zeros,
+    mask_channels,
+    prunable_sites,
+    prune_channels,
+)
+from fairmed.models.backbones import build_model, count_parameters
+from fairmed.models.spec import ModelSpec
+
+
+def _randomize_bn(model: nn.Module) -> None:
+    """Non-trivial BN statistics and affine parameters, so a wrong slice shows."""
+    gen = torch.Generator().manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
+
+
+def _check_equivalence(model: nn.Module, x: torch.Tensor, layer, fraction: float = 0.3) -> None:
+    torch.manual_seed(0)
+    model.eval()
+    site = find_site(model, layer)
+    n = site.channels
+    remove = torch.randperm(n)[: max(1, int(fraction * n))].tolist()
+    handle = mask_channels(site, remove)
+    with torch.no_grad():
+        masked = model(x)
+    handle.remove()
+    before = count_parameters(model)
+    keep = prune_channels(model, site, remove)
+    with torch.no_grad():
+        pruned = model(x)
+    assert len(keep) == n - len(remove)
+    assert site.conv.out_channels == n - len(remove) == site.conv.weight.shape[0]
+    assert count_parameters(model) < before
+    torch.testing.assert_close(pruned, masked, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layer", [0, 1, -1])
+def test_small_cnn_pruned_equals_masked(layer):
+    model = build_model(ModelSpec(arch="small_cnn", channels=[8, 12, 16]), n_out=3)
+    _randomize_bn(model)
+    _check_equivalence(model, torch.randn(4, 3, 16, 16), layer)
+
+
+def test_small_cnn_sites_and_counts():
+    model = build_model(ModelSpec(arch="small_cnn", channels=[8, 12, 16]), n_out=3)
+    sites = prunable_sites(model)
+    assert [s.name for s in sites] == ["features.0", "features.4", "features.8"]
+    assert sites[-1].consumer is model.head[1] and sites[-1].per_channel == 1
+    assert all(s.bn is not None for s in sites)
+    prune_channels(model, -1, [0, 5])
+    assert count_channels(model) == {"features.0": 8, "features.4": 12, "features.8": 14}
+    assert model.head[1].in_features == 14
+
+
+@pytest.mark.parametrize("layer", ["features.0.0", -1])
+def test_vgg11_pruned_equals_masked(layer):
+    model = build_model(ModelSpec(arch="vgg11"), n_out=4)
+    site = find_site(model, layer)
+    if layer == -1:
+        assert site.name == "features.0.18" and site.per_channel == 49 and site.bn is None
+        assert isinstance(site.consumer, nn.Linear) and site.consumer.in_features == 512 * 49
+    _check_equivalence(model, torch.randn(2, 3, 32, 32), layer, fraction=0.05)
+
+
+@pytest.mark.parametrize("layer", [0, "features.layer4.1.conv1"])
+def test_resnet18_pruned_equals_masked(layer):
+    model = build_model(ModelSpec(arch="resnet18"), n_out=2)
+    sites = prunable_sites(model)
+    assert len(sites) == 8 and sites[-1].name == "features.layer4.1.conv1"
+    _randomize_bn(model)
+    _check_equivalence(model, torch.randn(2, 3, 32, 32), layer, fraction=0.1)
+
+
+def test_bad_requests():
+    model = build_model(ModelSpec(arch="small_cnn", channels=[4, 4]), n_out=2)
+    with pytest.raises(IndexError, match="out of range"):
+        find_site(model, 5)
+    with pytest.raises(KeyError, match="prunable: features.0, features.4"):
+        find_site(model, "head")
+    with pytest.raises(IndexError, match="channel index"):
+        prune_channels(model, 0, [4])
+    with pytest.raises(ValueError, match="all 4 channels"):
+        prune_channels(model, 0, [0, 1, 2, 3])
+
+
+def test_weight_masks_follow_the_slices_and_keep_zeros_through_training():
+    model = build_model(ModelSpec(arch="small_cnn", channels=[6, 6]), n_out=2)
+    conv = model.features[4]
+    mask = (torch.rand_like(conv.weight) > 0.5).float()
+    conv.weight.data.mul_(mask)
+    conv.register_buffer("weight_prune_mask", mask)
+    keep_zeros(conv)
+    keep = prune_channels(model, 0, [1, 3])  # slices conv's input dim and its mask
+    assert conv.weight_prune_mask.shape == conv.weight.shape
+    torch.testing.assert_close(conv.weight_prune_mask, mask[:, keep])
+    opt = torch.optim.Adam(model.parameters(), lr=0.1, weight_decay=0.01)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(4, 3, 8, 8)).sum().backward()
+        opt.step()
+    assert torch.all(conv.weight[conv.weight_prune_mask == 0] == 0)
+    assert torch.any(conv.weight[conv.weight_prune_mask == 1] != 0)
