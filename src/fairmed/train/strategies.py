@@ -91,7 +91,7 @@ def log_p_true(logits: Tensor, y: Tensor) -> Tensor:
 
 def gce_loss(logits: Tensor, y: Tensor, q: float = 0.7) -> Tensor:
     """Generalized cross-entropy ``(1 - p_y^q) / q`` per sample (Zhang & Sabuncu 2018)."""
-    return (1.0 - torch.exp(q * log_p_true(logits, y))) / q
+    return -torch.expm1(q * log_p_true(logits, y)) / q  # expm1: exact as q -> 0 (cross-entropy)
 
 
 def per_sample_loss(logits: Tensor, y: Tensor, kind: str, q: float = 0.7) -> Tensor:
