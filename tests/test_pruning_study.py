@@ -20,6 +20,7 @@ from fairmed.studies.pruning import (
     run_pruning,
     score_distribution,
     with_fate,
+    write_tables,
 )
 
 
@@ -138,3 +139,33 @@ def test_fate_is_undefined_against_a_zero_baseline():
         {"f1": 0.3, "eopp0": 0.1, "eopp1": 0.0, "eodd": 0.0},
     )
     assert out["fate_eopp0"] == 0.0 and np.isnan(out["fate_eopp1"]) and np.isnan(out["fate_eodd"])
+
+
+def test_tables_and_report_section(tiny_run, tmp_path):
+    import yaml
+
+    from fairmed.report.context import load_context
+    from fairmed.report.sections.pruning import pruning_sections
+
+    run = tiny_run
+    run.predictions.to_parquet(tmp_path / "predictions.parquet")
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"name": "tiny", "kind": "channel_pruning"}))
+    paths = write_tables(tmp_path, run.predictions, run.history, run.scores, "fst:123-456", 3)
+    assert sorted(paths) == ["pruning_history", "pruning_metrics", "pruning_scores"]
+    ctx = load_context(tmp_path)
+    sections = pruning_sections(ctx)
+    assert [s.title for s in sections] == [
+        "Fairness through channel pruning: methods compared",
+        "Channel scores and pruning iterations",
+    ]
+    ((caption, table),) = sections[0].tables.items()
+    assert list(table.index) == ["Vanilla", "FairPrune", "SCP-Vanilla", "SCP-FairPrune"]
+    assert "F1 FST 1-3" in table.columns and "FATE Eodd" in table.columns
+    figures = sections[1].figures
+    assert [p.name for p in figures] == [
+        "pruning_scores.png",
+        "pruning_fate_ratio.png",
+        "pruning_fate_layer.png",
+    ]
+    assert all(p.stat().st_size > 1000 for p in figures)
+    assert "scp_vanilla (seed 0): stopped by max_iter (2)" in sections[1].notes

@@ -20,6 +20,7 @@ FATE is the F1 averaged over the two groups (the paper's "Avg." column), lambda 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
 from fairmed.errors import SpecError
+from fairmed.io import write_table
 from fairmed.metrics.criteria import equal_odds_measures, fate
 from fairmed.metrics.multiclass import class_counts, rates_from_counts
 from fairmed.mitigate.pruning import SCPConfig, fairprune_model, scp
@@ -215,7 +217,11 @@ def run_pruning(
         result = scp(
             models[start], trained.strategy, tr, va, finetune, evaluate, cfg.model_copy(update={"seed": seed})
         )
-        histories.append(result.history.assign(method=name, sweep=sweep, setting=setting, layer=result.layer))
+        histories.append(
+            result.history.assign(
+                method=name, sweep=sweep, setting=setting, layer=result.layer, run_stop=result.stop
+            )
+        )
         scores.append(result.scores.assign(method=name, layer=result.layer))
         if not sweep:
             models[name] = result.model
@@ -265,7 +271,7 @@ def method_metrics(
     if not base:
         raise SpecError("channel_pruning tables need the 'vanilla' method as the FATE baseline")
     out = [with_fate(r, base[tuple(r[k] for k in keys)]) for r in rows]
-    result = pd.DataFrame(out)
+    result = pd.DataFrame(out).assign(group_0=names[0], group_1=names[1])
     result.attrs["groups"] = names
     return result
 
@@ -320,3 +326,22 @@ def score_distribution(scores: pd.DataFrame) -> pd.DataFrame:
     first = scores[scores["iteration"] == 0].assign(stage="before")
     last = scores[scores["iteration"] == -1].assign(stage="after")
     return pd.concat([first, last], ignore_index=True)
+
+
+def write_tables(
+    out_dir,
+    predictions: pd.DataFrame,
+    history: pd.DataFrame,
+    scores: pd.DataFrame,
+    groups: GroupSpec | str,
+    n_classes: int,
+) -> dict[str, Path]:
+    """The study's ``OUT/tables``: ``pruning_metrics`` (Tables 1-2 rows per method and seed),
+    ``pruning_history`` (recipe iterations with test FATE against vanilla), ``pruning_scores``."""
+    tables = Path(out_dir) / "tables"
+    out = {
+        "pruning_metrics": method_metrics(predictions, groups, n_classes),
+        "pruning_history": history_fate(history),
+        "pruning_scores": scores,
+    }
+    return {name: write_table(frame, tables / f"{name}.parquet") for name, frame in out.items()}
