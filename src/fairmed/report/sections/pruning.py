@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from fairmed.report.sections import Section, register_section
 from fairmed.report.style import PALETTE, new_figure
@@ -76,6 +77,7 @@ def fate_figure(ctx, history: pd.DataFrame, sweep: str):
         if len(stop):
             ax.scatter(stop.index, stop.to_numpy(), marker="x", color=color)
     ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="pruning iteration", ylabel="FATE of Eodd (test, vs vanilla)")
     ax.legend(title="pruned layer" if sweep == "layer" else None)
     return fig
