@@ -119,6 +119,9 @@ class VAEObjective:
 
     def per_sample(self, packed: Tensor) -> Tensor:
         """-ELBO (beta-weighted KL) + weight * perceptual per row; the perceptual term in chunks of rows."""
+        home = packed.device  # the loop scores validation rows on the CPU; Phi may live on the GPU
+        if self.phi is not None and self.perceptual_weight > 0:
+            packed = packed.to(self.phi.mean.device)
         x, x_hat, mu, logvar = self.unpack(packed)
         loss = gaussian_nll(x, x_hat, self.obs_var) + self.beta * kl_divergence(mu, logvar)
         if self.phi is not None and self.perceptual_weight > 0:
@@ -129,7 +132,7 @@ class VAEObjective:
                 ]
             )
             loss = loss + self.perceptual_weight * lp
-        return loss
+        return loss.to(home)
 
 
 def _vae_task(objective: VAEObjective):

@@ -1,0 +1,87 @@
+"""The VAE study's two sanity checks on the generator (figures to report, whatever they show).
+
+1. Lesion-contrast gap switched off (``contrast_by_fst = {}``), equal representation in training
+   (50 % dark): is there a significant light-vs-dark MSE gap beyond chance?
+2. Dark skin under-represented in training (A = 0 % dark) vs fully represented (C = 100 %): does the
+   dark test group's MSE fall from A to C?
+
+    .venv/bin/python benchmarks/vae_checks.py --profile smoke
+    .venv/bin/python benchmarks/vae_checks.py --profile cpu --device cuda --out /tmp/vae_checks
+
+Both checks come from one run of the protocol per generator setting (gap off, and the default gap on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from fairmed.data.synth import SynthConfig, generate
+from fairmed.studies.vae import VAEStudy, compare_test_groups, representation_trend, run_vae_study
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="smoke")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--layers", type=int, default=None)
+    ap.add_argument("--gap", choices=["off", "on", "both"], default="both")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    over: dict = {"device": args.device, "num_threads": args.threads}
+    base = VAEStudy.profile(args.profile)
+    if args.repeats:
+        over["protocol"] = base.protocol.model_copy(update={"repeats": args.repeats})
+    if args.epochs:
+        over["epochs"] = args.epochs
+    vae_up = {}
+    if args.size:
+        vae_up["image_size"] = args.size
+    if args.layers:
+        vae_up["perceptual_layers"] = args.layers
+    if vae_up:
+        over["vae"] = base.vae.model_copy(update=vae_up)
+    study = VAEStudy.profile(args.profile, **over)
+    p = study.protocol
+    n = 2 * (p.n_test + max(200, p.n_train // 2))
+    gaps = {"off": {}, "on": None}
+    for name in ["off", "on"] if args.gap == "both" else [args.gap]:
+        synth = dict(n=n, size=max(64, study.vae.image_size), fst_weights=[1, 1, 0, 0, 1, 1])
+        if gaps[name] is not None:
+            synth["contrast_by_fst"] = gaps[name]
+        cohort = generate(SynthConfig(**synth), seed=1)
+        start = time.perf_counter()
+        preds = run_vae_study(cohort, study)
+        secs = time.perf_counter() - start
+        print(
+            f"\n=== contrast gap {name}: {p.repeats} repeats, n_test {p.n_test}, n_train {p.n_train}, "
+            f"{study.epochs} epochs, {study.vae.image_size}px, Phi {study.vae.perceptual_layers} layers, "
+            f"{study.device}: {secs:.0f} s"
+        )
+        cmp = compare_test_groups(preds)
+        print(
+            cmp[["config", "light_mean", "dark_mean", "dark_minus_light", "u", "p", "stars"]].to_string(
+                index=False
+            )
+        )
+        std = compare_test_groups(preds, "latent_std")
+        print("latent std:")
+        print(std[["config", "light_mean", "dark_mean", "p", "stars"]].to_string(index=False))
+        trend = representation_trend(preds)
+        print("MSE from the lowest to the highest dark fraction, per test group:")
+        print(trend[["test_group", "mean_at_low", "mean_at_high", "p", "stars"]].to_string(index=False))
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            preds.to_parquet(args.out / f"vae_check_gap_{name}.parquet")
+
+
+if __name__ == "__main__":
+    main()
