@@ -414,3 +414,23 @@ def test_many_classes_are_compacted_in_the_composition_table():
     ]  # the most frequent in the first attribute
     assert list(out.columns) == ["attribute", "group", *top, "other (12 classes)", "n"]
     assert (out.drop(columns=["attribute", "group", "n"]).sum(axis=1) == summary["n"]).all()
+
+
+def test_gaps_from_results_without_gap_rows():
+    """Results from another tool may lack gap rows: the difference comes from the per-group values."""
+    results = pd.DataFrame(
+        {
+            "method": ["erm"] * 5,
+            "attribute": ["sex", "sex", "overall", "fst", "fst"],
+            "group": ["female", "male", "overall", "FST 1-2", "FST 5-6"],
+            "metric": ["auc"] * 5,
+            "value": [0.90, 0.70, 0.80, 0.85, np.nan],
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "n": 10,
+        }
+    )
+    gaps = gap_rows(split_results(results))
+    assert gaps[["attribute", "metric"]].values.tolist() == [["sex", "auc"], ["fst", "auc"]]
+    assert gaps["value"].iloc[0] == pytest.approx(0.20)
+    assert np.isnan(gaps["value"].iloc[1])  # one defined group: no gap

@@ -6,6 +6,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+
 from fairmed.errors import SpecError
 from fairmed.io import write_json, write_text
 from fairmed.report.context import ReportContext, load_context
@@ -18,14 +20,13 @@ from fairmed.report.html import page_html
 from fairmed.report.sections import Section, sections_for
 from fairmed.report.summary import summary_section
 from fairmed.report.tidy import SplitResults, split_results
+from fairmed.schema import RESULT_COLUMNS
 
 
 def _split(ctx: ReportContext) -> SplitResults:
-    import pandas as pd
-
     results = ctx.results
     if results is None:  # predictions only: nothing audited yet
-        results = pd.DataFrame(columns=["attribute", "group", "metric", "value", "ci_low", "ci_high", "n"])
+        results = pd.DataFrame(columns=list(RESULT_COLUMNS))
     return split_results(results, hint=ctx.predictions)
 
 

@@ -20,7 +20,6 @@ from matplotlib.transforms import blended_transform_factory
 
 from fairmed.report.style import (
     NEUTRAL_COLOR,
-    OVERALL_COLOR,
     group_colors,
     new_figure,
     ordered_groups,
@@ -443,5 +442,4 @@ __all__ = [
     "curve_grid",
     "forest_plot",
     "gap_plot",
-    "OVERALL_COLOR",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from fairmed.metrics.criteria import CRITERION, GAP_FORMS
+from fairmed.metrics.criteria import CRITERION, GAP_FORMS, gap_values
 from fairmed.metrics.groups import BOUNDED, direction
 from fairmed.schema import OVERALL, run_keys_in
 
@@ -163,15 +163,12 @@ def sort_runs(results: pd.DataFrame, hint: pd.DataFrame | None = None) -> pd.Dat
     return ordered.drop(columns=list(codes))
 
 
-def split_results(
-    results: pd.DataFrame, group_names: set[str] | None = None, hint: pd.DataFrame | None = None
-) -> SplitResults:
-    """Separate per-group, overall and gap rows.
+def split_results(results: pd.DataFrame, hint: pd.DataFrame | None = None) -> SplitResults:
+    """Separate per-group, overall and gap rows of the held-out split, runs in study order.
 
-    A row is a per-group row when its group is one of the real group names of its
-    attribute (``group_names``, or, failing that, any group that is not one of the audit's
-    gap forms or ``criterion``); overall rows have attribute or group ``overall``;
-    everything else is a gap or criterion row (see docs/audit.md).
+    Overall rows have attribute or group ``overall``; gap and criterion rows have the audit's
+    gap form or ``criterion`` as their group (see docs/audit.md); the rest are per-group rows.
+    ``hint`` (the Predictions) gives the run order.
     """
     res = sort_runs(choose_split(results), hint)
     keys = run_keys_in(res.columns)
@@ -179,10 +176,7 @@ def split_results(
     attr = res["attribute"].astype(str)
     group = res["group"].astype(str)
     is_overall = (attr == OVERALL) | (group == OVERALL)
-    if group_names is not None:
-        is_group = group.isin(group_names) & ~is_overall
-    else:
-        is_group = ~is_overall & ~group.map(is_gap_label).astype(bool)
+    is_group = ~is_overall & ~group.map(is_gap_label).astype(bool)
     return SplitResults(
         groups=res[is_group],
         overall=res[is_overall],
@@ -252,18 +246,20 @@ GAP_COLUMNS = ("attribute", "metric", "value", "ci_low", "ci_high")
 def gap_rows(split: SplitResults, form: str = "difference") -> pd.DataFrame:
     """One gap form per (run, attribute, metric): run keys + attribute, metric, value, ci_low, ci_high.
 
-    Read from the audit's gap rows (``group`` = the form); when Results hold none (an
-    audit without gaps) the difference is max - min of the per-group values, without an interval.
+    Read from the audit's gap rows (``group`` = the form). Results written without gap rows
+    (e.g. by another tool) get the form from the per-group values through the audit's own
+    ``gap_values``, without an interval.
     """
     keys = list(split.keys)
     rows = split.gaps[split.gaps["group"].astype(str) == form]
-    if not rows.empty or split.groups.empty or form != "difference":
+    if not rows.empty or split.groups.empty:
         return rows[keys + list(GAP_COLUMNS)].reset_index(drop=True)
-    grouped = split.groups.groupby(keys + ["attribute", "metric"], sort=False, dropna=False)["value"]
-    out = (grouped.max() - grouped.min()).rename("value").reset_index()
-    out["ci_low"] = float("nan")
-    out["ci_high"] = float("nan")
-    return out[keys + list(GAP_COLUMNS)]
+    records = []
+    for names, sub in split.groups.groupby(keys + ["attribute", "metric"], sort=False, dropna=False):
+        forms = gap_values(sub["value"].to_numpy(dtype=float), str(names[-1]))
+        if form in forms:
+            records.append((*names, float(forms[form]), float("nan"), float("nan")))
+    return pd.DataFrame(records, columns=keys + list(GAP_COLUMNS))
 
 
 def criterion_rows(split: SplitResults) -> pd.DataFrame:

@@ -51,7 +51,8 @@ def _scores(preds: pd.DataFrame) -> tuple[str, np.ndarray, np.ndarray] | None:
     y = pd.to_numeric(preds[Y_TRUE], errors="coerce").to_numpy()
     if Y_SCORE in preds.columns:
         return "binary", y, preds[Y_SCORE].to_numpy(dtype=float)
-    cols = sorted((c for c in preds.columns if c.startswith(PROBA_PREFIX)), key=lambda c: int(c[2:]))
+    cols = [c for c in preds.columns if c.startswith(PROBA_PREFIX) and c[len(PROBA_PREFIX) :].isdigit()]
+    cols.sort(key=lambda c: int(c[len(PROBA_PREFIX) :]))
     if not cols:
         return None
     proba = preds[cols].to_numpy(dtype=float)
