@@ -132,3 +132,39 @@ def test_disease_prevalence_by_hand():
     # light (FST 1-2): a 2/3, b 1/3 ; dark (FST 5-6): a 1/4, b 3/4 ; FST 3 dropped
     assert prev.loc["a", "light"] == pytest.approx(2 / 3) and prev.loc["b", "dark"] == pytest.approx(3 / 4)
     assert (prev.loc["b", "n_light"], prev.loc["b", "n_dark"]) == (1, 3)
+
+
+def test_study_folder_analysis_and_report(smoke, tmp_path):
+    import yaml
+
+    from fairmed.report.build import build_report
+    from fairmed.studies.vae import analyse
+
+    cohort, study, preds, examples = smoke
+    out = tmp_path / "study"
+    (out / "artifacts").mkdir(parents=True)
+    for f in examples.glob("vae_examples_*.npz"):
+        (out / "artifacts" / f.name).write_bytes(f.read_bytes())
+    (out / "spec.yaml").write_text(yaml.safe_dump({"name": "vae smoke", "kind": "vae_fairness"}))
+    preds.to_parquet(out / "predictions.parquet")
+    written = analyse(out, None, preds)
+    assert set(written) == {
+        "vae_summary",
+        "vae_compare",
+        "vae_trend",
+        "vae_prevalence",
+        "vae_mse_by_condition",
+    }
+    prev = pd.read_parquet(written["vae_prevalence"])
+    # the test sets are uniform draws of each group: shares sum to one per group and label
+    np.testing.assert_allclose(prev.groupby("label")[["light", "dark"]].sum().to_numpy(), 1.0)
+    assert set(prev["label"]) == {"condition"}
+    cmp = pd.read_parquet(written["vae_compare"])
+    assert set(cmp["value"]) == {"recon_mse", "latent_std", "elbo"} and len(cmp) == 9
+    html = build_report(out).read_text()
+    for name in ("vae_mse_boxes", "vae_latent_std_boxes", "vae_examples_fst_1_2", "vae_examples_fst_5_6"):
+        assert (out / "figures" / f"{name}.png").is_file()
+    assert (
+        "Generative fairness" in html and "Example reconstructions" in html and "Disease distribution" in html
+    )
+    assert "fallback feature network" in html

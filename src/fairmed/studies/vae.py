@@ -313,12 +313,25 @@ def run_repeat(
             )
             for a in attrs:
                 frame[a] = table[a].to_numpy()
+            for lab in cohort.labels:  # every label granularity, by name, for the disease-distribution check
+                frame[f"label_{lab}"] = _label_names(cohort, lab, table[lab])
             rows.append(frame)
             if examples_dir is not None and study.examples:
                 _save_examples(
                     Path(examples_dir), names[f], group, repeat, pixels[test], out["recon"], study.examples
                 )
     return pd.concat(rows, ignore_index=True)
+
+
+def _label_names(cohort: Cohort, label: str, values: pd.Series) -> np.ndarray:
+    """Condition names of label codes (the codes as text when the cohort has no names)."""
+    names = cohort.class_names.get(label)
+    codes = values.to_numpy()
+    if not names:
+        return np.array([None if pd.isna(c) else str(c) for c in codes], dtype=object)
+    lookup = np.array([*names, None], dtype=object)
+    idx = np.where(pd.isna(values).to_numpy(), len(names), pd.to_numeric(values, errors="coerce").fillna(-1))
+    return lookup[np.asarray(idx, dtype=np.int64)]
 
 
 def _save_examples(folder: Path, config: str, group: str, repeat: int, x, x_hat, k: int) -> None:
@@ -451,21 +464,124 @@ def disease_prevalence(cohort: Cohort, study: VAEStudy, labels: list[str] | None
     return pd.DataFrame(rows)
 
 
-def mse_by_condition(
-    predictions: pd.DataFrame, cohort: Cohort | None = None, label: str = "y_true"
+def label_columns(predictions: pd.DataFrame) -> list[str]:
+    """The label granularities carried in Predictions (``label_<name>`` columns)."""
+    return [c for c in predictions.columns if c.startswith("label_")]
+
+
+def prevalence_from_predictions(
+    predictions: pd.DataFrame, light: str = "FST 1-2", dark: str = "FST 5-6"
 ) -> pd.DataFrame:
-    """Mean MSE per condition, light vs dark test images, per training set (Fig. 8)."""
-    col = label
-    sub = predictions
-    names = None
-    if cohort is not None and cohort.labels:
-        names = cohort.class_names.get(cohort.labels[0])
-    out = sub.groupby(["method", "config", "dark_fraction", col, "test_group"], sort=False)["recon_mse"].agg(
-        ["mean", "size"]
+    """Normalised prevalence per condition in the light and dark test sets (each image once per repeat).
+
+    The test sets are uniform draws from each group, so this estimates the groups' prevalences.
+    """
+    rows = []
+    once = predictions.drop_duplicates(["seed", "id", "test_group"])
+    for col in label_columns(once):
+        sub = once[once["test_group"].isin([light, dark]) & once[col].notna()]
+        ct = pd.crosstab(sub[col], sub["test_group"]).reindex(columns=[light, dark], fill_value=0)
+        share = ct / ct.sum(axis=0).replace(0, np.nan)
+        for cond, r in share.iterrows():
+            rows.append(
+                {
+                    "label": col.removeprefix("label_"),
+                    "condition": str(cond),
+                    "light": float(r[light]),
+                    "dark": float(r[dark]),
+                    "n_light": int(ct.loc[cond, light]),
+                    "n_dark": int(ct.loc[cond, dark]),
+                }
+            )
+    return pd.DataFrame(rows, columns=["label", "condition", "light", "dark", "n_light", "n_dark"])
+
+
+def mse_by_condition(
+    predictions: pd.DataFrame, label: str, light: str = "FST 1-2", dark: str = "FST 5-6"
+) -> pd.DataFrame:
+    """Mean MSE per condition of ``label`` (a ``label_<name>`` column), light vs dark, per training set (Fig. 8)."""
+    col = label if label.startswith("label_") else f"label_{label}"
+    g = predictions.groupby(["method", "config", "dark_fraction", col, "test_group"], sort=False)["recon_mse"]
+    stats = g.agg(["mean", "size"]).reset_index()
+    mean = stats.pivot_table(
+        index=["method", "config", "dark_fraction", col], columns="test_group", values="mean"
     )
-    wide = out["mean"].unstack("test_group")
-    n = out["size"].unstack("test_group").add_prefix("n_")
-    table = pd.concat([wide, n], axis=1).reset_index().rename(columns={col: "condition"})
-    if names is not None:
-        table["condition"] = [names[int(c)] if pd.notna(c) else c for c in table["condition"]]
-    return table
+    size = stats.pivot_table(
+        index=["method", "config", "dark_fraction", col], columns="test_group", values="size"
+    )
+    out = pd.DataFrame(
+        {
+            "light": mean.get(light),
+            "dark": mean.get(dark),
+            "n_light": size.get(light),
+            "n_dark": size.get(dark),
+        }
+    ).reset_index()
+    return out.rename(columns={col: "condition"}).assign(label=col.removeprefix("label_"))
+
+
+def summary_text(
+    predictions: pd.DataFrame, light: str = "FST 1-2", dark: str = "FST 5-6", alpha: float = 0.05
+) -> list[str]:
+    """The three questions of the paper, answered in one sentence each from the Predictions."""
+    out = []
+    trend = representation_trend(predictions)
+    for _, r in trend.iterrows():
+        falls = r["test_group"] == dark and r["mean_at_high"] < r["mean_at_low"]
+        rises = r["test_group"] == light and r["mean_at_high"] > r["mean_at_low"]
+        verdict = "as expected" if (falls or rises) else "not as expected"
+        out.append(
+            f"{r['method']}: {r['test_group']} mean MSE {r['mean_at_low']:.4g} at {r['low_fraction']:.0%} dark vs"
+            f" {r['mean_at_high']:.4g} at {r['high_fraction']:.0%} dark (MWU p = {r['p']:.2g}, {r['stars']}; {verdict})."
+        )
+    for value, what in (("recon_mse", "MSE"), ("latent_std", "latent std")):
+        cmp = compare_test_groups(predictions, value, light, dark)
+        for _, r in cmp.iterrows():
+            if value == "recon_mse" and not np.isclose(r["dark_fraction"], 0.5):
+                continue
+            sig = "significant" if r["p"] <= alpha else "not significant"
+            out.append(
+                f"{r['method']}, {r['config']}: {what} {light} {r['light_mean']:.4g} vs {dark} {r['dark_mean']:.4g}"
+                f" (MWU p = {r['p']:.2g}, {r['stars']}: {sig} at {alpha})."
+            )
+    return out
+
+
+def analyse(
+    out_dir: str | Path, spec=None, predictions: pd.DataFrame | None = None, results=None
+) -> dict[str, Path]:
+    """Write the study's tidy tables under ``OUT/tables/`` (what the report section draws)."""
+    from fairmed.io import write_table
+
+    preds = predictions[predictions["study"] == KIND] if "study" in predictions.columns else predictions
+    if not len(preds):
+        return {}
+    light, dark = _light_dark(spec)
+    tables = {
+        "vae_summary": pd.concat(
+            [value_summary(preds, v) for v in VALUES if v in preds.columns], ignore_index=True
+        ),
+        "vae_compare": pd.concat(
+            [compare_test_groups(preds, v, light, dark) for v in VALUES if v in preds.columns],
+            ignore_index=True,
+        ),
+        "vae_trend": representation_trend(preds),
+        "vae_prevalence": prevalence_from_predictions(preds, light, dark),
+    }
+    labels = label_columns(preds)
+    if labels:
+        tables["vae_mse_by_condition"] = pd.concat([mse_by_condition(preds, c, light, dark) for c in labels])
+    folder = Path(out_dir) / "tables"
+    written = {}
+    for name, table in tables.items():
+        path = folder / f"{name}.parquet"
+        write_table(table.reset_index(drop=True), path)
+        written[name] = path
+    return written
+
+
+def _light_dark(spec) -> tuple[str, str]:
+    proto = VAEProtocol()
+    if isinstance(spec, dict) and isinstance(spec.get("protocol"), dict):
+        proto = VAEProtocol.model_validate({**proto.model_dump(), **spec["protocol"]})
+    return proto.light, proto.dark

@@ -1,0 +1,211 @@
+"""Report sections of the ``vae_fairness`` study (López-Pérez et al. 2025).
+
+- reconstruction MSE (Fig. 3) and mean latent std (Fig. 6): box plots per training set and test
+  group from the per-image Predictions, Mann-Whitney U stars between the two test groups;
+- example reconstructions of light and dark test images under each training set (Figs. 4-5), from
+  ``OUT/artifacts/vae_examples_*.npz``;
+- disease distribution (Figs. 7-8): normalised prevalence per condition light vs dark with y = x per
+  label granularity, and mean MSE per condition light vs dark per training set (``OUT/tables``);
+- a short text answer to the study's three questions.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from fairmed.report.sections import Section, register_section
+from fairmed.report.style import group_colors, new_figure
+from fairmed.studies.vae import KIND, compare_test_groups, summary_text
+
+TITLES = {"recon_mse": "reconstruction MSE (pixels in [0, 1])", "latent_std": "mean latent std"}
+
+
+def _predictions(ctx) -> pd.DataFrame | None:
+    preds = ctx.predictions
+    if preds is None or "recon_mse" not in preds.columns or "test_group" not in preds.columns:
+        return None
+    if "study" in preds.columns:
+        preds = preds[preds["study"].astype(str) == KIND]
+    return preds if len(preds) else None
+
+
+def _groups(preds: pd.DataFrame) -> tuple[str, str]:
+    names = list(dict.fromkeys(preds["test_group"].astype(str)))
+    light = "FST 1-2" if "FST 1-2" in names else names[0]
+    dark = "FST 5-6" if "FST 5-6" in names else names[-1]
+    return light, dark
+
+
+def box_figure(ctx, preds: pd.DataFrame, value: str, name: str):
+    """One panel per method; per training set the two test groups' per-image values, with MWU stars."""
+    light, dark = _groups(preds)
+    methods = list(dict.fromkeys(preds["method"].astype(str)))
+    order = preds.drop_duplicates("config").sort_values("dark_fraction")["config"].astype(str).tolist()
+    fig = new_figure(1.2 + 1.5 * len(order) * len(methods), 4.0)
+    axes = fig.subplots(1, len(methods), sharey=True, squeeze=False)[0]
+    width = 0.36
+    x = np.arange(len(order))
+    fallback = group_colors([light, dark])
+    color = {g: ctx.colors.get(g) or fallback[g] for g in (light, dark)}
+    for ax, method in zip(axes, methods):
+        sub = preds[preds["method"].astype(str) == method]
+        for k, group in enumerate((light, dark)):
+            data = [
+                sub.loc[(sub["config"] == c) & (sub["test_group"] == group), value].to_numpy(float)
+                for c in order
+            ]
+            keep = [i for i, d in enumerate(data) if len(d)]
+            if not keep:
+                continue
+            box = ax.boxplot(
+                [data[i] for i in keep],
+                positions=x[keep] + (k - 0.5) * width,
+                widths=width * 0.9,
+                patch_artist=True,
+                showfliers=False,
+                medianprops={"color": "black"},
+            )
+            for patch in box["boxes"]:
+                patch.set_facecolor(color[group])
+                patch.set_alpha(0.85)
+            ax.plot([], [], "s", color=color[group], label=f"test {group}")
+        cmp = compare_test_groups(sub, value, light, dark).set_index("config")
+        top = np.nanquantile(sub[value].to_numpy(float), 0.97)
+        for i, c in enumerate(order):
+            if c in cmp.index:
+                ax.annotate(cmp.loc[c, "stars"], (x[i], top), ha="center", va="bottom", fontsize=10)
+        ax.set_xticks(x, [c.replace(" (", "\n(") for c in order])
+        ax.set_title(method)
+        ax.set_xlabel("training set")
+    axes[0].set_ylabel(TITLES.get(value, value))
+    axes[0].legend(loc="upper left", frameon=False, fontsize=9)
+    return ctx.save(fig, name)
+
+
+@register_section(KIND)
+def reconstruction_and_uncertainty(ctx) -> list[Section]:
+    preds = _predictions(ctx)
+    if preds is None:
+        return []
+    light, dark = _groups(preds)
+    figs, caps = [], []
+    for value, name, cap in (
+        ("recon_mse", "vae_mse_boxes", "Fig. 3: reconstruction MSE of each test image"),
+        ("latent_std", "vae_latent_std_boxes", "Fig. 6: mean latent standard deviation of each test image"),
+    ):
+        if value in preds.columns:
+            figs.append(box_figure(ctx, preds, value, name))
+            caps.append(
+                f"{cap}, per training set and test group over all repeats; Mann-Whitney U between {light} and"
+                f" {dark} within each training set (ns p > 0.1, * p <= 0.1, ** <= 0.01, *** <= 0.001, **** <= 1e-4)."
+            )
+    tables = {}
+    cmp = ctx.tables.get("vae_compare")
+    if cmp is not None:
+        tables["Light vs dark test images per training set (means, Mann-Whitney U)"] = cmp
+    notes = []
+    if "phi" in preds.columns and (preds["phi"].astype(str) == "random_fallback").any():
+        notes.append(
+            "The perceptual loss used the fallback feature network (VGG-19 with fixed random weights), not"
+            " ImageNet VGG-19: give vae.perceptual_weights to reproduce the paper's loss."
+        )
+    return [
+        Section(
+            "Generative fairness: reconstruction error and latent uncertainty",
+            intro=" ".join(summary_text(preds, light, dark)),
+            figures=figs,
+            captions=caps,
+            tables=tables,
+            notes=notes,
+        )
+    ]
+
+
+def _example_files(ctx) -> dict[tuple[str, str], object]:
+    folder = ctx.out_dir / "artifacts"
+    found = {}
+    for path in sorted(folder.glob("vae_examples_*_r0.npz")):
+        found[path.stem] = path
+    return found
+
+
+@register_section(KIND)
+def example_reconstructions(ctx) -> list[Section]:
+    preds = _predictions(ctx)
+    files = _example_files(ctx)
+    if preds is None or not files:
+        return []
+    light, dark = _groups(preds)
+    order = preds.drop_duplicates("config").sort_values("dark_fraction")["config"].astype(str).tolist()
+    figs = []
+    for group in (light, dark):
+        rows = []
+        for config in order:
+            stem = "vae_examples_" + re.sub(r"[^0-9A-Za-z]", "_", f"{config}_{group}_r0")
+            if stem in files:
+                with np.load(files[stem]) as data:
+                    rows.append((config, data["image"], data["recon"]))
+        if not rows:
+            continue
+        k = rows[0][1].shape[0]
+        fig = new_figure(1.0 + 1.1 * k, 1.1 * (len(rows) + 1))
+        axes = fig.subplots(len(rows) + 1, k, squeeze=False)
+        for j in range(k):
+            axes[0, j].imshow(rows[0][1][j])
+        axes[0, 0].set_ylabel("input", rotation=0, ha="right", va="center")
+        for i, (config, _, recon) in enumerate(rows, start=1):
+            for j in range(k):
+                axes[i, j].imshow(recon[j])
+            axes[i, 0].set_ylabel(config.replace(" (", "\n("), rotation=0, ha="right", va="center")
+        for ax in axes.flat:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        figs.append(ctx.save(fig, f"vae_examples_{re.sub(r'[^0-9a-z]+', '_', group.lower())}"))
+    caps = [
+        f"Figs. 4-5: {g} test images (top) and their reconstructions by the VAE of each training set"
+        for g in (light, dark)
+    ]
+    return [Section("Example reconstructions", figures=figs, captions=caps[: len(figs)])]
+
+
+@register_section(KIND)
+def disease_distribution(ctx) -> list[Section]:
+    prev = ctx.tables.get("vae_prevalence")
+    by_cond = ctx.tables.get("vae_mse_by_condition")
+    if prev is None or not len(prev):
+        return []
+    figs, caps = [], []
+    labels = list(dict.fromkeys(prev["label"]))
+    fig = new_figure(0.6 + 3.2 * len(labels), 3.4)
+    axes = fig.subplots(1, len(labels), squeeze=False)[0]
+    for ax, label in zip(axes, labels):
+        sub = prev[prev["label"] == label]
+        ax.scatter(sub["light"], sub["dark"], s=18, color="#0072B2")
+        hi = float(np.nanmax(sub[["light", "dark"]].to_numpy())) * 1.05 if len(sub) else 1.0
+        ax.plot([0, hi], [0, hi], color="grey", lw=1, ls="--")
+        ax.set(title=label, xlabel="prevalence, light", ylabel="prevalence, dark", xlim=(0, hi), ylim=(0, hi))
+    figs.append(ctx.save(fig, "vae_prevalence"))
+    caps.append(
+        "Fig. 7: normalised prevalence of each condition in the light and dark test sets (y = x: equal)."
+    )
+    if by_cond is not None and len(by_cond):
+        fine = by_cond[by_cond["label"] == by_cond["label"].iloc[-1]]
+        configs = list(dict.fromkeys(fine.sort_values("dark_fraction")["config"]))
+        fig = new_figure(0.6 + 3.2 * len(configs), 3.4)
+        axes = fig.subplots(1, len(configs), squeeze=False, sharex=True, sharey=True)[0]
+        lo = float(np.nanmin(fine[["light", "dark"]].to_numpy()))
+        hi = float(np.nanmax(fine[["light", "dark"]].to_numpy()))
+        for ax, config in zip(axes, configs):
+            sub = fine[fine["config"] == config]
+            ax.scatter(sub["light"], sub["dark"], s=18, color="#D55E00")
+            ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
+            ax.set(title=config, xlabel="mean MSE, light")
+        axes[0].set_ylabel("mean MSE, dark")
+        figs.append(ctx.save(fig, "vae_mse_by_condition"))
+        caps.append(
+            f"Fig. 8: mean MSE per condition ({fine['label'].iloc[0]}) of light vs dark test images, per training set."
+        )
+    return [Section("Disease distribution across skin tones", figures=figs, captions=caps)]
