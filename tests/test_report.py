@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -112,6 +114,16 @@ def audit_dir(tmp_path_factory, data) -> Path:
     args += ["--min-group-size", "20"]
     main(args)
     return out
+
+
+def test_audit_report_never_imports_torch(audit_dir):
+    """`fairmed audit --report` works on a CSV from any model: no torch, even with study sections around."""
+    code = (
+        "import sys; from fairmed.report import build_report; "
+        f"build_report({str(audit_dir)!r}); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_rebuild_removes_only_its_own_stale_figures(audit_dir):

@@ -19,11 +19,10 @@ from matplotlib.figure import Figure
 
 from fairmed.errors import DataError
 from fairmed.io import read_table
+from fairmed.report.sections import AUDIT_KIND
 from fairmed.report.style import NEUTRAL_COLOR, colors_by_attribute, save_figure
 from fairmed.report.tidy import is_gap_label
 from fairmed.schema import OVERALL
-
-AUDIT_KIND = "audit"
 
 
 @dataclass

@@ -17,13 +17,15 @@ A section function takes the :class:`~fairmed.report.context.ReportContext` and 
         ...                                             # colours: ctx.color(group)
         return [Section("Reconstruction error", intro="...", figures=[ctx.save(fig, "vae_mse")])]
 
-Every module in this package is imported before a report is built, so dropping a file here is
-all it takes. The report then shows the kind's sections after the common ones, in
+Every module in this package is imported before a study's report is built, so dropping a file
+here is all it takes (an audit report imports only modules that name "audit", so that auditing a
+CSV never imports torch). The report shows the kind's sections after the common ones, in
 registration order.
 """
 
 from __future__ import annotations
 
+import ast
 import html
 import importlib
 import pkgutil
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from fairmed.report.context import ReportContext
 
 SectionFn = Callable[["ReportContext"], list["Section"]]
+AUDIT_KIND = "audit"  # the kind of an audit folder (no spec.yaml)
 
 _REGISTRY: dict[str, list[SectionFn]] = {}
 
@@ -98,16 +101,34 @@ def register_section(kind: str) -> Callable[[SectionFn], SectionFn]:
     return decorator
 
 
-def discover() -> None:
-    """Import every module of this package so their ``@register_section`` calls run."""
+def _names_kind(path: Path, kind: str) -> bool:
+    """True when the module's source holds ``kind`` as a string literal (e.g. ``KIND = "composition"``)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return False
+    return any(isinstance(node, ast.Constant) and node.value == kind for node in ast.walk(tree))
+
+
+def discover(kind: str | None = None) -> None:
+    """Import the section modules so their ``@register_section`` calls run.
+
+    For a study kind (or ``None``) every module is imported. For ``"audit"`` only modules named
+    ``audit`` or holding the string ``"audit"`` are: auditing a CSV must not import a study's
+    dependencies (torch), which the study modules may pull in.
+    """
     for info in pkgutil.iter_modules(__path__, prefix=f"{__name__}."):
-        if not info.name.rsplit(".", 1)[-1].startswith("_"):
+        short = info.name.rsplit(".", 1)[-1]
+        if short.startswith("_"):
+            continue
+        path = Path(info.module_finder.path) / f"{short}.py"  # type: ignore[union-attr]
+        if kind != AUDIT_KIND or short == kind or _names_kind(path, kind):
             importlib.import_module(info.name)
 
 
 def registered(kind: str) -> list[SectionFn]:
     """The section functions registered for ``kind``, in registration order."""
-    discover()
+    discover(kind)
     return list(_REGISTRY.get(kind, []))
 
 
