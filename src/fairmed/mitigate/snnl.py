@@ -44,7 +44,8 @@ def pairwise_sq_dists(x: Tensor) -> Tensor:
     return d
 
 
-CHUNK_FLOATS = 1 << 20  # default channel chunk: about 4 MB of (chunk, b, b) float32, cache-sized
+CHUNK_FLOATS = 1 << 20  # default CPU channel chunk: about 4 MB of (chunk, b, b) float32, cache-sized
+CHUNK_FLOATS_GPU = 1 << 26  # on a GPU: up to 256 MB per chunk (fewer, larger kernels)
 TINY = 1e-30  # a same-group sum below this is recomputed in log space (exact for any spread)
 MAX_SHIFT = 87.0  # exp(-87) ~ 1.6e-38: the smallest normal float32
 
@@ -88,7 +89,8 @@ def snnl_sample_terms(
 
     ``features``: (b, K, ...) activations (any trailing spatial shape); ``groups``: (b,) codes.
     Returns ``(sums (K,), n_valid)``; the batch loss is ``sums / n_valid`` when n_valid > 0.
-    ``chunk`` channels are processed at a time (default: about 4 MB of distances).
+    ``chunk`` channels are processed at a time (default: about 4 MB of distances on a CPU,
+    256 MB on a GPU).
     """
     if temperature <= 0:
         raise ValueError(f"SNNL temperature must be > 0, got {temperature}")
@@ -104,7 +106,8 @@ def snnl_sample_terms(
     if n_valid == 0:
         return torch.zeros(k, device=features.device), 0
     x = features.reshape(b, k, -1).transpose(0, 1).to(torch.float32)  # (K, b, D)
-    step = chunk if chunk else max(1, CHUNK_FLOATS // (b * b))
+    budget = CHUNK_FLOATS_GPU if features.device.type == "cuda" else CHUNK_FLOATS
+    step = chunk if chunk else max(1, budget // (b * b))
     parts = [  # a loop over channel CHUNKS (bounded memory, cache-sized), never one channel each
         _chunk_terms(x[s : s + step], (others, same_others), temperature)[:, valid].sum(-1)
         for s in range(0, k, step)
