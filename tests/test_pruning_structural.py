@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from fairmed.mitigate.structural import (
@@ -116,3 +118,26 @@ def test_weight_masks_follow_the_slices_and_keep_zeros_through_training():
         opt.step()
     assert torch.all(conv.weight[conv.weight_prune_mask == 0] == 0)
     assert torch.any(conv.weight[conv.weight_prune_mask == 1] != 0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.integers(2, 6), min_size=1, max_size=3),
+    st.integers(0, 2),
+    st.data(),
+)
+def test_property_any_site_any_subset(widths, which, data):
+    model = build_model(ModelSpec(arch="small_cnn", channels=widths), n_out=2)
+    _randomize_bn(model)
+    model.eval()
+    site = prunable_sites(model)[which % len(widths)]
+    n = site.channels
+    remove = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=n - 1))
+    x = torch.randn(3, 3, 8, 8)
+    handle = mask_channels(site, remove)
+    with torch.no_grad():
+        masked = model(x)
+    handle.remove()
+    prune_channels(model, site, remove)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), masked, atol=1e-5, rtol=1e-4)
