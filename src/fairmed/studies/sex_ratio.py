@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fairmed.data.cohort import Cohort
@@ -36,8 +38,10 @@ from fairmed.design.composition import (
 )
 from fairmed.design.representation import composition_name, share_ratio
 from fairmed.errors import SpecError
+from fairmed.io import write_table, write_text
 from fairmed.metrics.stats import mann_whitney, stars
 from fairmed.schema import OVERALL
+from fairmed.train.config import StrategySpec, as_spec
 
 KIND = "composition"
 
@@ -239,14 +243,22 @@ def run_composition(
 
 
 # --------------------------------------------------------------------- analysis
-def auc_by_group(results: pd.DataFrame, attribute: str = "sex", split: str = "test") -> pd.DataFrame:
-    """AUC of every run overall and per group: config, method, seed, group, auc (from tidy Results)."""
+def auc_by_group(
+    results: pd.DataFrame,
+    attribute: str = "sex",
+    groups: Sequence[str] = ("female", "male"),
+    split: str = "test",
+) -> pd.DataFrame:
+    """AUC of every run overall and per group: config, method, seed, group, auc, n (from tidy Results).
+
+    Only ``overall`` and the named ``groups`` are kept (the audit's gap rows are not groups).
+    """
     rows = results[(results["metric"] == "auc") & results["attribute"].isin([OVERALL, attribute])]
+    rows = rows[rows["group"].isin([OVERALL, *groups])]
     if "split" in rows.columns:
         rows = rows[rows["split"] == split]
     cols = [c for c in ("config", "method", "seed") if c in rows.columns]
-    out = rows[[*cols, "group", "value", "n"]].rename(columns={"value": "auc"}).reset_index(drop=True)
-    return out
+    return rows[[*cols, "group", "value", "n"]].rename(columns={"value": "auc"}).reset_index(drop=True)
 
 
 def compare_groups(
@@ -290,6 +302,108 @@ def compare_groups(
     return table.reset_index(drop=True)
 
 
+def study_strategy(strategy) -> StrategySpec:
+    """A strategy of this study: group heads also train on one-sex sets (M100, F100), as in the paper."""
+    spec = as_spec(StrategySpec, strategy, "strategy")
+    fields = set(spec.model_fields_set)
+    return spec if "single_group" in fields else spec.model_copy(update={"single_group": "allow"})
+
+
+def write_tables(
+    out_dir,
+    design: CompositionDesign,
+    results: pd.DataFrame,
+    plans: dict[int, SeedDesign] | None = None,
+    label: str = "malignant",
+) -> dict[str, Path]:
+    """The study's ``OUT/tables``: ``composition_auc`` (AUC per run and group), ``composition_comparison``
+    (female vs male over seeds) and, given the seeds' plans, ``composition_design`` (Table 1 per seed)."""
+    tables = Path(out_dir) / "tables"
+    order = design.composition_names
+    auc = auc_by_group(results, design.attribute, [design.group, *design.others])
+    rank = {n: i for i, n in enumerate(order)}
+    auc = auc.sort_values(
+        ["config", "method", "seed"], key=lambda s: s.map(rank) if s.name == "config" else s
+    )
+    out = {
+        "composition_auc": auc.reset_index(drop=True),
+        "composition_comparison": compare_groups(auc, design.group, design.others[0], order=order),
+    }
+    if plans:
+        out["composition_design"] = design_table(plans, label, design.attribute)
+    return {name: write_table(frame, tables / f"{name}.parquet") for name, frame in out.items()}
+
+
+def run_composition_study(
+    cohort: Cohort,
+    design: CompositionDesign,
+    out_dir,
+    *,
+    strategies: Sequence = ("erm", "multitask", "adversarial"),
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    model=None,
+    train=None,
+    name: str = "composition",
+    bootstrap: int = 200,
+) -> pd.DataFrame:
+    """Every (composition, strategy, seed) run in this process, audited, with the study's tables.
+
+    Writes ``spec.yaml`` (kind ``composition``), ``predictions.parquet``, ``results.parquet`` and
+    ``tables/`` into ``out_dir`` (what the report reads); returns the Results.
+    """
+    from fairmed.metrics.audit import audit
+    from fairmed.train.api import fit_predict
+
+    out = Path(out_dir)
+    plans = {seed: plan_seed(cohort, design, seed) for seed in seeds}
+    frames = []
+    for seed, plan in plans.items():
+        for config, draw in plan.draws.items():
+            train_c, val_c, test_c = (
+                cohort.subset(draw.train),
+                cohort.subset(draw.val),
+                cohort.subset(draw.test),
+            )
+            for strat in strategies:
+                spec = study_strategy(strat)
+                preds = fit_predict(
+                    train_c,
+                    val_c,
+                    test_c,
+                    model=model,
+                    strategy=spec,
+                    config=train,
+                    groups=GroupSpec.categorical(design.attribute),
+                    seed=seed,
+                )
+                preds.insert(0, "study", name)
+                preds.insert(1, "config", config)
+                preds.insert(2, "method", spec.name)
+                preds.insert(3, "seed", seed)
+                frames.append(preds)
+    predictions = pd.concat(frames, ignore_index=True)
+    results = audit(predictions, [design.attribute], bootstrap=bootstrap, min_group_size=1).to_frame()
+    write_text(
+        out / "spec.yaml",
+        yaml.safe_dump(
+            {
+                "name": name,
+                "kind": KIND,
+                "seeds": list(seeds),
+                "strategies": [
+                    as_spec(StrategySpec, s, "strategy").model_dump(mode="json") for s in strategies
+                ],
+                "design": design.model_dump(mode="json"),
+            },
+            sort_keys=False,
+        ),
+    )
+    write_table(predictions, out / "predictions.parquet")
+    write_table(results, out / "results.parquet")
+    write_tables(out, design, results, plans, cohort.label)
+    return results
+
+
 __all__ = [
     "KIND",
     "Availability",
@@ -300,4 +414,6 @@ __all__ = [
     "design_table",
     "plan_seed",
     "run_composition",
+    "run_composition_study",
+    "write_tables",
 ]
