@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
 from fairmed.errors import SpecError
-from fairmed.io import write_table
+from fairmed.io import write_table, write_text
 from fairmed.metrics.criteria import equal_odds_measures, fate
 from fairmed.metrics.multiclass import class_counts, rates_from_counts
 from fairmed.mitigate.pruning import SCPConfig, fairprune_model, scp
@@ -345,3 +345,106 @@ def write_tables(
         "pruning_scores": scores,
     }
     return {name: write_table(frame, tables / f"{name}.parquet") for name, frame in out.items()}
+
+
+# ------------------------------------------------------------------ the whole study in this process
+class PruningStudy(BaseModel):
+    """A channel-pruning study: groups, model, training, the methods' settings, seeds, split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "channel pruning"
+    groups: str = Field("fst:123-456", description="two groups: light = FST 1-3, dark = FST 4-6")
+    model: dict = Field(default_factory=lambda: {"arch": "vgg11", "image_size": 128})
+    train: dict = Field(default_factory=dict, description="TrainConfig fields of the vanilla model")
+    pruning: PruningSettings = Field(default_factory=PruningSettings)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    fractions: tuple[float, float, float] = Field((0.6, 0.2, 0.2), description="train, val, test")
+    bootstrap: int = Field(200, ge=0, description="audit bootstrap replicates")
+
+    @classmethod
+    def profile(cls, profile: str, **overrides) -> PruningStudy:
+        """``smoke``: a tiny small-CNN run (CI); ``cpu``: small CNN at 32 px; ``paper``: the paper's models."""
+        if profile == "smoke":
+            base = {
+                "model": {"arch": "small_cnn", "image_size": 16, "channels": [8, 16]},
+                "train": {"epochs": 3, "batch_size": 32, "lr": 3e-3, "device": "cpu", "num_threads": 1},
+                "pruning": {
+                    "scp": {"ratio": 0.125, "max_iter": 2, "th_acc": 0.1, "score_batch_size": 64},
+                    "finetune": {"epochs": 1, "lr": 1e-3},
+                    "sweep_ratios": [0.25],
+                    "sweep_layers": [0],
+                },
+                "seeds": [0],
+                "bootstrap": 0,
+            }
+        elif profile == "cpu":
+            base = {
+                "model": {"arch": "small_cnn", "image_size": 32, "channels": [32, 64, 128]},
+                "train": {"epochs": 10, "batch_size": 64, "lr": 1e-3, "patience": 3},
+                "pruning": {"sweep_ratios": [0.01, 0.05], "sweep_layers": [-2, -3]},
+                "seeds": [0, 1, 2],
+            }
+        elif profile == "paper":
+            base = {"train": {"epochs": 50, "batch_size": 64, "lr": 1e-4, "patience": 10, "augment": "flip"}}
+        else:
+            raise SpecError(f"channel_pruning profile {profile!r}: expected smoke, cpu or paper")
+        return cls.model_validate({**base, **overrides})
+
+
+def split_positions(cohort: Cohort, fractions, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded train/val/test positions; whole patients stay in one split when ``patient_id`` exists."""
+    table = cohort.table
+    units = (
+        table["patient_id"].astype(str).to_numpy() if "patient_id" in table.columns else np.arange(len(table))
+    )
+    uniq, inverse = np.unique(units, return_inverse=True)
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    cuts = np.cumsum(np.asarray(fractions, dtype=float) / np.sum(fractions))[:-1] * len(uniq)
+    split = np.searchsorted(cuts, rank[inverse], side="right")
+    return tuple(np.flatnonzero(split == k) for k in range(3))  # type: ignore[return-value]
+
+
+def run_pruning_study(cohort: Cohort, study: PruningStudy, out_dir) -> pd.DataFrame:
+    """Every seed in this process, audited; writes spec.yaml, predictions, results and tables.
+
+    Returns the Results (fairmed.metrics.audit over the methods' val/test Predictions).
+    """
+    import yaml
+
+    from fairmed.metrics.audit import audit
+
+    out = Path(out_dir)
+    runs = []
+    for seed in study.seeds:
+        tr, va, te = (cohort.subset(p) for p in split_positions(cohort, study.fractions, seed))
+        runs.append(
+            run_pruning(
+                tr,
+                va,
+                te,
+                groups=study.groups,
+                settings=study.pruning,
+                model=study.model,
+                config=study.train,
+                seed=seed,
+            )
+        )
+    predictions = pd.concat([r.predictions for r in runs], ignore_index=True)
+    predictions.insert(0, "study", study.name)
+    predictions.insert(1, "config", "main")
+    history = pd.concat([r.history for r in runs], ignore_index=True)
+    scores = pd.concat([r.scores for r in runs], ignore_index=True)
+    results = audit(
+        predictions.drop(columns=["channels"]), [study.groups], bootstrap=study.bootstrap, min_group_size=1
+    ).to_frame()
+    spec = {"kind": KIND, **study.model_dump(mode="json"), "privileged": [r.privileged for r in runs]}
+    write_text(out / "spec.yaml", yaml.safe_dump(spec, sort_keys=False))
+    write_table(predictions, out / "predictions.parquet")
+    write_table(results, out / "results.parquet")
+    proba = [c for c in predictions.columns if c.startswith("p_") and c[2:].isdigit()]
+    n_classes = len(proba) if proba else 2
+    write_tables(out, predictions, history, scores, study.groups, n_classes)
+    return results
