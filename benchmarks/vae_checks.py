@@ -17,10 +17,18 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 from fairmed.data.synth import SynthConfig, generate
-from fairmed.studies.vae import VAEStudy, compare_test_groups, representation_trend, run_vae_study
+from fairmed.studies.vae import (
+    VAEStudy,
+    cohort_images,
+    compare_test_groups,
+    representation_trend,
+    run_vae_study,
+)
 
 
 def main() -> None:
@@ -33,6 +41,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--layers", type=int, default=None)
     ap.add_argument("--gap", choices=["off", "on", "both"], default="both")
+    ap.add_argument("--obs-var", type=float, default=None, help="variance of the Gaussian likelihood")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -47,6 +56,8 @@ def main() -> None:
         vae_up["image_size"] = args.size
     if args.layers:
         vae_up["perceptual_layers"] = args.layers
+    if args.obs_var:
+        vae_up["obs_var"] = args.obs_var
     if vae_up:
         over["vae"] = base.vae.model_copy(update=vae_up)
     study = VAEStudy.profile(args.profile, **over)
@@ -66,18 +77,32 @@ def main() -> None:
             f"{study.epochs} epochs, {study.vae.image_size}px, Phi {study.vae.perceptual_layers} layers, "
             f"{study.device}: {secs:.0f} s"
         )
+        # scale-free view: MSE over the image's own pixel variance (dark-skin images vary less, so their
+        # absolute MSE is lower at equal relative fidelity)
+        pixels = cohort_images(cohort, study.vae.image_size).astype(np.float64) / 255.0
+        var = pd.Series(pixels.reshape(len(pixels), -1, 3).var(1).mean(1), index=cohort.ids)
+        preds["recon_nmse"] = preds["recon_mse"].to_numpy() / var.reindex(preds["id"]).to_numpy()
+        mean_var = {
+            g: var.reindex(preds.loc[preds["test_group"] == g, "id"]).mean() for g in (p.light, p.dark)
+        }
+        print("per-image pixel variance: " + ", ".join(f"{g} {v:.5f}" for g, v in mean_var.items()))
         cmp = compare_test_groups(preds)
         print(
             cmp[["config", "light_mean", "dark_mean", "dark_minus_light", "u", "p", "stars"]].to_string(
                 index=False
             )
         )
+        nm = compare_test_groups(preds, "recon_nmse")
+        print("MSE / image pixel variance:")
+        print(nm[["config", "light_mean", "dark_mean", "p", "stars"]].to_string(index=False))
         std = compare_test_groups(preds, "latent_std")
         print("latent std:")
         print(std[["config", "light_mean", "dark_mean", "p", "stars"]].to_string(index=False))
         trend = representation_trend(preds)
         print("MSE from the lowest to the highest dark fraction, per test group:")
         print(trend[["test_group", "mean_at_low", "mean_at_high", "p", "stars"]].to_string(index=False))
+        nt = representation_trend(preds, "recon_nmse")
+        print(nt[["test_group", "mean_at_low", "mean_at_high", "p", "stars"]].to_string(index=False))
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
             preds.to_parquet(args.out / f"vae_check_gap_{name}.parquet")
