@@ -134,33 +134,45 @@ def test_disease_prevalence_by_hand():
     assert (prev.loc["b", "n_light"], prev.loc["b", "n_dark"]) == (1, 3)
 
 
-def test_study_folder_analysis_and_report(smoke, tmp_path):
+def test_study_folder_analysis_and_report(tmp_path):
     import yaml
 
     from fairmed.report.build import build_report
-    from fairmed.studies.vae import analyse
+    from fairmed.studies.vae import run_spec
 
-    cohort, study, preds, examples = smoke
-    out = tmp_path / "study"
-    (out / "artifacts").mkdir(parents=True)
-    for f in examples.glob("vae_examples_*.npz"):
-        (out / "artifacts" / f.name).write_bytes(f.read_bytes())
-    (out / "spec.yaml").write_text(yaml.safe_dump({"name": "vae smoke", "kind": "vae_fairness"}))
-    preds.to_parquet(out / "predictions.parquet")
-    written = analyse(out, None, preds)
-    assert set(written) == {
-        "vae_summary",
-        "vae_compare",
-        "vae_trend",
-        "vae_prevalence",
-        "vae_mse_by_condition",
-    }
-    prev = pd.read_parquet(written["vae_prevalence"])
+    spec = tmp_path / "vae.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "vae smoke",
+                "kind": "vae_fairness",
+                "profile": "smoke",
+                "num_threads": 1,
+                "source": {"kind": "synth", "seed": 0, "config": {"n": 200, "size": 16, "n_classes": 3}},
+                "protocol": {"n_test": 12, "n_train": 32},
+                "vae": {"perceptual_layers": 1},
+                "epochs": 1,
+            }
+        )
+    )
+    out = tmp_path / "out"
+    preds = run_spec(spec, out)
+    assert len(preds) == 3 * 2 * 12 and (preds["study"] == "vae smoke").all()
+    written = {p.stem for p in (out / "tables").glob("*.parquet")}
+    assert written == {"vae_summary", "vae_compare", "vae_trend", "vae_prevalence", "vae_mse_by_condition"}
+    prev = pd.read_parquet(out / "tables" / "vae_prevalence.parquet")
     # the test sets are uniform draws of each group: shares sum to one per group and label
     np.testing.assert_allclose(prev.groupby("label")[["light", "dark"]].sum().to_numpy(), 1.0)
-    assert set(prev["label"]) == {"condition"}
-    cmp = pd.read_parquet(written["vae_compare"])
+    cmp = pd.read_parquet(out / "tables" / "vae_compare.parquet")
     assert set(cmp["value"]) == {"recon_mse", "latent_std", "elbo"} and len(cmp) == 9
+    results = pd.read_parquet(out / "results.parquet")
+    got = results[(results["metric"] == "recon_mse_mean") & (results["group"] == "FST 5-6")]
+    assert len(got) == 3  # one per training set (repeat 0)
+    a = got[got["config"] == "A (0% dark)"]["value"].iloc[0]
+    want = preds[(preds["config"] == "A (0% dark)") & (preds["test_group"] == "FST 5-6")]["recon_mse"].mean()
+    assert a == pytest.approx(want)
+    saved = yaml.safe_load((out / "spec.yaml").read_text())
+    assert saved["kind"] == "vae_fairness" and saved["phi"] == "random_fallback" and saved["epochs"] == 1
     html = build_report(out).read_text()
     for name in ("vae_mse_boxes", "vae_latent_std_boxes", "vae_examples_fst_1_2", "vae_examples_fst_5_6"):
         assert (out / "figures" / f"{name}.png").is_file()
@@ -168,3 +180,26 @@ def test_study_folder_analysis_and_report(smoke, tmp_path):
         "Generative fairness" in html and "Example reconstructions" in html and "Disease distribution" in html
     )
     assert "fallback feature network" in html
+
+
+def test_builtin_specs_parse():
+    from pathlib import Path
+
+    import yaml
+
+    import fairmed.studies as studies
+    from fairmed.studies.vae import study_from_spec
+
+    folder = Path(studies.__file__).parent / "builtin"
+    for path in sorted(folder.glob("vae*.yaml")):
+        study = study_from_spec(yaml.safe_load(path.read_text()))
+        assert study.protocol.dark_fractions == [0.0, 0.5, 1.0]
+    paper = study_from_spec(yaml.safe_load((folder / "vae_fitzpatrick17k.yaml").read_text()))
+    assert (paper.protocol.n_test, paper.protocol.n_train, paper.protocol.repeats) == (500, 1668, 10)
+    assert paper.vae.latent_shape == (64, 8, 8) and paper.epochs == 15 and paper.lr == 1e-4
+    from fairmed.errors import SpecError
+
+    with pytest.raises(SpecError, match="vae study: epochs"):
+        study_from_spec({"profile": "smoke", "epochs": 0})
+    with pytest.raises(SpecError, match="profile must be"):
+        study_from_spec({"profile": "huge"})

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
 from fairmed.data.cohort import Cohort
@@ -38,6 +38,8 @@ from fairmed.studies.vae_protocol import VAEProtocol, draw_protocol, fraction_na
 KIND = "vae_fairness"
 VALUES = ("recon_mse", "latent_std", "elbo")
 Profile = Literal["smoke", "cpu", "paper"]
+# Fitzpatrick17k's label granularities (three, nine, fine), coarse to fine
+GRANULARITIES = ("three_partition_label", "nine_partition_label", "label")
 
 
 class VAEStudy(BaseModel):
@@ -315,6 +317,11 @@ def run_repeat(
                 frame[a] = table[a].to_numpy()
             for lab in cohort.labels:  # every label granularity, by name, for the disease-distribution check
                 frame[f"label_{lab}"] = _label_names(cohort, lab, table[lab])
+            for lab in GRANULARITIES:  # Fitzpatrick17k's other partitions when the table keeps them
+                if lab in table.columns and lab not in cohort.labels:
+                    frame[f"label_{lab}"] = (
+                        table[lab].astype(object).where(table[lab].notna(), None).to_numpy()
+                    )
             rows.append(frame)
             if examples_dir is not None and study.examples:
                 _save_examples(
@@ -553,7 +560,7 @@ def analyse(
     """Write the study's tidy tables under ``OUT/tables/`` (what the report section draws)."""
     from fairmed.io import write_table
 
-    preds = predictions[predictions["study"] == KIND] if "study" in predictions.columns else predictions
+    preds = predictions
     if not len(preds):
         return {}
     light, dark = _light_dark(spec)
@@ -585,3 +592,74 @@ def _light_dark(spec) -> tuple[str, str]:
     if isinstance(spec, dict) and isinstance(spec.get("protocol"), dict):
         proto = VAEProtocol.model_validate({**proto.model_dump(), **spec["protocol"]})
     return proto.light, proto.dark
+
+
+# ------------------------------------------------------------------------ spec and driver
+STUDY_FIELDS = set(VAEStudy.model_fields)
+
+
+def study_from_spec(spec: dict) -> VAEStudy:
+    """The study settings of a spec dict: its ``profile`` preset, then every ``VAEStudy`` field it names.
+
+    Nested ``protocol`` / ``vae`` mappings update the preset's fields one by one.
+    """
+    from fairmed.errors import SpecError
+
+    profile = spec.get("profile", "cpu")
+    if profile not in ("smoke", "cpu", "paper"):
+        raise SpecError(f"vae study: profile must be smoke, cpu or paper, got {profile!r}")
+    base = VAEStudy.profile(profile)
+    over = {k: v for k, v in spec.items() if k in STUDY_FIELDS}
+    for key in ("protocol", "vae"):
+        if isinstance(over.get(key), dict):
+            over[key] = {**getattr(base, key).model_dump(), **over[key]}
+    try:
+        return VAEStudy.model_validate({**base.model_dump(), **over})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise SpecError(f"vae study: {loc}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def run_study_folder(
+    cohort: Cohort, study: VAEStudy, out_dir: str | Path, name: str = KIND, bootstrap: int = 200
+) -> pd.DataFrame:
+    """Run every repeat in this process, audit the per-image values by group, and write the study folder.
+
+    Writes ``spec.yaml`` (kind ``vae_fairness``), ``predictions.parquet``, ``results.parquet``
+    (audit with ``values = recon_mse, latent_std, elbo``), ``tables/`` (:func:`analyse`) and
+    ``artifacts/vae_examples_*.npz``; returns the Predictions.
+    """
+    import yaml
+
+    from fairmed.io import write_table, write_text
+    from fairmed.metrics.audit import audit
+
+    out = Path(out_dir)
+    preds = run_vae_study(cohort, study, examples_dir=out / "artifacts")
+    preds["study"] = name
+    results = audit(
+        preds, [study.groups], values=list(VALUES), bootstrap=bootstrap, min_group_size=1
+    ).to_frame()
+    phi = str(preds["phi"].iloc[0]) if len(preds) else "none"
+    doc = {"name": name, "kind": KIND, "phi": phi, **study.model_dump(mode="json")}
+    write_text(out / "spec.yaml", yaml.safe_dump(doc, sort_keys=False))
+    write_table(preds, out / "predictions.parquet")
+    write_table(results, out / "results.parquet")
+    analyse(out, doc, preds.assign(study=KIND))
+    return preds
+
+
+def run_spec(path: str | Path, out_dir: str | Path) -> pd.DataFrame:
+    """Run a study YAML (``kind: vae_fairness``; ``source``: any fairmed source) into ``out_dir``."""
+    import yaml
+
+    from fairmed.data.sources import load_source
+    from fairmed.errors import SpecError
+
+    path = Path(path)
+    spec = yaml.safe_load(path.read_text())
+    if not isinstance(spec, dict) or spec.get("kind") != KIND:
+        raise SpecError(f"{path}: expected a study spec with kind: {KIND}")
+    cohort = load_source(spec.get("source", {"kind": "synth"}), base_dir=path.parent)
+    return run_study_folder(cohort, study_from_spec(spec), out_dir, name=spec.get("name", KIND))

@@ -27,8 +27,6 @@ def _predictions(ctx) -> pd.DataFrame | None:
     preds = ctx.predictions
     if preds is None or "recon_mse" not in preds.columns or "test_group" not in preds.columns:
         return None
-    if "study" in preds.columns:
-        preds = preds[preds["study"].astype(str) == KIND]
     return preds if len(preds) else None
 
 
