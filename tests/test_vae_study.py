@@ -203,3 +203,20 @@ def test_builtin_specs_parse():
         study_from_spec({"profile": "smoke", "epochs": 0})
     with pytest.raises(SpecError, match="profile must be"):
         study_from_spec({"profile": "huge"})
+
+
+def test_disease_prevalence_on_fitzpatrick17k_metadata(shared_data):
+    from fairmed.data.sources import load_source
+
+    csv = shared_data / "fitzpatrick17k" / "fitzpatrick17k.csv"
+    cohort = load_source({"kind": "fitzpatrick17k", "csv": str(csv), "missing_images": "drop"})
+    prev = disease_prevalence(cohort, VAEStudy())
+    assert list(dict.fromkeys(prev["label"])) == ["three_partition_label", "nine_partition_label", "label"]
+    np.testing.assert_allclose(prev.groupby("label")[["light", "dark"]].sum().to_numpy(), 1.0)
+    # counts per group agree with the raw table: FST 1-2 / 5-6 rows with a fine label
+    raw = pd.read_csv(csv)
+    fst = raw["fitzpatrick_scale"]
+    fine = prev[prev["label"] == "label"]
+    assert fine["n_light"].sum() == int((fst.isin([1, 2]) & raw["label"].notna()).sum())
+    assert fine["n_dark"].sum() == int((fst.isin([5, 6]) & raw["label"].notna()).sum())
+    assert len(fine) == raw.loc[fst.isin([1, 2, 5, 6]), "label"].nunique()

@@ -73,9 +73,9 @@ class VAEStudy(BaseModel):
                 examples=3,
             ),
             "cpu": dict(
-                protocol=VAEProtocol(n_test=200, n_train=600, repeats=3),
-                vae=VAEConfig(image_size=32, channels=[32, 64], latent_channels=16, perceptual_layers=4),
-                epochs=8,
+                protocol=VAEProtocol(n_test=150, n_train=400, repeats=3),
+                vae=VAEConfig(image_size=32, channels=[32, 64], latent_channels=16, perceptual_layers=2),
+                epochs=6,
                 batch_size=64,
                 lr=1e-3,
                 val_rows=64,
@@ -440,18 +440,24 @@ def representation_trend(predictions: pd.DataFrame, value: str = "recon_mse") ->
 def disease_prevalence(cohort: Cohort, study: VAEStudy, labels: list[str] | None = None) -> pd.DataFrame:
     """Normalised prevalence of each condition in the light and dark groups, per label column (Figs. 7).
 
-    Prevalence within a group is the share of that group's images with the condition; both groups'
-    prevalences are then divided by their sum over conditions of the pair (so a point on y = x means
-    equal representation of the condition in both groups).
+    The normalised prevalence of a condition in a group is the share of that group's labelled images
+    with it (summing to 1 over conditions in each group), so group sizes cancel and a point on y = x
+    means the condition is equally common among light and dark images. Labels: the cohort's label
+    columns plus Fitzpatrick17k's other partitions when the table keeps them.
     """
     spec = GroupSpec.parse(study.groups)
     groups = spec.assign(cohort.table).groups.astype(object)
     proto = study.protocol
     rows = []
-    for label in labels or cohort.labels:
+    if labels is None:
+        labels = [
+            *cohort.labels,
+            *(g for g in GRANULARITIES if g in cohort.table.columns and g not in cohort.labels),
+        ]
+    for label in labels:
         if label not in cohort.table.columns:
             continue
-        names = cohort.class_names.get(label)
+        names = cohort.class_names.get(label) if label in cohort.labels else None
         values = cohort.table[label]
         keep = groups.isin([proto.light, proto.dark]).to_numpy() & values.notna().to_numpy()
         ct = pd.crosstab(values[keep], groups[keep]).reindex(columns=[proto.light, proto.dark], fill_value=0)
