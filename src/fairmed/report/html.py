@@ -42,6 +42,7 @@ th, td { border: 1px solid var(--line); padding: .25rem .55rem; text-align: righ
 th { background: #f0f0f0; }
 td.text, th.text { text-align: left; }
 tr:nth-child(even) td { background: #fbfbfb; }
+td.pass, td.fail, td.unsure { white-space: pre-line; text-align: left; }
 td.pass { background: #e3f4ea !important; color: #0b5d2a; font-weight: bold; }
 td.fail { background: #fbe7dc !important; color: #8a3000; font-weight: bold; }
 td.unsure { background: #fff6d6 !important; color: #6b5200; }
@@ -75,7 +76,8 @@ def _cell(value) -> tuple[str, str]:
     if value is None or value is pd.NA or value is pd.NaT:
         return "–", "text"
     text = str(value)
-    return text, {"holds": "pass", "fails": "fail", "uncertain": "unsure"}.get(text.split(" ")[0], "text")
+    first = text.split()[0] if text.strip() else ""
+    return text, {"holds": "pass", "fails": "fail", "uncertain": "unsure"}.get(first, "text")
 
 
 def table_html(frame: pd.DataFrame, caption: str = "", max_rows: int = 200) -> str:

@@ -327,7 +327,8 @@ def _box_panel(ax: Axes, panel: BoxPanel, colors: Mapping[str, str]) -> list[str
     )
     ax.set_xlim(-0.6, len(xs) - 0.4)
     ax.set_ylabel(wrap_label(panel.ylabel, 34))
-    ax.set_title(wrap_label(panel.title, 34), fontsize=11)
+    if panel.title:
+        ax.set_title(wrap_label(panel.title, 34), fontsize=11)
     ax.grid(axis="x", visible=False)
     return [g for g in groups if g is not None]
 
@@ -426,7 +427,7 @@ def curve_grid(
     }[kind]
     for i, ax in enumerate(axes):
         if i + cols >= len(panels) or i // cols == rows - 1:  # lowest panel of its column
-            ax.set_xlabel(wrap_label(xlabel, 30))
+            ax.set_xlabel(wrap_label(xlabel, 44))
         if i % cols == 0:
             ax.set_ylabel(wrap_label(ylabel, 26))
         ax.yaxis.set_tick_params(labelleft=True)

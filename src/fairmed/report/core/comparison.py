@@ -123,7 +123,7 @@ def comparison_section(ctx: ReportContext, split: SplitResults) -> Section | Non
     for label, sub in _split_facets(overall, facet):
         ovalues = _values(sub, x_keys, by_group=False)
         if not ovalues.empty:
-            title = f"{label}: {OVERALL} {name}" if label else f"{OVERALL} {name}"
+            title = f"{label}: {OVERALL} {name}" if label else ""  # the figure title says it already
             panels.append(
                 BoxPanel(ovalues, f"{OVERALL} {metric_label(metric)}", title, _versus_baseline(ovalues))
             )

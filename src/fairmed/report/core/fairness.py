@@ -74,7 +74,7 @@ def criteria_table(split: SplitResults, tolerance: float) -> pd.DataFrame:
                     "criterion": name,
                     "equal across groups": what,
                     "_run": run,
-                    "cell": f"{verdict(r.value, r.ci_low, r.ci_high, tolerance)} {r.value:.3f}{ci}",
+                    "cell": f"{verdict(r.value, r.ci_low, r.ci_high, tolerance)}\n{r.value:.3f}{ci}",
                 }
             )
     if not records:
