@@ -9,7 +9,7 @@ import torch
 from fairmed.data.synth import SynthConfig, generate
 from fairmed.errors import SpecError
 from fairmed.report.build import build_report
-from fairmed.studies.pruning import METHODS, PruningStudy, run_pruning_study, split_positions
+from fairmed.studies.pruning import BUILTIN, METHODS, PruningStudy, run_spec, split_positions
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,9 @@ def test_profiles():
         PruningStudy.profile("huge")
 
 
-def test_smoke_study_end_to_end(cohort, tmp_path):
-    study = PruningStudy.profile("smoke", name="pruning smoke")
-    results = run_pruning_study(cohort, study, tmp_path)
+def test_smoke_study_end_to_end(tmp_path):
+    torch.set_num_threads(1)
+    results = run_spec(BUILTIN / "pruning_synth.yaml", tmp_path)  # the builtin spec, smoke profile
     crit = results[
         (results["group"] == "criterion") & (results["metric"] == "eodd") & (results["split"] == "test")
     ]
@@ -60,3 +60,29 @@ def test_smoke_study_end_to_end(cohort, tmp_path):
     assert "Fairness through channel pruning: methods compared" in html
     assert "Channel scores and pruning iterations" in html
     assert (tmp_path / "figures" / "pruning_fate_layer.png").is_file()
+
+
+def test_builtin_specs_parse_with_their_profiles():
+    import yaml
+
+    from fairmed.studies.pruning import study_from_spec
+
+    spec = yaml.safe_load((BUILTIN / "pruning_fitzpatrick17k.yaml").read_text())
+    source, paper = study_from_spec(spec)
+    assert source["label"] == "label" and paper.model["arch"] == "vgg11"
+    assert paper.model["image_size"] == 128 and paper.groups == "fst:123-456" and paper.train["epochs"] == 50
+    assert paper.pruning.scp.ratio == 0.02 and paper.pruning.sweep_layers == [-2, -3]
+    source, cpu = study_from_spec(spec, "cpu")
+    assert (
+        source["label"] == "nine_partition_label"
+        and cpu.model["image_size"] == 64
+        and cpu.train["patience"] == 4
+    )
+    spec = yaml.safe_load((BUILTIN / "pruning_isic2019.yaml").read_text())
+    source, isic = study_from_spec(spec)
+    assert source["kind"] == "isic2019" and isic.groups == "sex" and isic.model["arch"] == "resnet18"
+    spec = yaml.safe_load((BUILTIN / "pruning_synth.yaml").read_text())
+    source, smoke = study_from_spec(spec)
+    assert source["config"]["n_classes"] == 4 and smoke.model["arch"] == "small_cnn" and smoke.seeds == [0]
+    with pytest.raises(SpecError, match="expected 'channel_pruning'"):
+        study_from_spec({**spec, "kind": "composition"})

@@ -448,3 +448,46 @@ def run_pruning_study(cohort: Cohort, study: PruningStudy, out_dir) -> pd.DataFr
     n_classes = len(proba) if proba else 2
     write_tables(out, predictions, history, scores, study.groups, n_classes)
     return results
+
+
+# ------------------------------------------------------------------ YAML specs (studies/builtin/pruning_*.yaml)
+BUILTIN = Path(__file__).parent / "builtin"
+_SPEC_KEYS = {"name", "kind", "profile", "source", "profiles"}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def study_from_spec(spec: dict, profile: str | None = None) -> tuple[dict, PruningStudy]:
+    """(source spec, study) from a ``channel_pruning`` YAML mapping: the profile's preset, then the
+    file's fields, then the file's ``profiles: {<profile>: ...}`` overrides (source included)."""
+    if spec.get("kind") != KIND:
+        raise SpecError(f"study kind {spec.get('kind')!r}: expected {KIND!r}")
+    if "source" not in spec:
+        raise SpecError("channel_pruning spec: 'source' is missing")
+    profile = profile or spec.get("profile", "smoke")
+    override = (spec.get("profiles") or {}).get(profile, {})
+    fields = {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
+    fields = _merge(fields, {k: v for k, v in override.items() if k != "source"})
+    preset = PruningStudy.profile(profile).model_dump(mode="json", exclude={"name"})
+    study = PruningStudy.model_validate({**_merge(preset, fields), "name": spec.get("name", KIND)})
+    return _merge(spec["source"], override.get("source", {})), study
+
+
+def run_spec(path, out_dir, profile: str | None = None) -> pd.DataFrame:
+    """Load a ``channel_pruning`` YAML (paths relative to its folder) and run the study into ``out_dir``."""
+    import yaml
+
+    from fairmed.data.sources import load_source
+
+    path = Path(path)
+    spec = yaml.safe_load(path.read_text())
+    source, study = study_from_spec(spec, profile)
+    cohort = load_source(source, base_dir=path.parent)
+    return run_pruning_study(cohort, study, out_dir)
