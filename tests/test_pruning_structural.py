@@ -67,7 +67,7 @@ def test_small_cnn_sites_and_counts():
     assert all(s.bn is not None for s in sites)
     prune_channels(model, -1, [0, 5])
     assert count_channels(model) == {"features.0": 8, "features.4": 12, "features.8": 14}
-    assert model.head[1].in_features == 14
+    assert model.head[1].in_features == 14 and model.feature_dim == 14
 
 
 @pytest.mark.parametrize("layer", ["features.0.0", -1])

@@ -194,6 +194,9 @@ def prune_channels(model: nn.Module, site: PruneSite | str | int, remove: Iterab
         cols = (keep[:, None] * s + torch.arange(s)[None, :]).reshape(-1)
         _slice_param(consumer, "weight", cols, 1)
         consumer.in_features = len(cols)
+        head = getattr(model, "head", None)
+        if isinstance(head, nn.Module) and any(consumer is m for m in head.modules()):
+            model.feature_dim = len(keep)  # a Classifier's shared representation got narrower
     return keep
 
 
