@@ -370,7 +370,14 @@ class PruningStudy(BaseModel):
                 "model": {"arch": "small_cnn", "image_size": 16, "channels": [8, 16]},
                 "train": {"epochs": 3, "batch_size": 32, "lr": 3e-3, "device": "cpu", "num_threads": 1},
                 "pruning": {
-                    "scp": {"ratio": 0.125, "max_iter": 2, "th_acc": 0.1, "score_batch_size": 64},
+                    # th_fair -1: every iteration is kept, so the smoke run always ends with pruned models
+                    "scp": {
+                        "ratio": 0.125,
+                        "max_iter": 2,
+                        "th_acc": 0.2,
+                        "th_fair": -1.0,
+                        "score_batch_size": 64,
+                    },
                     "finetune": {"epochs": 1, "lr": 1e-3},
                     "sweep_ratios": [0.25],
                     "sweep_layers": [0],
