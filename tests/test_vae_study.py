@@ -220,3 +220,15 @@ def test_disease_prevalence_on_fitzpatrick17k_metadata(shared_data):
     assert fine["n_light"].sum() == int((fst.isin([1, 2]) & raw["label"].notna()).sum())
     assert fine["n_dark"].sum() == int((fst.isin([5, 6]) & raw["label"].notna()).sum())
     assert len(fine) == raw.loc[fst.isin([1, 2, 5, 6]), "label"].nunique()
+
+
+def test_plain_vae_one_training_set(smoke):
+    from fairmed.studies.vae import run_repeat
+
+    cohort, study, _, _ = smoke
+    plain = study.model_copy(
+        update={"vae": study.vae.model_copy(update={"perceptual_weight": 0.0}), "epochs": 1}
+    )
+    preds = run_repeat(cohort, plain, 0, fractions=[0.5])
+    assert (preds["method"] == "vae").all() and (preds["phi"] == "none").all()
+    assert preds["config"].unique().tolist() == ["B (50% dark)"] and len(preds) == 2 * study.protocol.n_test

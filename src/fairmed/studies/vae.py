@@ -359,9 +359,9 @@ def run_vae_study(
 ) -> pd.DataFrame:
     """All repeats (images decoded and Phi built once); Predictions of every test image of every VAE."""
     pixels = cohort_images(cohort, study.vae.image_size)
-    phi = load_phi(study.vae.perceptual_weights, study.vae.perceptual_layers, study.seed)
-    if study.vae.perceptual_weight == 0:
-        phi = None
+    phi = None
+    if study.vae.perceptual_weight > 0:
+        phi = load_phi(study.vae.perceptual_weights, study.vae.perceptual_layers, study.seed)
     reps = range(study.protocol.repeats) if repeats is None else repeats
     return pd.concat(
         [run_repeat(cohort, study, r, images=pixels, phi=phi, examples_dir=examples_dir) for r in reps],
