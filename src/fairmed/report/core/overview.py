@@ -14,6 +14,10 @@ from fairmed.report.tidy import SplitResults
 
 COUNT_COLUMNS = ("attribute", "group", "n")
 MIN_GROUP_SIZE = 30  # the audit's default warning threshold
+EXCLUDED_NOTE = (
+    " (excluded): images that no group of the grouping takes (e.g. FST 3-4 when light = FST 1-2 and"
+    " dark = FST 5-6); (missing): the attribute was not recorded. Neither is audited."
+)
 
 
 def composition_from_results(split: SplitResults) -> pd.DataFrame | None:
@@ -147,7 +151,9 @@ def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
         html=_spec_html(ctx),
         figures=figures,
         captions=[
-            f"Images per group (from {source})" + ("; hatched: the positive class." if positive else ".")
+            f"Images per group (from {source})"
+            + ("; hatched: the positive class." if positive else ".")
+            + (EXCLUDED_NOTE if summary["group"].isin(["(excluded)", "(missing)"]).any() else "")
         ]
         if figures
         else [],
