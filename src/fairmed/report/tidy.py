@@ -36,7 +36,7 @@ METRICS: dict[str, str] = {
     "bce": "cross-entropy (nats per sample)",
     "recon_mse": "reconstruction MSE (per pixel)",
     "latent_std": "mean latent standard deviation",
-    "elbo": "negative ELBO (nats per image)",
+    "elbo": "ELBO (nats per image)",
 }
 # the metrics a report leads with, in order of preference
 PRIMARY = ("auc", "auc_ovr", "accuracy", "f1_macro", "recon_mse", "latent_std")
