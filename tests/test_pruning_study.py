@@ -70,6 +70,7 @@ def tiny_run():
         finetune={"epochs": 1, "lr": 1e-3},
         sweep_ratios=[0.125],
         sweep_layers=[0],
+        others=["reweight"],
     )
     run = run_pruning(
         train,
@@ -87,7 +88,7 @@ def tiny_run():
 def test_end_to_end_on_the_generator(tiny_run):
     run = tiny_run
     pred = run.predictions
-    assert set(pred["method"]) == set(METHODS)
+    assert set(pred["method"]) == {*METHODS, "reweight", "scp_reweight"}
     assert set(pred["split"]) == {"val", "test"}
     assert {"p_0", "p_1", "p_2", "y_pred", "fst", "seed", "channels"} <= set(pred.columns)
     channels = pred.groupby("method")["channels"].first()
@@ -95,6 +96,7 @@ def test_end_to_end_on_the_generator(tiny_run):
     assert channels["scp_vanilla"] == 16 - 2 * 2  # two iterations of 25 % of 8 channels
     h = run.history
     assert set(h["method"]) == {
+        "scp_reweight",
         "vanilla",
         "scp_vanilla",
         "scp_fairprune",
@@ -115,7 +117,7 @@ def test_end_to_end_on_the_generator(tiny_run):
 def test_tables_shaped_like_the_papers(tiny_run):
     metrics = method_metrics(tiny_run.predictions, "fst:123-456", 3)
     table = paper_table(metrics)
-    assert list(table.index) == list(METHODS)
+    assert list(table.index) == [*METHODS, "reweight", "scp_reweight"]
     assert list(table.columns.get_level_values(0).unique()) == [
         "Precision",
         "Recall",
@@ -130,7 +132,10 @@ def test_tables_shaped_like_the_papers(tiny_run):
     last = h[(h["method"] == "scp_vanilla") & h["accepted"]].iloc[-1]
     assert table.loc["scp_vanilla", ("F1", "Avg.")] == pytest.approx(last["test_f1"])
     assert table.loc["scp_vanilla", ("Fairness", "Eodd")] == pytest.approx(last["test_eodd"])
-    assert isinstance(metrics, pd.DataFrame) and len(metrics) == len(METHODS)
+    assert isinstance(metrics, pd.DataFrame) and len(metrics) == len(METHODS) + 2
+    # SCP on top of another fairmed mitigation: the reweighted model's channels were pruned
+    channels = tiny_run.predictions.groupby("method")["channels"].first()
+    assert channels["scp_reweight"] < channels["reweight"] == channels["vanilla"]
 
 
 def test_fate_is_undefined_against_a_zero_baseline():
@@ -159,7 +164,14 @@ def test_tables_and_report_section(tiny_run, tmp_path):
         "Channel scores and pruning iterations",
     ]
     ((caption, table),) = sections[0].tables.items()
-    assert list(table.index) == ["Vanilla", "FairPrune", "SCP-Vanilla", "SCP-FairPrune"]
+    assert list(table.index) == [
+        "Vanilla",
+        "FairPrune",
+        "SCP-Vanilla",
+        "SCP-FairPrune",
+        "reweight",
+        "scp_reweight",
+    ]
     assert "F1 FST 1-3" in table.columns and "FATE Eodd" in table.columns
     figures = sections[1].figures
     assert [p.name for p in figures] == [

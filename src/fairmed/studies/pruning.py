@@ -35,7 +35,7 @@ from fairmed.metrics.multiclass import class_counts, rates_from_counts
 from fairmed.mitigate.pruning import SCPConfig, fairprune_model, scp
 from fairmed.mitigate.structural import count_channels
 from fairmed.train.api import Trained, predictions_frame, train_model
-from fairmed.train.config import TrainConfig
+from fairmed.train.config import StrategySpec, TrainConfig, as_spec
 from fairmed.train.data import TensorData
 from fairmed.train.loop import predict_logits
 
@@ -60,6 +60,10 @@ class PruningSettings(BaseModel):
         description="TrainConfig fields changed for the fine-tuning after each pruning step",
     )
     methods: list[str] = Field(default_factory=lambda: list(METHODS))
+    others: list[str | dict] = Field(
+        default_factory=list,
+        description="other fairmed strategies (e.g. reweight, groupdro) trained as methods, each with SCP on top",
+    )
     sweep_ratios: list[float] = Field(default_factory=list, description="extra pr_c values (Fig. 2a)")
     sweep_layers: list[str | int] = Field(default_factory=list, description="extra layers (Fig. 2b)")
 
@@ -195,7 +199,28 @@ def run_pruning(
             seed,
             loss,
         )
-    runs: list[tuple[str, str, str, str, SCPConfig]] = []
+    strategies = {"vanilla": trained.strategy, "fairprune": trained.strategy}
+    extra_methods = []
+    for other in settings.others:
+        spec = as_spec(StrategySpec, other, "channel_pruning.others")
+        if spec.name == "erm" or spec.name in models:
+            raise SpecError(f"channel_pruning.others: {spec.name!r} is vanilla or listed twice")
+        t_o = train_model(
+            train,
+            val,
+            model=model,
+            strategy=spec,
+            config=config,
+            groups=groups,
+            seed=seed,
+            label=label,
+            extra=[test],
+        )
+        models[spec.name], strategies[spec.name] = t_o.model, t_o.strategy
+        extra_methods += [spec.name, f"scp_{spec.name}"]
+    runs: list[tuple[str, str, str, str, SCPConfig]] = [
+        (f"scp_{name}", name, "", "", settings.scp) for name in extra_methods[::2]
+    ]
     if "scp_vanilla" in settings.methods:
         runs.append(("scp_vanilla", "vanilla", "", "", settings.scp))
     if "scp_fairprune" in settings.methods:
@@ -215,7 +240,13 @@ def run_pruning(
         runs.append((f"scp_vanilla layer={layer}", "vanilla", "layer", str(layer), cfg))
     for name, start, sweep, setting, cfg in runs:
         result = scp(
-            models[start], trained.strategy, tr, va, finetune, evaluate, cfg.model_copy(update={"seed": seed})
+            models[start],
+            strategies[start],
+            tr,
+            va,
+            finetune,
+            evaluate,
+            cfg.model_copy(update={"seed": seed}),
         )
         histories.append(
             result.history.assign(
@@ -226,7 +257,7 @@ def run_pruning(
         if not sweep:
             models[name] = result.model
     frames = []
-    for method in [m for m in settings.methods if m in models]:
+    for method in [m for m in settings.methods if m in models] + extra_methods:
         m = models[method]
         for split, cohort, data in (("val", val, va), ("test", test, te)):
             probs = trained.task.scores(

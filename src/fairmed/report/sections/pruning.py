@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from fairmed.report.sections import Section, register_section
 from fairmed.report.style import PALETTE, new_figure
-from fairmed.studies.pruning import KIND, METHODS, history_fate, paper_table, score_distribution
+from fairmed.studies.pruning import KIND, history_fate, paper_table, score_distribution
 
 TITLES = {
     "vanilla": "Vanilla",
@@ -101,7 +101,7 @@ def pruning_sections(ctx) -> list[Section]:
                     f"difference, the multi-class criteria Eopp0, Eopp1 and Eodd (lower is fairer), and FATE "
                     f"against the vanilla model (accuracy = the groups' average F1, lambda = 1; higher is a "
                     f"better trade-off), mean over {n_seeds} seed(s). Methods: "
-                    + ", ".join(TITLES[m] for m in METHODS if m in set(metrics["method"]))
+                    + ", ".join(TITLES.get(m, m) for m in table.index.map(str))
                     + "."
                 ),
                 tables={"Tables 1-2 of the paper, for this study": table},
