@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
@@ -345,11 +345,13 @@ def run_composition_study(
     train=None,
     name: str = "composition",
     bootstrap: int = 200,
+    record: dict | None = None,
 ) -> pd.DataFrame:
     """Every (composition, strategy, seed) run in this process, audited, with the study's tables.
 
     Writes ``spec.yaml`` (kind ``composition``), ``predictions.parquet``, ``results.parquet`` and
-    ``tables/`` into ``out_dir`` (what the report reads); returns the Results.
+    ``tables/`` into ``out_dir`` (what the report reads); returns the Results. ``record``: more
+    fields for ``spec.yaml`` (the source, the profile).
     """
     from fairmed.metrics.audit import audit
     from fairmed.train.api import fit_predict
@@ -390,10 +392,11 @@ def run_composition_study(
                 "name": name,
                 "kind": KIND,
                 "seeds": list(seeds),
-                "strategies": [
-                    as_spec(StrategySpec, s, "strategy").model_dump(mode="json") for s in strategies
-                ],
+                "strategies": [study_strategy(s).model_dump(mode="json") for s in strategies],
                 "design": design.model_dump(mode="json"),
+                "model": model,
+                "train": train,
+                **(record or {}),
             },
             sort_keys=False,
         ),
@@ -404,10 +407,124 @@ def run_composition_study(
     return results
 
 
+# ------------------------------------------------------------------ YAML specs (studies/builtin/sex_ratio_*.yaml)
+BUILTIN = Path(__file__).parent / "builtin"
+PROFILES: dict[str, dict] = {
+    # CI: 45 tiny runs (5 compositions x 3 strategies x 3 seeds) of a small CNN on 16 px images
+    "smoke": {
+        "model": {"arch": "small_cnn", "image_size": 16, "channels": [8, 16]},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "device": "cpu", "num_threads": 1},
+        "design": {"test_per_cell": 8},
+        "seeds": [0, 1, 2],
+        "bootstrap": 0,
+    },
+    # a laptop: a small CNN at 64 px, early stopping; five seeds as in the paper
+    "cpu": {
+        "model": {"arch": "small_cnn", "image_size": 64, "channels": [32, 64, 128]},
+        "train": {"epochs": 15, "batch_size": 64, "lr": 1e-3, "patience": 4, "augment": "flip"},
+        "seeds": [0, 1, 2, 3, 4],
+        "bootstrap": 200,
+    },
+    # the paper: ImageNet-pretrained ResNet-50 at 384 x 384 (local weights file), five seeds
+    "paper": {
+        "model": {"arch": "resnet50", "image_size": 384},
+        "train": {"epochs": 30, "batch_size": 32, "lr": 1e-4, "patience": 5, "augment": "flip"},
+        "seeds": [0, 1, 2, 3, 4],
+        "bootstrap": 1000,
+    },
+}
+
+
+class CompositionStudy(BaseModel):
+    """A whole ``composition`` study: the design, strategies, seeds, backbone, training and audit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = KIND
+    design: CompositionDesign = Field(default_factory=CompositionDesign)
+    strategies: list[str | dict] = Field(
+        default_factory=lambda: ["erm", "multitask", {"name": "adversarial", "adv_lambda": 5.0}]
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
+    model: dict = Field(default_factory=dict)
+    train: dict = Field(default_factory=dict)
+    bootstrap: int = Field(200, ge=0)
+
+    @classmethod
+    def profile(cls, profile: str, **overrides) -> CompositionStudy:
+        if profile not in PROFILES:
+            raise SpecError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+        return cls.model_validate(_merge(PROFILES[profile], overrides))
+
+
+_SPEC_KEYS = {"name", "kind", "profile", "source", "profiles"}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """``extra`` over ``base``, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both else value
+    return out
+
+
+def study_from_spec(spec: dict, profile: str | None = None) -> tuple[dict, CompositionStudy]:
+    """(source spec, study) from a ``composition`` YAML mapping: the profile's preset, then the
+    file's fields, then the file's ``profiles: {<profile>: ...}`` overrides (source included)."""
+    if not isinstance(spec, dict) or spec.get("kind") != KIND:
+        kind = spec.get("kind") if isinstance(spec, dict) else None
+        raise SpecError(f"study kind {kind!r}: expected {KIND!r}")
+    if "source" not in spec:
+        raise SpecError("composition spec: 'source' is missing")
+    profile = profile or spec.get("profile", "smoke")
+    if profile not in PROFILES:
+        raise SpecError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    override = (spec.get("profiles") or {}).get(profile, {})
+    fields = {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
+    fields = _merge(fields, {k: v for k, v in override.items() if k != "source"})
+    try:
+        study = CompositionStudy.model_validate(
+            {**_merge(PROFILES[profile], fields), "name": spec.get("name", KIND)}
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "spec"
+        raise SpecError(f"composition spec {where}: {err['msg']}") from None
+    return _merge(spec["source"], override.get("source", {})), study
+
+
+def run_spec(path, out_dir, profile: str | None = None) -> pd.DataFrame:
+    """Load a ``composition`` YAML (paths relative to its folder) and run the study into ``out_dir``."""
+    from fairmed.data.sources import load_source
+
+    path = Path(path)
+    spec = yaml.safe_load(path.read_text())
+    source, study = study_from_spec(spec, profile)
+    weights = study.model.get("weights")
+    if weights and not Path(weights).is_absolute():  # like source paths: relative to the YAML's folder
+        study.model["weights"] = str(path.parent / weights)
+    cohort = load_source(source, base_dir=path.parent)
+    return run_composition_study(
+        cohort,
+        study.design,
+        out_dir,
+        strategies=study.strategies,
+        seeds=study.seeds,
+        model=study.model,
+        train=study.train,
+        name=study.name,
+        bootstrap=study.bootstrap,
+        record={"profile": profile or spec.get("profile", "smoke"), "source": source},
+    )
+
+
 __all__ = [
     "KIND",
     "Availability",
+    "BUILTIN",
     "CompositionDesign",
+    "CompositionStudy",
     "SeedDesign",
     "auc_by_group",
     "compare_groups",
@@ -415,5 +532,7 @@ __all__ = [
     "plan_seed",
     "run_composition",
     "run_composition_study",
+    "run_spec",
+    "study_from_spec",
     "write_tables",
 ]
