@@ -71,16 +71,35 @@ def box_figure(ctx, preds: pd.DataFrame, value: str, name: str):
                 patch.set_alpha(0.85)
             ax.plot([], [], "s", color=color[group], label=f"test {group}")
         cmp = compare_test_groups(sub, value, light, dark).set_index("config")
-        top = np.nanquantile(sub[value].to_numpy(float), 0.97)
         for i, c in enumerate(order):
             if c in cmp.index:
-                ax.annotate(cmp.loc[c, "stars"], (x[i], top), ha="center", va="bottom", fontsize=10)
+                ax.annotate(
+                    cmp.loc[c, "stars"],
+                    (x[i], _whisker_top(sub, c, value)),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=10,
+                )
         ax.set_xticks(x, [c.replace(" (", "\n(") for c in order])
         ax.set_title(method)
         ax.set_xlabel("training set")
     axes[0].set_ylabel(TITLES.get(value, value))
-    axes[0].legend(loc="upper left", frameon=False, fontsize=9)
+    lo, hi = axes[0].get_ylim()
+    axes[0].set_ylim(lo, hi + 0.08 * (hi - lo))  # room for the stars under the title
+    fig.legend(loc="outside lower center", ncols=2, frameon=False, fontsize=9)
     return ctx.save(fig, name)
+
+
+def _whisker_top(sub: pd.DataFrame, config: str, value: str) -> float:
+    """Highest upper whisker (q75 + 1.5 IQR, capped at the data) of a training set's two boxes."""
+    tops = []
+    for _, vals in sub.loc[sub["config"] == config].groupby("test_group")[value]:
+        v = vals.to_numpy(float)
+        q25, q75 = np.nanquantile(v, [0.25, 0.75])
+        tops.append(np.nanmax(v[v <= q75 + 1.5 * (q75 - q25)]))
+    return float(max(tops))
 
 
 @register_section(KIND)
