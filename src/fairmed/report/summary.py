@@ -135,12 +135,17 @@ def _stars(frame: pd.DataFrame, a: str, b: str) -> str:
     )
 
 
+def _num(x: float) -> str:
+    """3 decimals, or 2 significant digits for values below 0.001 (small MSEs)."""
+    return f"{x:.3f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2g}"
+
+
 def _significance(f: Finding) -> str:
     if f.significant is None:
         return "The results carry no confidence intervals, so whether this gap is beyond chance is unknown."
     intervals = (
-        f"the 95% confidence intervals of {f.worst_group} ({f.worst_ci[0]:.3f}-{f.worst_ci[1]:.3f}) and "
-        f"{f.best_group} ({f.best_ci[0]:.3f}-{f.best_ci[1]:.3f})"
+        f"the 95% confidence intervals of {f.worst_group} ({_num(f.worst_ci[0])}-{_num(f.worst_ci[1])}) and "
+        f"{f.best_group} ({_num(f.best_ci[0])}-{_num(f.best_ci[1])})"
     )
     seeds = ""
     if f.group_stars:
@@ -173,8 +178,8 @@ def summary_lines(f: Finding, tolerance: float, criteria: pd.DataFrame | None = 
         else ""
     )
     lines = [
-        f"The largest gap is by {f.attribute}{where}: {name} {f.worst_value:.3f} for {f.worst_group} "
-        f"against {f.best_value:.3f} for {f.best_group}, a gap of {f.gap:.3f}{tol}.",
+        f"The largest gap is by {f.attribute}{where}: {name} {_num(f.worst_value)} for {f.worst_group} "
+        f"against {_num(f.best_value)} for {f.best_group}, a gap of {_num(f.gap)}{tol}.",
         _significance(f),
     ]
     if f.best_mitigation is not None:
@@ -182,15 +187,15 @@ def summary_lines(f: Finding, tolerance: float, criteria: pd.DataFrame | None = 
         if f.overall_change is not None:
             change = f.overall_change
             worse = change < 0 if higher_is_better(f.metric) is not False else change > 0
-            cost = f" Overall {name} {'fell' if change < 0 else 'rose'} by {abs(change):.3f}" + _stars_text(
+            cost = f" Overall {name} {'fell' if change < 0 else 'rose'} by {_num(abs(change))}" + _stars_text(
                 f.overall_stars
             )
             cost += (
                 ", so fairness came at a cost in performance." if worse else ", so it cost no performance."
             )
         lines.append(
-            f"{f.best_mitigation} narrowed it most: the {f.attribute} gap went from {f.gap:.3f} to "
-            f"{f.mitigated_gap:.3f}{_stars_text(f.gap_stars)}." + cost
+            f"{f.best_mitigation} narrowed it most: the {f.attribute} gap went from {_num(f.gap)} to "
+            f"{_num(f.mitigated_gap)}{_stars_text(f.gap_stars)}." + cost
         )
     elif f.baseline != "model":
         lines.append(f"No other configuration narrowed the {f.attribute} gap compared with {f.baseline}.")

@@ -197,21 +197,22 @@ def is_gap_label(text: str) -> bool:
 VALUE_STATS = ("mean", "median", "q25", "q75")  # how the audit summarises per-sample values
 
 
-def _expand(names: tuple[str, ...], present: set[str]) -> list[str]:
-    """Each name as it appears in Results: itself, or its per-sample summaries (``recon_mse_mean``)."""
+def expand_metrics(names: tuple[str, ...], present: set[str], stats: int = 2) -> list[str]:
+    """Each name as it appears in Results: itself, or its first ``stats`` per-sample summaries
+    (``recon_mse_mean``, ``recon_mse_median``)."""
     out = []
     for name in names:
         if name in present:
             out.append(name)
         else:
-            out += [f"{name}_{stat}" for stat in VALUE_STATS[:2] if f"{name}_{stat}" in present]
+            out += [f"{name}_{stat}" for stat in VALUE_STATS[:stats] if f"{name}_{stat}" in present]
     return out
 
 
 def primary_metric(groups: pd.DataFrame) -> str | None:
     """The metric the summary and the comparisons lead with: AUC, else accuracy, else mean MSE ..."""
     present = set(groups["metric"].astype(str)) - {"n"}
-    chosen = _expand(PRIMARY, present)
+    chosen = expand_metrics(PRIMARY, present)
     if chosen:
         return chosen[0]
     return sorted(present)[0] if present else None
@@ -220,7 +221,7 @@ def primary_metric(groups: pd.DataFrame) -> str | None:
 def performance_metrics(groups: pd.DataFrame, limit: int = 6) -> list[str]:
     """The metrics of the forest plots, in a fixed reading order."""
     present = set(groups["metric"].astype(str)) - {"n"}
-    chosen = _expand(PERFORMANCE, present)
+    chosen = expand_metrics(PERFORMANCE, present)
     return chosen[:limit] or sorted(present)[:limit]
 
 

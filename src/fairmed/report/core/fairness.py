@@ -13,6 +13,7 @@ from fairmed.report.tidy import (
     SplitResults,
     comparison_keys,
     criterion_rows,
+    expand_metrics,
     gap_rows,
     in_unit_interval,
     metric_short,
@@ -36,7 +37,18 @@ MULTICLASS_CRITERIA: tuple[tuple[str, str, tuple[str, str]], ...] = (
     ("Eopp1", "TPR per class (worst pair)", ("criterion", "eopp1")),
     ("Eodd", "TPR + FPR per class (worst pair)", ("criterion", "eodd")),
 )
-GAP_PLOT_METRICS = ("auc", "auc_ovr", "accuracy", "tpr", "fpr", "selection_rate", "f1_macro")
+GAP_PLOT_METRICS = (
+    "auc",
+    "auc_ovr",
+    "accuracy",
+    "tpr",
+    "fpr",
+    "selection_rate",
+    "f1_macro",
+    "recon_mse",
+    "latent_std",
+    "elbo",
+)
 
 
 def verdict(value: float, ci_low: float, ci_high: float, tolerance: float) -> str:
@@ -109,7 +121,8 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
     lead = primary_metric(split.groups) if not split.groups.empty else None
     rows = gaps[["attribute", *keys]].drop_duplicates() if keys else gaps[["attribute"]].drop_duplicates()
     limit = 6 if len(rows) <= 8 else 3  # many rows make tall panels: then three metrics in one row
-    metrics = [m for m in dict.fromkeys([lead, *GAP_PLOT_METRICS]) if m in present][:limit] or present[:3]
+    wanted = dict.fromkeys([lead, *expand_metrics(GAP_PLOT_METRICS, set(present), stats=1)])
+    metrics = [m for m in wanted if m in present][:limit] or present[:3]
     fig = gap_plot(
         gaps[gaps["metric"].isin(metrics)],
         metrics,
