@@ -82,7 +82,13 @@ def auc_figure(ctx, auc: pd.DataFrame, comparison: pd.DataFrame | None, pair=PAI
         ax.set_ylim(lo - 0.08 * span, hi + 0.3 * span)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("test AUC")
-    axes[-1].legend(title="test group", loc="lower right", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, title="test group", loc="outside right upper", fontsize=8)
     return fig
 
 
