@@ -126,18 +126,6 @@ def test_audit_report_never_imports_torch(audit_dir):
     assert out.stdout.strip() == "False"
 
 
-def test_rebuild_removes_only_its_own_stale_figures(audit_dir):
-    figures = audit_dir / "figures"
-    (figures / "old_report_figure.png").write_bytes(b"stale")
-    (figures / "drawn_by_the_study.png").write_bytes(b"keep")
-    manifest = figures / ".report-figures.json"
-    manifest.write_text(json.dumps([*json.loads(manifest.read_text()), "old_report_figure"]))
-    build_report(audit_dir)
-    assert not (figures / "old_report_figure.png").exists()
-    assert (figures / "drawn_by_the_study.png").read_bytes() == b"keep"
-    (figures / "drawn_by_the_study.png").unlink()
-
-
 def _check_self_contained(out: Path) -> Page:
     page = parse(out / "index.html")
     text = (out / "index.html").read_text(encoding="utf-8")
@@ -265,13 +253,22 @@ def test_group_colours_are_the_same_in_every_figure(study):
         assert colours["FST 1-2"].lower() in svg and colours["FST 5-6"].lower() in svg
 
 
-def test_cli_report(audit_dir, capsys):
+def test_cli_report_rebuild(audit_dir, capsys):
+    """`fairmed report` rebuilds in place: summary on stdout, only the report's own stale figures go."""
+    figures = audit_dir / "figures"
+    (figures / "old_report_figure.png").write_bytes(b"stale")
+    (figures / "drawn_by_the_study.png").write_bytes(b"keep")
+    manifest = figures / ".report-figures.json"
+    manifest.write_text(json.dumps([*json.loads(manifest.read_text()), "old_report_figure"]))
     (audit_dir / "index.html").unlink()
     main(["report", str(audit_dir), "--tolerance", "0.1"])
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].startswith("- The largest gap is by fst: AUC ")
     assert out[-1] == f"report: {audit_dir / 'index.html'}"
     assert "Fairness criteria at tolerance 0.1" in (audit_dir / "index.html").read_text(encoding="utf-8")
+    assert not (figures / "old_report_figure.png").exists()
+    assert (figures / "drawn_by_the_study.png").read_bytes() == b"keep"
+    (figures / "drawn_by_the_study.png").unlink()
     with pytest.raises(SystemExit) as bad:
         main(["report", str(audit_dir), "--tolerance", "5"])
     assert bad.value.code == 2
