@@ -1,0 +1,124 @@
+"""Executors: run a study's runs in this process, in local worker processes, or on Ray.
+
+Each executor calls ``execute(run)`` (a kind's top-level, picklable function) and yields
+``(run, predictions)`` as runs finish; the runner, in the driver, writes each result to disk, so
+workers need no shared file system (a Ray cluster works as is). Same runs, same seeds, same
+Predictions whichever executor runs them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+import pandas as pd
+
+from fairmed.errors import SpecError
+from fairmed.progress import bar
+from fairmed.studies.kinds import RunSpec
+
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+Execute = Callable[[RunSpec], pd.DataFrame]
+
+
+def default_jobs() -> int:
+    """min(2, cores): two runs side by side on a laptop without oversubscribing it."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _init_worker(threads: int) -> None:
+    """One BLAS/torch thread per worker process so that ``jobs`` workers share the cores."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ.setdefault("FAIRMED_RUN_THREADS", str(threads))
+
+
+def _call(execute: Execute, run: RunSpec) -> pd.DataFrame:
+    return execute(run)
+
+
+def run_local(
+    runs: Sequence[RunSpec], execute: Execute, jobs: int | None = None
+) -> Iterator[tuple[RunSpec, pd.DataFrame]]:
+    """In this process (``jobs=1``) or in ``jobs`` worker processes (forkserver/spawn, never fork)."""
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise SpecError(f"--jobs: expected at least 1, got {jobs}")
+    if jobs == 1 or len(runs) <= 1:
+        for run in runs:
+            yield run, execute(run)
+        return
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(runs)),
+        mp_context=mp.get_context(method),
+        initializer=_init_worker,
+        initargs=(threads,),
+    ) as pool:
+        pending = {pool.submit(_call, execute, run): run for run in runs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                run = pending.pop(future)
+                yield run, future.result()
+
+
+def run_ray(
+    runs: Sequence[RunSpec], execute: Execute, address: str | None = None, num_cpus: int | None = None
+) -> Iterator[tuple[RunSpec, pd.DataFrame]]:
+    """On a Ray cluster at ``address``, or on a local Ray instance (``num_cpus``, default min(2, cores))."""
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - ray is a dependency
+        raise SpecError(
+            "--executor ray: the 'ray' package is not installed (pip install 'ray[default]')"
+        ) from None
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=num_cpus or default_jobs(),
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+    try:
+        remote = ray.remote(num_cpus=1)(_call)
+        pending = {remote.remote(execute, run): run for run in runs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                run = pending.pop(ref)
+                yield run, ray.get(ref)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def execute_runs(
+    runs: Sequence[RunSpec],
+    execute: Execute,
+    executor: str = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    desc: str = "runs",
+) -> Iterator[tuple[RunSpec, pd.DataFrame]]:
+    """Run ``runs`` with the named executor, with a progress bar over runs."""
+    if executor not in EXECUTORS:
+        raise SpecError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if address and executor != "ray":
+        raise SpecError("--address is for --executor ray")
+    it = run_local(runs, execute, jobs) if executor == "local" else run_ray(runs, execute, address, jobs)
+    with bar(len(runs), desc) as progress:
+        for run, frame in it:
+            progress.set_postfix_str(run.run_id, refresh=False)
+            progress.update(1)
+            yield run, frame
+
+
+__all__ = ["EXECUTORS", "default_jobs", "execute_runs", "run_local", "run_ray"]

@@ -1,0 +1,190 @@
+"""The study runner: spec -> runs -> ``OUT/runs/*.parquet`` -> tables -> report.
+
+Layout of a study folder ``OUT``:
+``spec.yaml`` (resolved spec + fairmed version, written first), ``runs/<run_id>.parquet`` (one
+per finished run, written atomically: a rerun skips them, an interrupted run leaves nothing
+half-written), ``versions.json``, ``cohort_summary.parquet``, ``predictions.parquet`` (all runs),
+``results.parquet`` (the audit of ``audit.splits`` per run), ``tables/*.parquet`` (the kind's
+``analyse``), then ``index.html`` + ``figures/`` (``fairmed.report.build_report``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from fairmed.errors import SpecError
+from fairmed.io import read_table, write_json, write_table, write_text
+from fairmed.schema import RUN_KEYS
+from fairmed.studies.executors import execute_runs
+from fairmed.studies.kinds import RunSpec, get_kind
+from fairmed.studies.spec import StudySpec, load_spec
+
+VERSION_PACKAGES = ("fairmed", "numpy", "pandas", "scipy", "torch", "torchvision", "pydantic", "ray")
+
+
+@dataclass
+class StudyOutcome:
+    """What a study run produced, and which runs ran now vs were already on disk."""
+
+    out_dir: Path
+    spec: StudySpec
+    runs: list[RunSpec]
+    executed: list[str]
+    skipped: list[str]
+    predictions: pd.DataFrame
+    results: pd.DataFrame
+    report: Path | None
+
+
+def versions() -> dict[str, str]:
+    """Python and package versions (read from metadata; nothing is imported)."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in VERSION_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _spec_text(spec: StudySpec) -> str:
+    body = spec.model_dump(mode="json")
+    body.pop("base_dir", None)
+    head = f"# resolved study spec (profile {spec.profile}); fairmed {versions().get('fairmed', '?')}\n"
+    return head + yaml.safe_dump(body, sort_keys=False)
+
+
+def _check_folder(out: Path, spec: StudySpec) -> None:
+    """Refuse to resume into a folder holding another spec's runs (the results would mix)."""
+    existing = out / "spec.yaml"
+    if not existing.exists():
+        return
+    old = yaml.safe_load(existing.read_text(encoding="utf-8")) or {}
+    new = yaml.safe_load(_spec_text(spec))
+    if old != new:
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise SpecError(
+            f"{out}: holds runs of a different spec (changed: {', '.join(changed)}); use another --out or delete it"
+        )
+
+
+def with_keys(run: RunSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """The run's Predictions with the run keys in front (``split`` from the kind)."""
+    keys = pd.DataFrame({k: [v] * len(frame) for k, v in run.keys.items()})
+    keys["seed"] = keys["seed"].astype("int64")
+    body = frame.drop(columns=[c for c in run.keys if c in frame.columns]).reset_index(drop=True)
+    return pd.concat([keys, body], axis=1)
+
+
+def run_file(out: Path, run: RunSpec) -> Path:
+    return out / "runs" / f"{run.run_id}.parquet"
+
+
+def _audit(spec: StudySpec, predictions: pd.DataFrame) -> pd.DataFrame:
+    from fairmed.metrics.audit import audit
+
+    a = spec.audit
+    splits = list(a.splits) + (["val"] if isinstance(a.threshold, str) else [])
+    frame = predictions[predictions["split"].isin(splits)] if "split" in predictions else predictions
+    values = None
+    if "y_true" not in frame.columns:  # generative kinds: per-sample values
+        from fairmed.schema import REGRESSION_VALUES
+
+        values = [v for v in REGRESSION_VALUES if v in frame.columns]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = audit(
+            frame,
+            spec.group_specs(),
+            threshold=a.threshold,
+            bootstrap=a.bootstrap,
+            ci=a.ci,
+            seed=a.seed,
+            intersect=a.intersect,
+            min_group_size=a.min_group_size,
+            values=values,
+        )
+    return result.to_frame()
+
+
+def _cohort_summary(spec: StudySpec) -> pd.DataFrame | None:
+    """Cohort.describe by the study's groups, overall and per split of the first seed."""
+    if not spec.source:
+        return None
+    from fairmed.studies.classification import load_cohort, split_parts
+
+    cohort = load_cohort(spec)
+    groups = spec.group_specs()
+    frames = [cohort.describe(groups).assign(split="all")]
+    try:
+        parts = split_parts(spec, cohort, spec.design.seed_list()[0])
+    except SpecError:
+        parts = {}
+    frames += [part.describe(groups).assign(split=name) for name, part in parts.items()]
+    table = pd.concat(frames, ignore_index=True)
+    return table[["split", *[c for c in table.columns if c != "split"]]]
+
+
+def run_study(
+    spec: StudySpec | str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    profile: str | None = None,
+    executor: str = "local",
+    jobs: int | None = None,
+    address: str | None = None,
+    report: bool = True,
+) -> StudyOutcome:
+    """Run a study (a StudySpec, a YAML path or a built-in name) into ``out_dir``; resume if present."""
+    if not isinstance(spec, StudySpec):
+        spec = load_spec(spec, profile=profile)
+    elif profile is not None and profile != spec.profile:
+        raise SpecError(
+            f"profile {profile!r}: a resolved StudySpec has profile {spec.profile!r}; load it again"
+        )
+    out = Path(out_dir) if out_dir is not None else Path("fairmed-out") / spec.name
+    kind = get_kind(spec.kind)
+    runs = kind.expand(spec)
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise SpecError(f"{spec.name}: two runs share an id; make config/method names unique")
+    _check_folder(out, spec)
+    write_text(out / "spec.yaml", _spec_text(spec))
+    write_json(out / "versions.json", versions())
+
+    todo = [r for r in runs if not run_file(out, r).exists()]
+    skipped = [r.run_id for r in runs if run_file(out, r).exists()]
+    executed = []
+    for run, frame in execute_runs(todo, kind.execute, executor, jobs, address, desc=spec.name):
+        write_table(with_keys(run, frame), run_file(out, run))
+        executed.append(run.run_id)
+
+    predictions = pd.concat([read_table(run_file(out, r)) for r in runs], ignore_index=True)
+    write_table(predictions, out / "predictions.parquet")
+    summary = _cohort_summary(spec)
+    if summary is not None:
+        write_table(summary, out / "cohort_summary.parquet")
+    results = _audit(spec, predictions)
+    write_table(results, out / "results.parquet")
+    if kind.analyse is not None:
+        kind.analyse(out, spec, predictions, results)
+    index = _build_report(out) if report else None
+    return StudyOutcome(out, spec, runs, executed, skipped, predictions, results, index)
+
+
+def _build_report(out: Path) -> Path | None:
+    try:
+        from fairmed.report import build_report
+    except ImportError:  # the report module is optional at this layer
+        return None
+    return build_report(out)
+
+
+__all__ = ["RUN_KEYS", "StudyOutcome", "run_file", "run_study", "versions", "with_keys"]

@@ -1,0 +1,246 @@
+"""StudySpec: a study as a YAML file, validated with one-line errors, with profiles.
+
+```yaml
+name: demo
+kind: classification            # a registered study kind (fairmed.studies.kinds)
+profile: cpu                    # smoke | cpu | paper; selects one of `profiles:` below
+source: {kind: synth, config: {n: 1200}}
+groups: [fst:12-56, sex]        # GroupSpec short forms or dicts; the first drives group strategies
+design: {fractions: {train: 0.6, val: 0.2, test: 0.2}, group_by: patient_id, seeds: [0, 1, 2]}
+model: {arch: small_cnn, image_size: 32}
+strategies: [erm, reweight, {name: adversarial, adv_lambda: 5}]
+train: {epochs: 5}
+audit: {bootstrap: 200}
+profiles:                       # partial overrides, deep-merged over the spec when selected
+  smoke: {source: {config: {n: 200}}, train: {epochs: 1}, design: {seeds: [0]}}
+```
+Every field has a default that runs on a 2-core CPU. Top-level fields other than the common
+ones belong to the study kind (its ``fields`` model); anything else is an error naming the field.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fairmed.errors import SpecError
+
+PROFILES: tuple[str, ...] = ("smoke", "cpu", "paper")
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+
+
+class DesignSpec(BaseModel):
+    """How the cohort is split and repeated: fractions, patient grouping, stratification, seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2})
+    group_by: str | None = "patient_id"
+    stratify: list[str] | None = None  # None: the label; with attributes, e.g. [malignant, fst]
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    repeats: int | None = Field(None, ge=1, description="seeds 0..repeats-1 (overrides seeds)")
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
+        missing = {"train", "val", "test"} - set(value)
+        if missing:
+            raise ValueError(f"needs train, val and test (missing {sorted(missing)})")
+        if any(v < 0 for v in value.values()) or abs(sum(value.values()) - 1.0) > 1e-6:
+            raise ValueError(f"fractions must be >= 0 and sum to 1 (got {value})")
+        return value
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.repeats)) if self.repeats else list(self.seeds)
+
+
+class AuditSettings(BaseModel):
+    """Settings of the audit of each run (fairmed.metrics.audit.audit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap: int = Field(200, ge=0)
+    threshold: float | str = 0.5
+    ci: float = Field(0.95, gt=0.0, lt=1.0)
+    min_group_size: int = Field(30, ge=1)
+    intersect: bool = False
+    splits: list[str] = Field(default_factory=lambda: ["test"])
+    seed: int = 0
+
+
+class StudySpec(BaseModel):
+    """A study: data, groups, design, model, strategies, training, audit (see the module docstring)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "study"
+    kind: str = "classification"
+    description: str = ""
+    profile: Literal["smoke", "cpu", "paper"] = "cpu"
+    source: dict[str, Any] = Field(default_factory=lambda: {"kind": "synth"})
+    label: str | None = None
+    groups: list[str | dict[str, Any]] = Field(default_factory=lambda: ["fst:12-56", "sex"])
+    design: DesignSpec = Field(default_factory=DesignSpec)
+    model: dict[str, Any] | str = Field(default_factory=dict)
+    strategies: list[str | dict[str, Any]] = Field(default_factory=lambda: ["erm"])
+    train: dict[str, Any] = Field(default_factory=dict)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    base_dir: str | None = None  # relative source paths resolve here (the YAML's folder)
+
+    def group_specs(self) -> list:
+        """The groups as GroupSpecs."""
+        from fairmed.data.groups import GroupSpec
+
+        return [
+            GroupSpec.parse(g) if isinstance(g, str) else GroupSpec.model_validate(g) for g in self.groups
+        ]
+
+    def strategy_names(self) -> dict[str, dict[str, Any]]:
+        """method name -> StrategySpec fields; a dict may set ``label`` to name the method."""
+        out: dict[str, dict[str, Any]] = {}
+        for s in self.strategies:
+            fields = {"name": s} if isinstance(s, str) else dict(s)
+            method = str(fields.pop("label", None) or fields.get("name", "erm"))
+            if method in out:
+                raise SpecError(f"strategies: method {method!r} appears twice (give one a 'label')")
+            out[method] = fields
+        return out
+
+    def settings(self) -> BaseModel | None:
+        """The kind-specific fields, validated by the kind's ``fields`` model (None if it has none)."""
+        from fairmed.studies.kinds import get_kind
+
+        model = get_kind(self.kind).fields
+        return None if model is None else model.model_validate(self.model_extra or {})
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: mappings merge recursively, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _fail(where: str, exc: ValidationError) -> SpecError:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "spec"
+    msg = err["msg"].removeprefix("Value error, ")
+    return SpecError(f"{where}: {loc}: {msg} (got {err.get('input')!r})"[:400])
+
+
+def resolve_spec(
+    raw: dict[str, Any], profile: str | None = None, where: str = "spec", base_dir: str | Path | None = None
+) -> StudySpec:
+    """Validate a spec mapping: select the profile, deep-merge its overrides, check every field."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping of study fields, got {type(raw).__name__}")
+    raw = dict(raw)
+    profiles = raw.pop("profiles", None) or {}
+    if not isinstance(profiles, dict) or set(profiles) - set(PROFILES):
+        bad = sorted(set(profiles) - set(PROFILES)) if isinstance(profiles, dict) else profiles
+        raise SpecError(f"{where}: profiles: unknown profile(s) {bad} (expected {', '.join(PROFILES)})")
+    chosen = profile or raw.get("profile", "cpu")
+    if chosen not in PROFILES:
+        raise SpecError(f"{where}: profile: expected one of {', '.join(PROFILES)}, got {chosen!r}")
+    merged = deep_merge(raw, profiles.get(chosen) or {})
+    merged["profile"] = chosen
+    if base_dir is not None and merged.get("base_dir") is None:
+        merged["base_dir"] = str(base_dir)
+    try:
+        spec = StudySpec.model_validate(merged)
+    except ValidationError as exc:
+        raise _fail(where, exc) from None
+    _check_parts(spec, where)
+    return spec
+
+
+def _check_parts(spec: StudySpec, where: str) -> None:
+    """Validate the parts owned by other modules (source, groups, kind fields) with one-line errors."""
+    from fairmed.data.groups import GroupSpec  # light: pydantic + pandas
+    from fairmed.data.sources import parse_source
+    from fairmed.studies.kinds import get_kind
+
+    try:
+        parse_source(spec.source)
+        for g in spec.groups:
+            GroupSpec.parse(g) if isinstance(g, str) else GroupSpec.model_validate(g)
+        spec.strategy_names()
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    except ValidationError as exc:
+        raise _fail(f"{where}: groups", exc) from None
+    kind = get_kind(spec.kind)
+    extra = spec.model_extra or {}
+    if kind.fields is None:
+        if extra:
+            name = next(iter(extra))
+            raise SpecError(
+                f"{where}: unknown field {name!r} (study kind {spec.kind!r} takes no extra fields)"
+            )
+        return
+    try:
+        kind.fields.model_validate(extra)
+    except ValidationError as exc:
+        raise _fail(where, exc) from None
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def locate(spec: str | Path) -> Path:
+    """A spec file path, or a built-in study's name (``demo``) -> its YAML path."""
+    path = Path(spec)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.exists():
+            raise SpecError(f"{path}: spec file not found")
+        return path
+    builtin = BUILTIN_DIR / f"{spec}.yaml"
+    if builtin.exists():
+        return builtin
+    raise SpecError(
+        f"{spec}: neither a spec file nor a built-in study (built-in: {', '.join(builtin_names())})"
+    )
+
+
+def load_spec(spec: str | Path, profile: str | None = None) -> StudySpec:
+    """Read and validate a study YAML (a path or a built-in name), applying ``profile``."""
+    path = locate(spec)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise SpecError(f"{path.name}: not valid YAML: {first}") from None
+    raw = raw or {}
+    if isinstance(raw, dict):
+        raw.setdefault("name", path.stem)
+    return resolve_spec(raw, profile=profile, where=path.name, base_dir=path.parent.resolve())
+
+
+def describe_builtin(name: str) -> str:
+    """The first line of a built-in study's ``description``."""
+    raw = yaml.safe_load((BUILTIN_DIR / f"{name}.yaml").read_text(encoding="utf-8")) or {}
+    text = str(raw.get("description", "")).strip()
+    return text.splitlines()[0] if text else ""
+
+
+__all__ = [
+    "PROFILES",
+    "AuditSettings",
+    "DesignSpec",
+    "StudySpec",
+    "builtin_names",
+    "deep_merge",
+    "describe_builtin",
+    "load_spec",
+    "locate",
+    "resolve_spec",
+]
