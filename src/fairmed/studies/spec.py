@@ -226,10 +226,11 @@ def load_spec(spec: str | Path, profile: str | None = None) -> StudySpec:
 
 
 def describe_builtin(name: str) -> str:
-    """The first line of a built-in study's ``description``."""
+    """The first sentence of a built-in study's ``description`` (at most 110 characters)."""
     raw = yaml.safe_load((BUILTIN_DIR / f"{name}.yaml").read_text(encoding="utf-8")) or {}
-    text = str(raw.get("description", "")).strip()
-    return text.splitlines()[0] if text else ""
+    text = " ".join(str(raw.get("description", "")).split())
+    first = text.split(". ")[0].rstrip(".")
+    return first if len(first) <= 110 else first[:107] + "..."
 
 
 __all__ = [

@@ -1,0 +1,70 @@
+"""`fairmed run SPEC.yaml|NAME`: run a study spec locally or on a Ray cluster (resumes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fairmed.studies.executors import EXECUTORS
+from fairmed.studies.spec import PROFILES
+
+
+def study_options(fn):
+    """Options shared by `fairmed run` and `fairmed demo`."""
+    for option in reversed(
+        [
+            click.option(
+                "--out",
+                "out_dir",
+                type=click.Path(file_okay=False, path_type=Path),
+                default=None,
+                help="Output folder (default: fairmed-out/<study name>). A rerun resumes.",
+            ),
+            click.option(
+                "--profile",
+                type=click.Choice(PROFILES),
+                default=None,
+                help="Size profile: smoke (seconds), cpu (minutes on 2 cores), paper.",
+            ),
+            click.option(
+                "--executor",
+                type=click.Choice(EXECUTORS),
+                default="local",
+                show_default=True,
+                help="local worker processes, or Ray.",
+            ),
+            click.option("--address", default=None, help="Ray cluster address (default: start a local Ray)."),
+            click.option(
+                "--jobs",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Runs side by side (default min(2, cores); 1 = in this process).",
+            ),
+            click.option("--no-report", "no_report", is_flag=True, help="Skip the HTML report."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+@click.command(name="run")
+@click.argument("spec")
+@study_options
+def run(spec: str, out_dir, profile, executor, address, jobs, no_report) -> None:
+    """Run the study SPEC (a YAML file, or a built-in name from `fairmed studies list`).
+
+    Writes OUT/spec.yaml, runs/*.parquet, predictions.parquet, results.parquet, tables/ and
+    index.html. Finished runs are skipped when the same command runs again.
+    """
+    from fairmed.studies.runner import run_study
+
+    outcome = run_study(
+        spec, out_dir, profile=profile, executor=executor, jobs=jobs, address=address, report=not no_report
+    )
+    click.echo(
+        f"{outcome.spec.name}: {len(outcome.executed)} run(s) executed, {len(outcome.skipped)} resumed"
+        f" -> {outcome.out_dir}"
+    )
+    if outcome.report is not None:
+        click.echo(f"report: {outcome.report}")
