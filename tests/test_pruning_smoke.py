@@ -9,7 +9,7 @@ import torch
 from fairmed.data.synth import SynthConfig, generate
 from fairmed.errors import SpecError
 from fairmed.report.build import build_report
-from fairmed.studies.pruning import BUILTIN, METHODS, PruningStudy, run_spec, split_positions
+from fairmed.studies.pruning import BUILTIN, METHODS, PruningStudy, run_spec, split_parts
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +20,18 @@ def cohort():
 
 
 def test_split_keeps_patients_together_and_covers_everyone(cohort):
-    parts = split_positions(cohort, (0.6, 0.2, 0.2), seed=3)
-    allpos = sorted(int(p) for part in parts for p in part)
-    assert allpos == list(range(len(cohort)))
-    patients = [set(cohort.table["patient_id"].iloc[p]) for p in parts]
+    study = PruningStudy.profile("smoke")
+    parts = split_parts(cohort, study, seed=3)
+    assert sum(len(p) for p in parts) == len(cohort)
+    assert len(set().union(*(set(p.table["id"]) for p in parts))) == len(cohort)
+    patients = [set(p.table["patient_id"]) for p in parts]
     assert (
         not (patients[0] & patients[1])
         and not (patients[0] & patients[2])
         and not (patients[1] & patients[2])
     )
-    again = split_positions(cohort, (0.6, 0.2, 0.2), seed=3)
-    assert all((a == b).all() for a, b in zip(parts, again))
+    again = split_parts(cohort, study, seed=3)
+    assert all(list(a.table["id"]) == list(b.table["id"]) for a, b in zip(parts, again))
 
 
 def test_profiles():
@@ -69,9 +70,11 @@ def test_builtin_specs_parse_with_their_profiles():
 
     spec = yaml.safe_load((BUILTIN / "pruning_fitzpatrick17k.yaml").read_text())
     source, paper = study_from_spec(spec)
-    assert source["label"] == "label" and paper.model["arch"] == "vgg11"
-    assert paper.model["image_size"] == 128 and paper.groups == "fst:123-456" and paper.train["epochs"] == 50
-    assert paper.pruning.scp.ratio == 0.02 and paper.pruning.sweep_layers == [-2, -3]
+    assert source["label"] == "label" and paper.model == {"arch": "vgg11", "image_size": 128}
+    assert paper.groups == "fst:123-456" and paper.train["epochs"] == 50 and paper.seeds == [0, 1, 2]
+    assert (
+        paper.pruning.scp.ratio == 0.02 and paper.pruning.sweep_layers == [-2, -3] and paper.group_by is None
+    )
     source, cpu = study_from_spec(spec, "cpu")
     assert (
         source["label"] == "nine_partition_label"
@@ -84,5 +87,8 @@ def test_builtin_specs_parse_with_their_profiles():
     spec = yaml.safe_load((BUILTIN / "pruning_synth.yaml").read_text())
     source, smoke = study_from_spec(spec)
     assert source["config"]["n_classes"] == 4 and smoke.model["arch"] == "small_cnn" and smoke.seeds == [0]
+    assert smoke.pruning.scp.th_fair == -1.0 and smoke.bootstrap == 0
+    _, cpu = study_from_spec(spec, "cpu")
+    assert cpu.pruning.scp.ratio == 0.02 and cpu.pruning.scp.th_fair == 0.0 and cpu.seeds == [0, 1, 2]
     with pytest.raises(SpecError, match="expected 'channel_pruning'"):
         study_from_spec({**spec, "kind": "composition"})

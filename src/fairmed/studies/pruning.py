@@ -380,7 +380,7 @@ def write_tables(
 
 # ------------------------------------------------------------------ the whole study in this process
 class PruningStudy(BaseModel):
-    """A channel-pruning study: groups, model, training, the methods' settings, seeds, split."""
+    """A channel-pruning study: groups, model, training, the methods' settings, seeds, split, audit."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -390,8 +390,11 @@ class PruningStudy(BaseModel):
     train: dict = Field(default_factory=dict, description="TrainConfig fields of the vanilla model")
     pruning: PruningSettings = Field(default_factory=PruningSettings)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    fractions: tuple[float, float, float] = Field((0.6, 0.2, 0.2), description="train, val, test")
+    fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2})
+    group_by: str | None = "patient_id"
+    stratify: list[str] | None = Field(None, description="split strata (default: the label)")
     bootstrap: int = Field(200, ge=0, description="audit bootstrap replicates")
+    min_group_size: int = Field(1, ge=1)
 
     @classmethod
     def profile(cls, profile: str, **overrides) -> PruningStudy:
@@ -430,25 +433,19 @@ class PruningStudy(BaseModel):
         return cls.model_validate({**base, **overrides})
 
 
-def split_positions(cohort: Cohort, fractions, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded train/val/test positions; whole patients stay in one split when ``patient_id`` exists."""
-    table = cohort.table
-    units = (
-        table["patient_id"].astype(str).to_numpy() if "patient_id" in table.columns else np.arange(len(table))
-    )
-    uniq, inverse = np.unique(units, return_inverse=True)
-    order = np.random.default_rng(seed).permutation(len(uniq))
-    rank = np.empty(len(uniq), dtype=np.int64)
-    rank[order] = np.arange(len(uniq))
-    cuts = np.cumsum(np.asarray(fractions, dtype=float) / np.sum(fractions))[:-1] * len(uniq)
-    split = np.searchsorted(cuts, rank[inverse], side="right")
-    return tuple(np.flatnonzero(split == k) for k in range(3))  # type: ignore[return-value]
+def split_parts(cohort: Cohort, study: PruningStudy, seed: int) -> tuple[Cohort, Cohort, Cohort]:
+    """Train/val/test cohorts of one seed (:func:`fairmed.design.splits.split_cohort`)."""
+    from fairmed.design.splits import split_cohort
+
+    stratify = study.stratify if study.stratify is not None else [cohort.label]
+    parts = split_cohort(cohort, study.fractions, seed, study.group_by, stratify)
+    return cohort.subset(parts["train"]), cohort.subset(parts["val"]), cohort.subset(parts["test"])
 
 
 def run_pruning_study(cohort: Cohort, study: PruningStudy, out_dir) -> pd.DataFrame:
     """Every seed in this process, audited; writes spec.yaml, predictions, results and tables.
 
-    Returns the Results (fairmed.metrics.audit over the methods' val/test Predictions).
+    Returns the Results (fairmed.metrics.audit over the methods' test Predictions).
     """
     import yaml
 
@@ -457,7 +454,7 @@ def run_pruning_study(cohort: Cohort, study: PruningStudy, out_dir) -> pd.DataFr
     out = Path(out_dir)
     runs = []
     for seed in study.seeds:
-        tr, va, te = (cohort.subset(p) for p in split_positions(cohort, study.fractions, seed))
+        tr, va, te = split_parts(cohort, study, seed)
         runs.append(
             run_pruning(
                 tr,
@@ -476,21 +473,22 @@ def run_pruning_study(cohort: Cohort, study: PruningStudy, out_dir) -> pd.DataFr
     history = pd.concat([r.history for r in runs], ignore_index=True)
     scores = pd.concat([r.scores for r in runs], ignore_index=True)
     results = audit(
-        predictions.drop(columns=["channels"]), [study.groups], bootstrap=study.bootstrap, min_group_size=1
+        predictions[predictions["split"] == "test"].drop(columns=["channels"]),
+        [study.groups],
+        bootstrap=study.bootstrap,
+        min_group_size=study.min_group_size,
     ).to_frame()
     spec = {"kind": KIND, **study.model_dump(mode="json"), "privileged": [r.privileged for r in runs]}
     write_text(out / "spec.yaml", yaml.safe_dump(spec, sort_keys=False))
     write_table(predictions, out / "predictions.parquet")
     write_table(results, out / "results.parquet")
     proba = [c for c in predictions.columns if c.startswith("p_") and c[2:].isdigit()]
-    n_classes = len(proba) if proba else 2
-    write_tables(out, predictions, history, scores, study.groups, n_classes)
+    write_tables(out, predictions, history, scores, study.groups, len(proba) if proba else 2)
     return results
 
 
 # ------------------------------------------------------------------ YAML specs (studies/builtin/pruning_*.yaml)
 BUILTIN = Path(__file__).parent / "builtin"
-_SPEC_KEYS = {"name", "kind", "profile", "source", "profiles"}
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -503,19 +501,31 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def study_from_spec(spec: dict, profile: str | None = None) -> tuple[dict, PruningStudy]:
-    """(source spec, study) from a ``channel_pruning`` YAML mapping: the profile's preset, then the
-    file's fields, then the file's ``profiles: {<profile>: ...}`` overrides (source included)."""
+    """(source spec, study) from a ``channel_pruning`` study YAML (the StudySpec layout: ``name``,
+    ``kind``, ``profile``, ``source``, ``groups`` (the first is used), ``design``, ``model``,
+    ``train``, ``audit``, the kind's ``pruning`` block, and ``profiles: {<profile>: overrides}``)."""
     if spec.get("kind") != KIND:
         raise SpecError(f"study kind {spec.get('kind')!r}: expected {KIND!r}")
     if "source" not in spec:
         raise SpecError("channel_pruning spec: 'source' is missing")
-    profile = profile or spec.get("profile", "smoke")
-    override = (spec.get("profiles") or {}).get(profile, {})
-    fields = {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
-    fields = _merge(fields, {k: v for k, v in override.items() if k != "source"})
-    preset = PruningStudy.profile(profile).model_dump(mode="json", exclude={"name"})
-    study = PruningStudy.model_validate({**_merge(preset, fields), "name": spec.get("name", KIND)})
-    return _merge(spec["source"], override.get("source", {})), study
+    chosen = profile or spec.get("profile", "cpu")
+    merged = _merge(spec, (spec.get("profiles") or {}).get(chosen) or {})
+    design, audit_cfg = merged.get("design") or {}, merged.get("audit") or {}
+    groups = merged.get("groups") or ["fst:123-456"]
+    fields = {
+        "name": merged.get("name", KIND),
+        "groups": groups[0] if isinstance(groups, list) else groups,
+        "model": merged.get("model") or {},
+        "train": merged.get("train") or {},
+        "pruning": merged.get("pruning") or {},
+        "seeds": list(range(design["repeats"])) if design.get("repeats") else design.get("seeds", [0]),
+        "bootstrap": audit_cfg.get("bootstrap", 200),
+        "min_group_size": audit_cfg.get("min_group_size", 1),
+    }
+    for key in ("fractions", "group_by", "stratify"):
+        if key in design:
+            fields[key] = design[key]
+    return merged["source"], PruningStudy.model_validate(fields)
 
 
 def run_spec(path, out_dir, profile: str | None = None) -> pd.DataFrame:
