@@ -128,7 +128,7 @@ def test_evaluate_per_sample_outputs_and_scale():
 def test_a_few_steps_lower_the_loss():
     torch.manual_seed(0)
     x = torch.rand(16, 3, 16, 16) * 0.5 + 0.25
-    model = VAE(VAEConfig(image_size=16, channels=[8], latent_channels=4, perceptual_weight=0))
+    model = VAE(VAEConfig(image_size=16, channels=[8], latent_channels=4, perceptual_weight=0, obs_var=0.5))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
     for _ in range(30):
@@ -137,7 +137,7 @@ def test_a_few_steps_lower_the_loss():
         loss.backward()
         opt.step()
         first = first if first is not None else loss.item()
-    const = 0.5 * 3 * 16 * 16 * math.log(2 * math.pi * 0.5)  # the likelihood's constant
+    const = 0.5 * 3 * 16 * 16 * math.log(2 * math.pi * model.config.obs_var)  # the likelihood's constant
     assert loss.item() - const < 0.5 * (first - const)
 
 

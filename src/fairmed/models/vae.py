@@ -10,8 +10,10 @@ Loss per sample (averaged over a batch for training):
     loss = -ELBO + perceptual_weight * L_p
     -ELBO = ||x - x_hat||^2 / (2 obs_var) + D/2 log(2 pi obs_var) + KL(q(z|x) || N(0, I))
 
-with pixels in [0, 1] and D = 3 H W. ``obs_var = 0.5`` makes the reconstruction term the summed
-squared error (the usual ``mse_loss(reduction="sum") + KL``). L_p is ``fairmed.models.perceptual``.
+with pixels in [0, 1] and D = 3 H W. ``obs_var = 0.5`` would make the reconstruction term the summed
+squared error (the usual ``mse_loss(reduction="sum") + KL``); at fairmed's small sizes that lets the KL
+win (latent std ~0.99: reconstructions are the mean skin colour), so the default is ``obs_var = 0.01``
+(sigma = 0.1), which encodes each image's colour and lesion. L_p is ``fairmed.models.perceptual``.
 
 Per-sample outputs (``VAE.evaluate``): ``recon_mse`` = mean over pixels and channels of
 (x - x_hat)^2 with x_hat the decoder mean at z = mu (deterministic), on the [0, 1] pixel scale by
@@ -41,7 +43,9 @@ class VAEConfig(BaseModel):
     channels: list[int] = Field([32, 64], min_length=1, description="width of each down-sampling stage")
     blocks: int = Field(1, ge=1, description="residual blocks per stage (the first one resamples)")
     latent_channels: int = Field(16, ge=1, description="channels of the spatial latent (paper: 64)")
-    obs_var: float = Field(0.5, gt=0, description="variance of the Gaussian likelihood p(x|z)")
+    obs_var: float = Field(
+        0.01, gt=0, description="variance of the Gaussian likelihood p(x|z), pixels in [0, 1]"
+    )
     beta: float = Field(1.0, ge=0, description="weight of the KL term (1 = the ELBO)")
     perceptual_weight: float = Field(1.0, ge=0, description="weight of the perceptual loss; 0 = plain VAE")
     perceptual_layers: int = Field(16, ge=1, le=16, description="VGG-19 conv layers used by Phi (paper: 16)")
