@@ -51,16 +51,28 @@ def study_options(fn):
 @click.command(name="run")
 @click.argument("spec")
 @study_options
-def run(spec: str, out_dir, profile, executor, address, jobs, no_report) -> None:
+@click.option(
+    "--source",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A source YAML that replaces the spec's source (e.g. OUT/source.yaml of `fairmed data synth`).",
+)
+def run(spec: str, out_dir, profile, executor, address, jobs, no_report, source) -> None:
     """Run the study SPEC (a YAML file, or a built-in name from `fairmed studies list`).
 
     Writes OUT/spec.yaml, runs/*.parquet, predictions.parquet, results.parquet, tables/ and
     index.html. Finished runs are skipped when the same command runs again.
     """
     from fairmed.studies.runner import run_study
+    from fairmed.studies.spec import load_spec
 
     outcome = run_study(
-        spec, out_dir, profile=profile, executor=executor, jobs=jobs, address=address, report=not no_report
+        load_spec(spec, profile=profile, source=source),
+        out_dir,
+        executor=executor,
+        jobs=jobs,
+        address=address,
+        report=not no_report,
     )
     click.echo(
         f"{outcome.spec.name}: {len(outcome.executed)} run(s) executed, {len(outcome.skipped)} resumed"

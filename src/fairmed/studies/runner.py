@@ -159,6 +159,8 @@ def run_study(
     write_text(out / "spec.yaml", _spec_text(spec))
     write_json(out / "versions.json", versions())
 
+    for stale in (out / "runs").glob(".*.tmp"):  # left by a writer killed mid-write (SIGKILL)
+        stale.unlink()
     todo = [r for r in runs if not run_file(out, r).exists()]
     skipped = [r.run_id for r in runs if run_file(out, r).exists()]
     executed = []

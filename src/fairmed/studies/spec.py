@@ -173,11 +173,11 @@ def _check_parts(spec: StudySpec, where: str) -> None:
         for g in spec.groups:
             GroupSpec.parse(g) if isinstance(g, str) else GroupSpec.model_validate(g)
         spec.strategy_names()
+        kind = get_kind(spec.kind)
     except SpecError as exc:
         raise SpecError(f"{where}: {exc}") from None
     except ValidationError as exc:
         raise _fail(f"{where}: groups", exc) from None
-    kind = get_kind(spec.kind)
     extra = spec.model_extra or {}
     if kind.fields is None:
         if extra:
@@ -211,18 +211,37 @@ def locate(spec: str | Path) -> Path:
     )
 
 
-def load_spec(spec: str | Path, profile: str | None = None) -> StudySpec:
-    """Read and validate a study YAML (a path or a built-in name), applying ``profile``."""
-    path = locate(spec)
+def _read_yaml(path: Path) -> Any:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise SpecError(f"{path.name}: not valid YAML: {first}") from None
-    raw = raw or {}
+
+
+def load_spec(spec: str | Path, profile: str | None = None, source: str | Path | None = None) -> StudySpec:
+    """Read and validate a study YAML (a path or a built-in name), applying ``profile``.
+
+    ``source``: a source YAML (e.g. the ``source.yaml`` that ``fairmed data synth`` writes) that
+    replaces the spec's source, profiles' source overrides included; its relative paths resolve
+    against its own folder.
+    """
+    path = locate(spec)
+    raw = _read_yaml(path) or {}
+    base_dir = path.parent.resolve()
     if isinstance(raw, dict):
         raw.setdefault("name", path.stem)
-    return resolve_spec(raw, profile=profile, where=path.name, base_dir=path.parent.resolve())
+        if source is not None:
+            src = Path(source)
+            if not src.is_file():
+                raise SpecError(f"--source {src}: file not found")
+            raw["source"] = _read_yaml(src)
+            for overrides in (raw.get("profiles") or {}).values():
+                if isinstance(overrides, dict):
+                    overrides.pop("source", None)
+            base_dir = src.parent.resolve()
+            raw.pop("base_dir", None)
+    return resolve_spec(raw, profile=profile, where=path.name, base_dir=base_dir)
 
 
 def describe_builtin(name: str) -> str:
