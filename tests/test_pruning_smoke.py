@@ -1,4 +1,5 @@
-"""The channel-pruning study's smoke profile end to end on the generator: audit, tables, report."""
+"""The channel-pruning study kind end to end through the runner (builtin generator spec, smoke
+profile): runs, audit, the kind's tables and the report sections; the builtin specs validate."""
 
 from __future__ import annotations
 
@@ -6,89 +7,69 @@ import pandas as pd
 import pytest
 import torch
 
-from fairmed.data.synth import SynthConfig, generate
 from fairmed.errors import SpecError
-from fairmed.report.build import build_report
-from fairmed.studies.pruning import BUILTIN, METHODS, PruningStudy, run_spec, split_parts
+from fairmed.studies.pruning import METHODS, PruningFields, expand
+from fairmed.studies.runner import run_study
+from fairmed.studies.spec import BUILTIN_DIR, load_spec
 
 
-@pytest.fixture(scope="module")
-def cohort():
-    torch.set_num_threads(1)
-    # multi-class lesions whose morphology is harder to see on dark skin (FST 5-6)
-    return generate(SynthConfig(n=420, size=16, n_classes=4, signal_by_fst={5: 0.5, 6: 0.4}), seed=0)
-
-
-def test_split_keeps_patients_together_and_covers_everyone(cohort):
-    study = PruningStudy.profile("smoke")
-    parts = split_parts(cohort, study, seed=3)
-    assert sum(len(p) for p in parts) == len(cohort)
-    assert len(set().union(*(set(p.table["id"]) for p in parts))) == len(cohort)
-    patients = [set(p.table["patient_id"]) for p in parts]
-    assert (
-        not (patients[0] & patients[1])
-        and not (patients[0] & patients[2])
-        and not (patients[1] & patients[2])
-    )
-    again = split_parts(cohort, study, seed=3)
-    assert all(list(a.table["id"]) == list(b.table["id"]) for a, b in zip(parts, again))
-
-
-def test_profiles():
-    assert PruningStudy.profile("smoke").model["arch"] == "small_cnn"
-    assert PruningStudy().model == {"arch": "vgg11", "image_size": 128}
-    with pytest.raises(SpecError, match="profile"):
-        PruningStudy.profile("huge")
-
-
-def test_smoke_study_end_to_end(tmp_path):
-    torch.set_num_threads(1)
-    results = run_spec(BUILTIN / "pruning_synth.yaml", tmp_path)  # the builtin spec, smoke profile
-    crit = results[
-        (results["group"] == "criterion") & (results["metric"] == "eodd") & (results["split"] == "test")
+def test_builtin_specs_validate_with_their_profiles():
+    fitz = load_spec("pruning_fitzpatrick17k")
+    assert fitz.kind == "channel_pruning" and fitz.profile == "paper"
+    assert fitz.model == {"arch": "vgg11", "image_size": 128} and fitz.source["label"] == "label"
+    settings = fitz.settings().pruning
+    assert settings.scp.ratio == 0.02 and settings.sweep_layers == [-2, -3]
+    cpu = load_spec("pruning_fitzpatrick17k", profile="cpu")
+    assert cpu.source["label"] == "nine_partition_label" and cpu.model["image_size"] == 64
+    isic = load_spec("pruning_isic2019")
+    assert isic.groups == ["sex"] and isic.model["arch"] == "resnet18" and isic.source["label"] == "diagnosis"
+    smoke = load_spec("pruning_synth")
+    assert smoke.profile == "smoke" and smoke.settings().pruning.scp.th_fair == -1.0
+    ids = [r.run_id for r in expand(smoke)]
+    assert ids == [f"main__{m}__s0" for m in METHODS] + [
+        "pr_c=0.25__scp_vanilla__s0",
+        "layer=0__scp_vanilla__s0",
     ]
-    assert set(crit["method"]) == set(METHODS)
-    for name in ("spec.yaml", "predictions.parquet", "results.parquet"):
-        assert (tmp_path / name).is_file()
-    metrics = pd.read_parquet(tmp_path / "tables" / "pruning_metrics.parquet")
-    assert list(metrics["method"]) == list(METHODS)
-    # the study's Eodd (fairmed.metrics counts) equals the audit's
-    for _, row in metrics.iterrows():
-        audited = crit.loc[crit["method"] == row["method"], "value"].iloc[0]
-        assert row["eodd"] == pytest.approx(audited)
-    page = build_report(tmp_path)
-    html = page.read_text()
-    assert "Fairness through channel pruning: methods compared" in html
-    assert "Channel scores and pruning iterations" in html
-    assert (tmp_path / "figures" / "pruning_fate_layer.png").is_file()
+    with pytest.raises(Exception, match="vanilla"):
+        PruningFields.model_validate({"pruning": {"methods": ["fairprune"]}})
 
 
-def test_builtin_specs_parse_with_their_profiles():
+def test_unknown_field_is_a_one_line_error(tmp_path):
     import yaml
 
-    from fairmed.studies.pruning import study_from_spec
+    raw = yaml.safe_load((BUILTIN_DIR / "pruning_synth.yaml").read_text())
+    raw["pruning"]["nonsense"] = 1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match="nonsense"):
+        load_spec(path)
 
-    spec = yaml.safe_load((BUILTIN / "pruning_fitzpatrick17k.yaml").read_text())
-    source, paper = study_from_spec(spec)
-    assert source["label"] == "label" and paper.model == {"arch": "vgg11", "image_size": 128}
-    assert paper.groups == "fst:123-456" and paper.train["epochs"] == 50 and paper.seeds == [0, 1, 2]
-    assert (
-        paper.pruning.scp.ratio == 0.02 and paper.pruning.sweep_layers == [-2, -3] and paper.group_by is None
-    )
-    source, cpu = study_from_spec(spec, "cpu")
-    assert (
-        source["label"] == "nine_partition_label"
-        and cpu.model["image_size"] == 64
-        and cpu.train["patience"] == 4
-    )
-    spec = yaml.safe_load((BUILTIN / "pruning_isic2019.yaml").read_text())
-    source, isic = study_from_spec(spec)
-    assert source["kind"] == "isic2019" and isic.groups == "sex" and isic.model["arch"] == "resnet18"
-    spec = yaml.safe_load((BUILTIN / "pruning_synth.yaml").read_text())
-    source, smoke = study_from_spec(spec)
-    assert source["config"]["n_classes"] == 4 and smoke.model["arch"] == "small_cnn" and smoke.seeds == [0]
-    assert smoke.pruning.scp.th_fair == -1.0 and smoke.bootstrap == 0
-    _, cpu = study_from_spec(spec, "cpu")
-    assert cpu.pruning.scp.ratio == 0.02 and cpu.pruning.scp.th_fair == 0.0 and cpu.seeds == [0, 1, 2]
-    with pytest.raises(SpecError, match="expected 'channel_pruning'"):
-        study_from_spec({**spec, "kind": "composition"})
+
+def test_smoke_study_through_the_runner(tmp_path):
+    torch.set_num_threads(1)
+    outcome = run_study("pruning_synth", tmp_path, jobs=1)
+    assert len(outcome.runs) == len(METHODS) + 2 and not outcome.skipped
+    results = outcome.results
+    crit = results[(results["group"] == "criterion") & (results["metric"] == "eodd")]
+    assert set(crit["split"]) == {"test"}
+    main = crit[crit["config"] == "main"]
+    assert set(main["method"]) == set(METHODS)
+    tables = {p.stem: pd.read_parquet(p) for p in (tmp_path / "tables").glob("*.parquet")}
+    assert sorted(tables) == ["pruning_history", "pruning_metrics", "pruning_scores"]
+    metrics = tables["pruning_metrics"]
+    assert list(metrics["method"]) == list(METHODS)
+    for _, row in metrics.iterrows():  # the kind's Eodd (fairmed.metrics counts) equals the audit's
+        assert row["eodd"] == pytest.approx(main.loc[main["method"] == row["method"], "value"].iloc[0])
+    history = tables["pruning_history"]
+    sweep = history[history["method"] == "scp_vanilla pr_c=0.25"]
+    assert list(sweep["channels"]) == [16, 12, 8] and set(sweep["sweep"]) == {"ratio"}
+    last = history[history["method"] == "scp_vanilla"].iloc[-1]  # the final model's predictions
+    assert metrics.set_index("method").loc["scp_vanilla", "eodd"] == pytest.approx(last["test_eodd"])
+    scores = tables["pruning_scores"]
+    assert (scores[(scores["method"] == "scp_vanilla") & (scores["iteration"] == -1)].shape[0]) == 12
+    html = outcome.report.read_text()
+    assert "Fairness through channel pruning: methods compared" in html
+    assert "Channel scores and pruning iterations" in html
+    assert (tmp_path / "figures" / "pruning_fate_ratio.png").is_file()
+    again = run_study("pruning_synth", tmp_path, jobs=1)  # resume: nothing reruns
+    assert not again.executed and len(again.skipped) == len(outcome.runs)

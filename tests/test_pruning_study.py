@@ -156,7 +156,7 @@ def test_tables_and_report_section(tiny_run, tmp_path):
     run.predictions.to_parquet(tmp_path / "predictions.parquet")
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"name": "tiny", "kind": "channel_pruning"}))
     paths = write_tables(tmp_path, run.predictions, run.history, run.scores, "fst:123-456", 3)
-    assert sorted(paths) == ["pruning_history", "pruning_metrics", "pruning_scores"]
+    assert sorted(p.stem for p in paths) == ["pruning_history", "pruning_metrics", "pruning_scores"]
     ctx = load_context(tmp_path)
     sections = pruning_sections(ctx)
     assert [s.title for s in sections] == [

@@ -29,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
 from fairmed.errors import SpecError
-from fairmed.io import write_table, write_text
 from fairmed.metrics.criteria import equal_odds_measures, fate
 from fairmed.metrics.multiclass import class_counts, rates_from_counts
 from fairmed.mitigate.pruning import SCPConfig, fairprune_model, scp
@@ -108,21 +107,30 @@ def with_fate(values: dict[str, float], base: dict[str, float], lam: float = 1.0
     return out
 
 
-def _predict_classes(model, data: TensorData, trained: Trained) -> np.ndarray:
-    scores = trained.task.scores(
-        predict_logits(model, data, trained.config.eval_batch_size, trained.config.amp)
-    )
-    scores = scores.numpy()
+def _probabilities(model, data: TensorData, trained: Trained) -> np.ndarray:
+    logits = predict_logits(model, data, trained.config.eval_batch_size, trained.config.amp)
+    return trained.task.scores(logits).numpy()
+
+
+def _classes(scores: np.ndarray) -> np.ndarray:
     return (scores >= 0.5).astype(np.int64) if scores.ndim == 1 else scores.argmax(1)
 
 
-def evaluator(trained: Trained, val: TensorData, test: TensorData, n_classes: int):
-    """``evaluate(model)``: validation metrics (the recipe's stopping rule) plus ``test_``-prefixed ones."""
+def evaluator(trained: Trained, val: TensorData, test: TensorData, n_classes: int, sink: list | None = None):
+    """``evaluate(model)``: validation metrics (the recipe's stopping rule) plus ``test_``-prefixed ones.
+
+    With ``sink``, each call also appends the model's test-split class probabilities to it.
+    """
 
     def evaluate(model) -> dict[str, float]:
-        out = group_metrics(val.y.numpy(), _predict_classes(model, val, trained), val.g.numpy(), n_classes)
-        tv = group_metrics(test.y.numpy(), _predict_classes(model, test, trained), test.g.numpy(), n_classes)
+        out = group_metrics(
+            val.y.numpy(), _classes(_probabilities(model, val, trained)), val.g.numpy(), n_classes
+        )
+        probs = _probabilities(model, test, trained)
+        tv = group_metrics(test.y.numpy(), _classes(probs), test.g.numpy(), n_classes)
         out.update({f"test_{k}": v for k, v in tv.items()})
+        if sink is not None:
+            sink.append(probs)
         return out
 
     return evaluate
@@ -135,6 +143,7 @@ class PruningRun:
     history: pd.DataFrame  # method, sweep, setting, iteration, channels, accepted, stop, metrics
     scores: pd.DataFrame  # method, iteration (-1 = after pruning), channel, score
     privileged: str
+    iterations: pd.DataFrame | None = None  # test Predictions of every recipe iteration (split test@k)
 
 
 def _two_groups(trained: Trained) -> None:
@@ -238,16 +247,30 @@ def run_pruning(
     for layer in settings.sweep_layers:
         cfg = settings.scp.model_copy(update={"layer": layer})
         runs.append((f"scp_vanilla layer={layer}", "vanilla", "layer", str(layer), cfg))
+    iteration_frames = []
     for name, start, sweep, setting, cfg in runs:
+        sink: list[np.ndarray] = []
         result = scp(
             models[start],
             strategies[start],
             tr,
             va,
             finetune,
-            evaluate,
+            evaluator(trained, va, te, n_classes, sink),
             cfg.model_copy(update={"seed": seed}),
         )
+        for row, probs in zip(result.history.itertuples(), sink):
+            frame = predictions_frame(test, probs, trained.label, f"test@{row.iteration}")
+            iteration_frames.append(
+                frame.assign(
+                    method=name,
+                    iteration=row.iteration,
+                    channels=row.channels,
+                    accepted=bool(row.accepted),
+                    layer=result.layer,
+                    run_stop=result.stop,
+                )
+            )
         histories.append(
             result.history.assign(
                 method=name, sweep=sweep, setting=setting, layer=result.layer, run_stop=result.stop
@@ -260,10 +283,7 @@ def run_pruning(
     for method in [m for m in settings.methods if m in models] + extra_methods:
         m = models[method]
         for split, cohort, data in (("val", val, va), ("test", test, te)):
-            probs = trained.task.scores(
-                predict_logits(m, data, trained.config.eval_batch_size, trained.config.amp)
-            )
-            frame = predictions_frame(cohort, probs.numpy(), trained.label, split)
+            frame = predictions_frame(cohort, _probabilities(m, data, trained), trained.label, split)
             frames.append(frame.assign(method=method, channels=sum(count_channels(m).values())))
     base_rows = pd.DataFrame([{"method": "vanilla", "sweep": "", "setting": "", "iteration": 0, **base}])
     history = pd.concat([base_rows, *histories], ignore_index=True) if histories else base_rows
@@ -274,16 +294,16 @@ def run_pruning(
         history=history,
         scores=score_table,
         privileged=names[priv],
+        iterations=pd.concat(iteration_frames, ignore_index=True).assign(seed=seed)
+        if iteration_frames
+        else None,
     )
 
 
 # ------------------------------------------------------------------ tables like the paper's
-def method_metrics(
-    predictions: pd.DataFrame, groups: GroupSpec | str, n_classes: int, split: str = "test", keys=("seed",)
-) -> pd.DataFrame:
-    """One row per (method, seed): the paper's Table 1-2 values, FATE against ``vanilla``."""
+def group_codes_of(pred: pd.DataFrame, groups: GroupSpec | str) -> tuple[np.ndarray, list[str]]:
+    """Codes 0/1 (-1: no group) of the Predictions' rows under ``groups``, and the two names."""
     spec = GroupSpec.parse(groups) if isinstance(groups, str) else groups
-    pred = predictions[predictions["split"] == split]
     assigned = spec.assign(pred).groups
     names = [str(c) for c in assigned.cat.categories if (assigned == c).any()]
     if len(names) != 2:
@@ -291,6 +311,15 @@ def method_metrics(
     codes = (
         assigned.astype(object).map({n: k for k, n in enumerate(names)}).fillna(-1).to_numpy(dtype=np.int64)
     )
+    return codes, names
+
+
+def method_metrics(
+    predictions: pd.DataFrame, groups: GroupSpec | str, n_classes: int, split: str = "test", keys=("seed",)
+) -> pd.DataFrame:
+    """One row per (method, seed): the paper's Table 1-2 values, FATE against ``vanilla``."""
+    pred = predictions[predictions["split"] == split]
+    codes, names = group_codes_of(pred, groups)
     y_pred = _class_decisions(pred)
     rows = []
     keys = [k for k in keys if k in pred.columns]
@@ -366,176 +395,201 @@ def write_tables(
     scores: pd.DataFrame,
     groups: GroupSpec | str,
     n_classes: int,
-) -> dict[str, Path]:
-    """The study's ``OUT/tables``: ``pruning_metrics`` (Tables 1-2 rows per method and seed),
-    ``pruning_history`` (recipe iterations with test FATE against vanilla), ``pruning_scores``."""
-    tables = Path(out_dir) / "tables"
-    out = {
+) -> list[Path]:
+    """The study's ``OUT/tables`` from one or more :class:`PruningRun`: ``pruning_metrics`` (Tables 1-2
+    rows per method and seed), ``pruning_history`` (recipe iterations with test FATE against
+    vanilla), ``pruning_scores``."""
+    from fairmed.studies.kinds import write_tables as write_kind_tables
+
+    tables = {
         "pruning_metrics": method_metrics(predictions, groups, n_classes),
         "pruning_history": history_fate(history),
         "pruning_scores": scores,
     }
-    return {name: write_table(frame, tables / f"{name}.parquet") for name, frame in out.items()}
+    return write_kind_tables(out_dir, tables)
 
 
-# ------------------------------------------------------------------ the whole study in this process
-class PruningStudy(BaseModel):
-    """A channel-pruning study: groups, model, training, the methods' settings, seeds, split, audit."""
+# ------------------------------------------------------------------ the study kind (fairmed run)
+class PruningFields(BaseModel):
+    """The kind's own top-level spec field: ``pruning`` (see :class:`PruningSettings`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = "channel pruning"
-    groups: str = Field("fst:123-456", description="two groups: light = FST 1-3, dark = FST 4-6")
-    model: dict = Field(default_factory=lambda: {"arch": "vgg11", "image_size": 128})
-    train: dict = Field(default_factory=dict, description="TrainConfig fields of the vanilla model")
     pruning: PruningSettings = Field(default_factory=PruningSettings)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2})
-    group_by: str | None = "patient_id"
-    stratify: list[str] | None = Field(None, description="split strata (default: the label)")
-    bootstrap: int = Field(200, ge=0, description="audit bootstrap replicates")
-    min_group_size: int = Field(1, ge=1)
-
-    @classmethod
-    def profile(cls, profile: str, **overrides) -> PruningStudy:
-        """``smoke``: a tiny small-CNN run (CI); ``cpu``: small CNN at 32 px; ``paper``: the paper's models."""
-        if profile == "smoke":
-            base = {
-                "model": {"arch": "small_cnn", "image_size": 16, "channels": [8, 16]},
-                "train": {"epochs": 3, "batch_size": 32, "lr": 3e-3, "device": "cpu", "num_threads": 1},
-                "pruning": {
-                    # th_fair -1: every iteration is kept, so the smoke run always ends with pruned models
-                    "scp": {
-                        "ratio": 0.125,
-                        "max_iter": 2,
-                        "th_acc": 0.2,
-                        "th_fair": -1.0,
-                        "score_batch_size": 64,
-                    },
-                    "finetune": {"epochs": 1, "lr": 1e-3},
-                    "sweep_ratios": [0.25],
-                    "sweep_layers": [0],
-                },
-                "seeds": [0],
-                "bootstrap": 0,
-            }
-        elif profile == "cpu":
-            base = {
-                "model": {"arch": "small_cnn", "image_size": 32, "channels": [32, 64, 128]},
-                "train": {"epochs": 10, "batch_size": 64, "lr": 1e-3, "patience": 3},
-                "pruning": {"sweep_ratios": [0.01, 0.05], "sweep_layers": [-2, -3]},
-                "seeds": [0, 1, 2],
-            }
-        elif profile == "paper":
-            base = {"train": {"epochs": 50, "batch_size": 64, "lr": 1e-4, "patience": 10, "augment": "flip"}}
-        else:
-            raise SpecError(f"channel_pruning profile {profile!r}: expected smoke, cpu or paper")
-        return cls.model_validate({**base, **overrides})
 
 
-def split_parts(cohort: Cohort, study: PruningStudy, seed: int) -> tuple[Cohort, Cohort, Cohort]:
-    """Train/val/test cohorts of one seed (:func:`fairmed.design.splits.split_cohort`)."""
-    from fairmed.design.splits import split_cohort
-
-    stratify = study.stratify if study.stratify is not None else [cohort.label]
-    parts = split_cohort(cohort, study.fractions, seed, study.group_by, stratify)
-    return cohort.subset(parts["train"]), cohort.subset(parts["val"]), cohort.subset(parts["test"])
+SNNL_SPLIT = "snnl"  # Predictions rows holding channel scores (the audit reads only its splits)
 
 
-def run_pruning_study(cohort: Cohort, study: PruningStudy, out_dir) -> pd.DataFrame:
-    """Every seed in this process, audited; writes spec.yaml, predictions, results and tables.
+def _other_name(other) -> str:
+    return as_spec(StrategySpec, other, "channel_pruning.others").name
 
-    Returns the Results (fairmed.metrics.audit over the methods' test Predictions).
-    """
-    import yaml
 
-    from fairmed.metrics.audit import audit
+def expand(spec) -> list:
+    """Runs: every method x seed (config ``main``), and ``scp_vanilla`` x seed per pr_c / layer sweep."""
+    from fairmed.studies.kinds import grid_runs
 
-    out = Path(out_dir)
-    runs = []
-    for seed in study.seeds:
-        tr, va, te = split_parts(cohort, study, seed)
-        runs.append(
-            run_pruning(
-                tr,
-                va,
-                te,
-                groups=study.groups,
-                settings=study.pruning,
-                model=study.model,
-                config=study.train,
-                seed=seed,
+    settings = spec.settings().pruning
+    names = list(settings.methods) + [
+        n for o in settings.others for n in (_other_name(o), f"scp_{_other_name(o)}")
+    ]
+    runs = grid_runs(spec, {m: {} for m in names}, {"main": {}})
+    sweeps = {f"pr_c={r:g}": {"ratio": r} for r in settings.sweep_ratios}
+    sweeps.update({f"layer={layer}": {"layer": layer} for layer in settings.sweep_layers})
+    if sweeps:
+        runs += grid_runs(spec, {"scp_vanilla": {}}, sweeps)
+    return runs
+
+
+def _restricted(settings: PruningSettings, method: str, params: dict) -> PruningSettings:
+    """The settings that compute only ``method`` (plus the vanilla model it starts from)."""
+    scp_cfg = settings.scp.model_copy(update=params)
+    update: dict = {"scp": scp_cfg, "sweep_ratios": [], "sweep_layers": [], "others": []}
+    if method in METHODS:
+        update["methods"] = ["vanilla"] + ([method] if method != "vanilla" else [])
+    else:
+        name = method.removeprefix("scp_")
+        update["methods"] = ["vanilla"]
+        update["others"] = [o for o in settings.others if _other_name(o) == name]
+        if not update["others"]:
+            raise SpecError(f"channel_pruning: unknown method {method!r}")
+    return settings.model_copy(update=update)
+
+
+def execute(run) -> pd.DataFrame:
+    """One method on one seeded split: its val/test Predictions, the test Predictions of every recipe
+    iteration (split ``test@<k>``, with ``iteration``, ``channels``, ``accepted``, ``layer``) and the
+    pruned layer's SNNL-Fair channel scores before/after (split ``snnl``: ``channel``, ``snnl_score``,
+    ``stage``). The runner's audit reads only ``test``; ``analyse`` reads the rest. The vanilla model
+    is retrained in every run (same seed and data: the same model on CPU)."""
+    import os
+
+    from fairmed.studies.classification import load_cohort
+    from fairmed.studies.classification import split_parts as study_parts
+
+    spec = run.study_spec()
+    settings = _restricted(spec.settings().pruning, run.method, dict(run.params))
+    cohort = load_cohort(spec)
+    parts = study_parts(spec, cohort, run.seed)
+    train = dict(spec.train)
+    threads = os.environ.get("FAIRMED_RUN_THREADS")
+    if threads and "num_threads" not in train:
+        train["num_threads"] = int(threads)
+    groups = spec.groups[0] if spec.groups else "fst:123-456"
+    result = run_pruning(
+        parts["train"],
+        parts["val"],
+        parts["test"],
+        groups=groups,
+        settings=settings,
+        model=spec.model,
+        config=train,
+        seed=run.seed,
+        label=spec.label,
+    )
+    keep = ["method", "seed"]
+    frames = [result.predictions[result.predictions["method"] == run.method].drop(columns=keep)]
+    if result.iterations is not None:
+        its = result.iterations[result.iterations["method"] == run.method]
+        frames.append(its.drop(columns=keep))
+    if not result.scores.empty:
+        sc = result.scores[result.scores["method"] == run.method]
+        sc = sc[sc["iteration"].isin([0, -1])]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "split": SNNL_SPLIT,
+                    "id": [f"channel{c}" for c in sc["channel"]],
+                    "y_true": -1,
+                    "channel": sc["channel"].to_numpy(),
+                    "snnl_score": sc["score"].to_numpy(),
+                    "stage": np.where(sc["iteration"].to_numpy() == 0, "before", "after"),
+                    "layer": sc["layer"].to_numpy(),
+                }
             )
         )
-    predictions = pd.concat([r.predictions for r in runs], ignore_index=True)
-    predictions.insert(0, "study", study.name)
-    predictions.insert(1, "config", "main")
-    history = pd.concat([r.history for r in runs], ignore_index=True)
-    scores = pd.concat([r.scores for r in runs], ignore_index=True)
-    results = audit(
-        predictions[predictions["split"] == "test"].drop(columns=["channels"]),
-        [study.groups],
-        bootstrap=study.bootstrap,
-        min_group_size=study.min_group_size,
-    ).to_frame()
-    spec = {"kind": KIND, **study.model_dump(mode="json"), "privileged": [r.privileged for r in runs]}
-    write_text(out / "spec.yaml", yaml.safe_dump(spec, sort_keys=False))
-    write_table(predictions, out / "predictions.parquet")
-    write_table(results, out / "results.parquet")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _sweep_of(config: str) -> tuple[str, str]:
+    if config.startswith("pr_c="):
+        return "ratio", config.removeprefix("pr_c=")
+    if config.startswith("layer="):
+        return "layer", config.removeprefix("layer=")
+    return "", ""
+
+
+def analyse(out_dir, spec, predictions: pd.DataFrame, results: pd.DataFrame) -> None:
+    """``tables/pruning_metrics``, ``pruning_history`` and ``pruning_scores`` from the runs' Predictions."""
+    from fairmed.studies.kinds import write_tables as write_kind_tables
+
+    groups = spec.groups[0] if spec.groups else "fst:123-456"
     proba = [c for c in predictions.columns if c.startswith("p_") and c[2:].isdigit()]
-    write_tables(out, predictions, history, scores, study.groups, len(proba) if proba else 2)
-    return results
-
-
-# ------------------------------------------------------------------ YAML specs (studies/builtin/pruning_*.yaml)
-BUILTIN = Path(__file__).parent / "builtin"
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    n_classes = len(proba) if proba else 2
+    main = predictions[predictions["config"] == "main"]
+    tables = {"pruning_metrics": method_metrics(main, groups, n_classes)}
+    rows = []
+    base = main[(main["split"] == "test") & (main["method"] == "vanilla")]
+    for seed, part in base.groupby("seed"):
+        codes, _ = group_codes_of(part, groups)
+        vals = group_metrics(part["y_true"].to_numpy(), _class_decisions(part), codes, n_classes)
+        rows.append(
+            {"method": "vanilla", "sweep": "", "setting": "", "iteration": 0, "seed": seed, **_prefixed(vals)}
         )
-    return out
+    its = predictions[predictions["split"].astype(str).str.startswith("test@")]
+    for (config, method, seed, it), part in its.groupby(
+        ["config", "method", "seed", "iteration"], sort=False
+    ):
+        codes, _ = group_codes_of(part, groups)
+        vals = group_metrics(part["y_true"].to_numpy(), _class_decisions(part), codes, n_classes)
+        sweep, setting = _sweep_of(str(config))
+        first = part.iloc[0]
+        rows.append(
+            {
+                "method": method if config == "main" else f"{method} {config}",
+                "sweep": sweep,
+                "setting": setting,
+                "iteration": int(it),
+                "seed": seed,
+                "channels": first["channels"],
+                "accepted": bool(first["accepted"]),
+                "layer": first["layer"],
+                "run_stop": first["run_stop"],
+                **_prefixed(vals),
+            }
+        )
+    if rows:
+        tables["pruning_history"] = history_fate(pd.DataFrame(rows))
+    snnl = predictions[predictions["split"] == SNNL_SPLIT]
+    if len(snnl):
+        tables["pruning_scores"] = pd.DataFrame(
+            {
+                "method": [m if c == "main" else f"{m} {c}" for m, c in zip(snnl["method"], snnl["config"])],
+                "iteration": np.where(snnl["stage"] == "before", 0, -1),
+                "channel": snnl["channel"].astype(int).to_numpy(),
+                "score": snnl["snnl_score"].to_numpy(),
+                "layer": snnl["layer"].to_numpy(),
+                "seed": snnl["seed"].to_numpy(),
+            }
+        )
+    write_kind_tables(out_dir, tables)
 
 
-def study_from_spec(spec: dict, profile: str | None = None) -> tuple[dict, PruningStudy]:
-    """(source spec, study) from a ``channel_pruning`` study YAML (the StudySpec layout: ``name``,
-    ``kind``, ``profile``, ``source``, ``groups`` (the first is used), ``design``, ``model``,
-    ``train``, ``audit``, the kind's ``pruning`` block, and ``profiles: {<profile>: overrides}``)."""
-    if spec.get("kind") != KIND:
-        raise SpecError(f"study kind {spec.get('kind')!r}: expected {KIND!r}")
-    if "source" not in spec:
-        raise SpecError("channel_pruning spec: 'source' is missing")
-    chosen = profile or spec.get("profile", "cpu")
-    merged = _merge(spec, (spec.get("profiles") or {}).get(chosen) or {})
-    design, audit_cfg = merged.get("design") or {}, merged.get("audit") or {}
-    groups = merged.get("groups") or ["fst:123-456"]
-    fields = {
-        "name": merged.get("name", KIND),
-        "groups": groups[0] if isinstance(groups, list) else groups,
-        "model": merged.get("model") or {},
-        "train": merged.get("train") or {},
-        "pruning": merged.get("pruning") or {},
-        "seeds": list(range(design["repeats"])) if design.get("repeats") else design.get("seeds", [0]),
-        "bootstrap": audit_cfg.get("bootstrap", 200),
-        "min_group_size": audit_cfg.get("min_group_size", 1),
-    }
-    for key in ("fractions", "group_by", "stratify"):
-        if key in design:
-            fields[key] = design[key]
-    return merged["source"], PruningStudy.model_validate(fields)
+def _prefixed(values: dict[str, float]) -> dict[str, float]:
+    return {f"test_{k}": v for k, v in values.items()}
 
 
-def run_spec(path, out_dir, profile: str | None = None) -> pd.DataFrame:
-    """Load a ``channel_pruning`` YAML (paths relative to its folder) and run the study into ``out_dir``."""
-    import yaml
+def _kind():
+    from fairmed.studies.kinds import StudyKind
 
-    from fairmed.data.sources import load_source
+    return StudyKind(
+        name=KIND,
+        expand=expand,
+        execute=execute,
+        analyse=analyse,
+        fields=PruningFields,
+        description="fairness through channel pruning: vanilla, FairPrune, SCP-vanilla, SCP-FairPrune (+ sweeps)",
+    )
 
-    path = Path(path)
-    spec = yaml.safe_load(path.read_text())
-    source, study = study_from_spec(spec, profile)
-    cohort = load_source(source, base_dir=path.parent)
-    return run_pruning_study(cohort, study, out_dir)
+
+STUDY_KIND = _kind()
