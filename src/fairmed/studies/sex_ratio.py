@@ -15,14 +15,14 @@ Everything here is a pure function of the cohort, the study settings and the run
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
@@ -38,10 +38,10 @@ from fairmed.design.composition import (
 )
 from fairmed.design.representation import composition_name, share_ratio
 from fairmed.errors import SpecError
-from fairmed.io import write_table, write_text
+from fairmed.io import write_table
 from fairmed.metrics.stats import mann_whitney, stars
 from fairmed.schema import OVERALL
-from fairmed.train.config import StrategySpec, as_spec
+from fairmed.studies.kinds import StudyKind
 
 KIND = "composition"
 
@@ -219,10 +219,9 @@ def run_composition(
     train,
     fit=None,
 ) -> pd.DataFrame:
-    """One run: draw the seed's test set and the ``config`` design, train, return its Predictions.
-
-    ``fit`` defaults to :func:`fairmed.train.fit_predict`; every strategy sees the same rows.
-    """
+    """One run: draw the seed's test set and the ``config`` design, train, return its Predictions
+    (``split`` val/test, no run keys). ``fit`` defaults to :func:`fairmed.train.fit_predict`; every
+    strategy of a (composition, seed) sees the same rows."""
     plan = plan_seed(cohort, design, seed, names=[config])
     draw = plan.draws[config]
     if fit is None:
@@ -237,8 +236,6 @@ def run_composition(
         groups=GroupSpec.categorical(design.attribute),
         seed=seed,
     )
-    preds["config"] = config
-    preds["seed"] = seed
     return preds
 
 
@@ -302,8 +299,10 @@ def compare_groups(
     return table.reset_index(drop=True)
 
 
-def study_strategy(strategy) -> StrategySpec:
+def study_strategy(strategy):
     """A strategy of this study: group heads also train on one-sex sets (M100, F100), as in the paper."""
+    from fairmed.train.config import StrategySpec, as_spec  # lazy: spec validation imports no torch
+
     spec = as_spec(StrategySpec, strategy, "strategy")
     fields = set(spec.model_fields_set)
     return spec if "single_group" in fields else spec.model_copy(update={"single_group": "allow"})
@@ -334,205 +333,80 @@ def write_tables(
     return {name: write_table(frame, tables / f"{name}.parquet") for name, frame in out.items()}
 
 
-def run_composition_study(
-    cohort: Cohort,
-    design: CompositionDesign,
-    out_dir,
-    *,
-    strategies: Sequence = ("erm", "multitask", "adversarial"),
-    seeds: Sequence[int] = (0, 1, 2, 3, 4),
-    model=None,
-    train=None,
-    name: str = "composition",
-    bootstrap: int = 200,
-    record: dict | None = None,
-) -> pd.DataFrame:
-    """Every (composition, strategy, seed) run in this process, audited, with the study's tables.
-
-    Writes ``spec.yaml`` (kind ``composition``), ``predictions.parquet``, ``results.parquet`` and
-    ``tables/`` into ``out_dir`` (what the report reads); returns the Results. ``record``: more
-    fields for ``spec.yaml`` (the source, the profile).
-    """
-    from fairmed.metrics.audit import audit
-    from fairmed.train.api import fit_predict
-
-    out = Path(out_dir)
-    plans = {seed: plan_seed(cohort, design, seed) for seed in seeds}
-    frames = []
-    for seed, plan in plans.items():
-        for config, draw in plan.draws.items():
-            train_c, val_c, test_c = (
-                cohort.subset(draw.train),
-                cohort.subset(draw.val),
-                cohort.subset(draw.test),
-            )
-            for strat in strategies:
-                spec = study_strategy(strat)
-                preds = fit_predict(
-                    train_c,
-                    val_c,
-                    test_c,
-                    model=model,
-                    strategy=spec,
-                    config=train,
-                    groups=GroupSpec.categorical(design.attribute),
-                    seed=seed,
-                )
-                preds.insert(0, "study", name)
-                preds.insert(1, "config", config)
-                preds.insert(2, "method", spec.name)
-                preds.insert(3, "seed", seed)
-                frames.append(preds)
-    predictions = pd.concat(frames, ignore_index=True)
-    results = audit(predictions, [design.attribute], bootstrap=bootstrap, min_group_size=1).to_frame()
-    write_text(
-        out / "spec.yaml",
-        yaml.safe_dump(
-            {
-                "name": name,
-                "kind": KIND,
-                "seeds": list(seeds),
-                "strategies": [study_strategy(s).model_dump(mode="json") for s in strategies],
-                "design": design.model_dump(mode="json"),
-                "model": model,
-                "train": train,
-                **(record or {}),
-            },
-            sort_keys=False,
-        ),
-    )
-    write_table(predictions, out / "predictions.parquet")
-    write_table(results, out / "results.parquet")
-    write_tables(out, design, results, plans, cohort.label)
-    return results
-
-
-# ------------------------------------------------------------------ YAML specs (studies/builtin/sex_ratio_*.yaml)
-BUILTIN = Path(__file__).parent / "builtin"
-PROFILES: dict[str, dict] = {
-    # CI: 45 tiny runs (5 compositions x 3 strategies x 3 seeds) of a small CNN on 16 px images
-    "smoke": {
-        "model": {"arch": "small_cnn", "image_size": 16, "channels": [8, 16]},
-        "train": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "device": "cpu", "num_threads": 1},
-        "design": {"test_per_cell": 8},
-        "seeds": [0, 1, 2],
-        "bootstrap": 0,
-    },
-    # a laptop: a small CNN at 64 px, early stopping; five seeds as in the paper
-    "cpu": {
-        "model": {"arch": "small_cnn", "image_size": 64, "channels": [32, 64, 128]},
-        "train": {"epochs": 15, "batch_size": 64, "lr": 1e-3, "patience": 4, "augment": "flip"},
-        "seeds": [0, 1, 2, 3, 4],
-        "bootstrap": 200,
-    },
-    # the paper: ImageNet-pretrained ResNet-50 at 384 x 384 (local weights file), five seeds
-    "paper": {
-        "model": {"arch": "resnet50", "image_size": 384},
-        "train": {"epochs": 30, "batch_size": 32, "lr": 1e-4, "patience": 5, "augment": "flip"},
-        "seeds": [0, 1, 2, 3, 4],
-        "bootstrap": 1000,
-    },
-}
-
-
-class CompositionStudy(BaseModel):
-    """A whole ``composition`` study: the design, strategies, seeds, backbone, training and audit."""
+# ------------------------------------------------------------------ the study kind (fairmed.studies.kinds)
+class CompositionFields(BaseModel):
+    """The kind's own top-level spec field: ``composition:`` (:class:`CompositionDesign`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = KIND
-    design: CompositionDesign = Field(default_factory=CompositionDesign)
-    strategies: list[str | dict] = Field(
-        default_factory=lambda: ["erm", "multitask", {"name": "adversarial", "adv_lambda": 5.0}]
-    )
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
-    model: dict = Field(default_factory=dict)
-    train: dict = Field(default_factory=dict)
-    bootstrap: int = Field(200, ge=0)
-
-    @classmethod
-    def profile(cls, profile: str, **overrides) -> CompositionStudy:
-        if profile not in PROFILES:
-            raise SpecError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
-        return cls.model_validate(_merge(PROFILES[profile], overrides))
+    composition: CompositionDesign = Field(default_factory=CompositionDesign)
 
 
-_SPEC_KEYS = {"name", "kind", "profile", "source", "profiles"}
+def _settings(spec) -> CompositionDesign:
+    return spec.settings().composition
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    """``extra`` over ``base``, nested mappings merged key by key."""
-    out = dict(base)
-    for key, value in extra.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merge(out[key], value) if both else value
-    return out
+def expand(spec) -> list:
+    """Every composition x strategy x seed of the spec."""
+    from fairmed.studies.kinds import grid_runs
+
+    configs = {name: {} for name in _settings(spec).composition_names}
+    return grid_runs(spec, spec.strategy_names(), configs)
 
 
-def study_from_spec(spec: dict, profile: str | None = None) -> tuple[dict, CompositionStudy]:
-    """(source spec, study) from a ``composition`` YAML mapping: the profile's preset, then the
-    file's fields, then the file's ``profiles: {<profile>: ...}`` overrides (source included)."""
-    if not isinstance(spec, dict) or spec.get("kind") != KIND:
-        kind = spec.get("kind") if isinstance(spec, dict) else None
-        raise SpecError(f"study kind {kind!r}: expected {KIND!r}")
-    if "source" not in spec:
-        raise SpecError("composition spec: 'source' is missing")
-    profile = profile or spec.get("profile", "smoke")
-    if profile not in PROFILES:
-        raise SpecError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
-    override = (spec.get("profiles") or {}).get(profile, {})
-    fields = {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
-    fields = _merge(fields, {k: v for k, v in override.items() if k != "source"})
-    try:
-        study = CompositionStudy.model_validate(
-            {**_merge(PROFILES[profile], fields), "name": spec.get("name", KIND)}
-        )
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "spec"
-        raise SpecError(f"composition spec {where}: {err['msg']}") from None
-    return _merge(spec["source"], override.get("source", {})), study
+def execute(run) -> pd.DataFrame:
+    """One (composition, strategy, seed): the seed's shared test set, the LP design, training."""
+    from fairmed.studies.classification import load_cohort
 
-
-def run_spec(path, out_dir, profile: str | None = None) -> pd.DataFrame:
-    """Load a ``composition`` YAML (paths relative to its folder) and run the study into ``out_dir``."""
-    from fairmed.data.sources import load_source
-
-    path = Path(path)
-    spec = yaml.safe_load(path.read_text())
-    source, study = study_from_spec(spec, profile)
-    weights = study.model.get("weights")
-    if weights and not Path(weights).is_absolute():  # like source paths: relative to the YAML's folder
-        study.model["weights"] = str(path.parent / weights)
-    cohort = load_source(source, base_dir=path.parent)
-    return run_composition_study(
+    spec = run.study_spec()
+    cohort = load_cohort(spec)
+    train = dict(spec.train)
+    threads = os.environ.get("FAIRMED_RUN_THREADS")
+    if threads and "num_threads" not in train:
+        train["num_threads"] = int(threads)
+    return run_composition(
         cohort,
-        study.design,
-        out_dir,
-        strategies=study.strategies,
-        seeds=study.seeds,
-        model=study.model,
-        train=study.train,
-        name=study.name,
-        bootstrap=study.bootstrap,
-        record={"profile": profile or spec.get("profile", "smoke"), "source": source},
+        _settings(spec),
+        run.config,
+        run.seed,
+        model=spec.model or None,
+        strategy=study_strategy(run.params),
+        train=train,
     )
+
+
+def analyse(out_dir: Path, spec, predictions: pd.DataFrame, results: pd.DataFrame) -> None:
+    """Tables for the report: AUC per run and sex, female vs male over seeds, the designed counts."""
+    from fairmed.studies.classification import load_cohort
+
+    cohort = load_cohort(spec)
+    design = _settings(spec)
+    plans = {seed: plan_seed(cohort, design, seed) for seed in spec.design.seed_list()}
+    write_tables(out_dir, design, results, plans, spec.label or cohort.label)
+
+
+STUDY_KIND = StudyKind(
+    name=KIND,
+    expand=expand,
+    execute=execute,
+    analyse=analyse,
+    fields=CompositionFields,
+    description="LP-designed training sets from M100 to F100 (malignant = benign, age bands equal), "
+    "erm / multitask / adversarial, female vs male AUC over seeds",
+)
 
 
 __all__ = [
     "KIND",
     "Availability",
-    "BUILTIN",
+    "STUDY_KIND",
     "CompositionDesign",
-    "CompositionStudy",
+    "CompositionFields",
     "SeedDesign",
     "auc_by_group",
     "compare_groups",
     "design_table",
     "plan_seed",
     "run_composition",
-    "run_composition_study",
-    "run_spec",
-    "study_from_spec",
     "write_tables",
 ]
