@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 # kind name -> "module:attribute" of a StudyKind (imported on first use)
 KINDS: dict[str, str | StudyKind] = {
     "classification": "fairmed.studies.classification:KIND",
+    "composition": "fairmed.studies.sex_ratio:STUDY_KIND",
     "channel_pruning": "fairmed.studies.pruning:STUDY_KIND",
     "composition": "fairmed.studies.sex_ratio:STUDY_KIND",
 }
