@@ -443,3 +443,29 @@ def test_gaps_from_results_without_gap_rows():
     assert gaps[["attribute", "metric"]].values.tolist() == [["sex", "auc"], ["fst", "auc"]]
     assert gaps["value"].iloc[0] == pytest.approx(0.20)
     assert np.isnan(gaps["value"].iloc[1])  # one defined group: no gap
+
+
+def test_runner_cohort_summary_per_split():
+    """The runner's cohort_summary has a ``split`` column (all/train/val/test): the figure and the
+    class table use the whole cohort, the splits become one count column each."""
+    from fairmed.report.core.overview import _positive_class, by_split
+
+    whole = pd.DataFrame(
+        {"attribute": ["fst", "fst"], "group": ["FST 1-2", "FST 5-6"], "benign": [5, 2], "malignant": [3, 1]}
+    ).assign(n=lambda f: f["benign"] + f["malignant"])
+    parts = [
+        whole.assign(split="all"),
+        whole.assign(split="train", n=[6, 2]),
+        whole.assign(split="test", n=[2, 1]),
+    ]
+    main_rows, counts = by_split(pd.concat(parts, ignore_index=True))
+    pd.testing.assert_frame_equal(main_rows, whole)
+    assert _positive_class(main_rows) == "malignant"
+    assert counts.to_dict("list") == {
+        "attribute": ["fst", "fst"],
+        "group": ["FST 1-2", "FST 5-6"],
+        "n train": [6, 2],
+        "n test": [2, 1],
+    }
+    unchanged, no_counts = by_split(whole)
+    assert unchanged is whole and no_counts is None

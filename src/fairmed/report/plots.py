@@ -112,10 +112,19 @@ def forest_plot(
                 seed_rows.append(cell)
                 mean_y.append(y0)
                 mean_x.append(cell["value"].mean())
+                missing = int(cell["value"].isna().sum())
+                if missing:  # one note per cell, not one per seed
+                    _note(
+                        ax,
+                        y0,
+                        f"undefined: {missing}/{len(cell)} seeds" if missing < len(cell) else "undefined",
+                    )
             if single_rows:
                 _intervals(ax, pd.concat(single_rows), single_y, color, marker, ms=6.5, lw=2.0)
             if seed_rows:
-                _intervals(ax, pd.concat(seed_rows), seed_y, color, marker, ms=3.0, lw=1.0, alpha=0.7)
+                _intervals(
+                    ax, pd.concat(seed_rows), seed_y, color, marker, ms=3.0, lw=1.0, alpha=0.7, annotate=False
+                )
                 ax.plot(
                     mean_x, mean_y, marker=marker, ms=8, color=color, mec="white", mew=1.0, ls="", zorder=4
                 )
@@ -131,6 +140,11 @@ def forest_plot(
     return fig
 
 
+def _note(ax: Axes, y: float, text: str) -> None:
+    where = blended_transform_factory(ax.transAxes, ax.transData)
+    ax.text(0.01, y, text, transform=where, color=NEUTRAL_COLOR, fontsize=8, va="center")
+
+
 def _intervals(
     ax: Axes,
     rows: pd.DataFrame,
@@ -140,15 +154,17 @@ def _intervals(
     ms: float,
     lw: float,
     alpha: float = 1.0,
+    annotate: bool = True,
     **point,
 ) -> None:
-    """Estimates with their CIs as two artists (one line collection, one marker line): fast to draw."""
+    """Estimates with their CIs as two artists (one line collection, one marker line): fast to draw.
+
+    Undefined (NaN) estimates are marked "undefined" at the left edge when ``annotate``."""
     ys = np.asarray(ys, dtype=float)
     undefined = rows["value"].isna().to_numpy()
-    if undefined.any():  # say so rather than leave an unexplained blank
-        where = blended_transform_factory(ax.transAxes, ax.transData)
+    if annotate:  # say so rather than leave an unexplained blank
         for y in ys[undefined]:
-            ax.text(0.01, y, "undefined", transform=where, color=NEUTRAL_COLOR, fontsize=8.5, va="center")
+            _note(ax, y, "undefined")
     lo = pd.to_numeric(rows.get("ci_low"), errors="coerce").to_numpy(dtype=float)
     hi = pd.to_numeric(rows.get("ci_high"), errors="coerce").to_numpy(dtype=float)
     ok = ~(np.isnan(lo) | np.isnan(hi))

@@ -59,6 +59,25 @@ def _compact(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def by_split(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Split a per-split cohort summary (the runner writes ``split`` = all/train/val/test) into the
+    whole-cohort rows and a table of image counts per split; a summary without splits is returned as is."""
+    if "split" not in summary.columns:
+        return summary, None
+    names = list(dict.fromkeys(summary["split"].astype(str)))
+    whole = "all" if "all" in names else names[0]
+    main = summary[summary["split"].astype(str) == whole].drop(columns="split").reset_index(drop=True)
+    others = [n for n in names if n != whole]
+    if not others:
+        return main, None
+    counts = summary[summary["split"].astype(str).isin(others)].pivot_table(
+        index=["attribute", "group"], columns="split", values="n", aggfunc="sum", sort=False
+    )
+    counts = counts[others].reset_index()
+    counts.columns = ["attribute", "group", *[f"n {n}" for n in others]]
+    return main, counts
+
+
 def _positive_class(summary: pd.DataFrame) -> str | None:
     """The class to highlight in the composition figure (binary tasks: the second class)."""
     classes = [c for c in summary.columns if c not in COUNT_COLUMNS]
@@ -104,13 +123,15 @@ def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
         summary = composition_from_results(split)
         source = "the audited predictions"
     figures, tables, notes = [], {}, []
-    positive = None
+    positive, per_split = None, None
     if summary is not None and not summary.empty:
-        summary = summary.reset_index(drop=True)
+        summary, per_split = by_split(summary.reset_index(drop=True))
         positive = _positive_class(summary)
         fig = composition_plot(summary, ctx.colors, positive)
         figures.append(ctx.save(fig, "composition"))
         tables[f"Images per group and class, from {source}"] = _compact(summary)
+        if per_split is not None:
+            tables["Images per group in each split (first seed)"] = per_split
     runs = _run_table(split)
     if runs is not None:
         tables["Runs"] = runs
