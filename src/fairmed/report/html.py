@@ -21,6 +21,7 @@ body { margin: 0; font: 16px/1.5 "DejaVu Sans", "Segoe UI", Helvetica, Arial, sa
 header { background: #0b3954; color: #fff; padding: 1.4rem 2rem 1rem; }
 header h1 { margin: 0 0 .3rem; font-size: 1.7rem; }
 header p { margin: 0; color: #d6e6f0; font-size: .95rem; }
+header p.lead { color: #fff; font-size: 1.05rem; max-width: 90ch; margin-bottom: .35rem; }
 nav { padding: .6rem 2rem; border-bottom: 1px solid var(--line); background: var(--bg); font-size: .92rem; }
 nav a { color: var(--accent); text-decoration: none; margin-right: 1.1rem; white-space: nowrap; }
 main { max-width: 1180px; margin: 0 auto; padding: 0 2rem 3rem; }
@@ -129,7 +130,9 @@ def section_html(section: Section) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def page_html(title: str, subtitle: str, sections: Sequence[Section], footer: str = "") -> str:
+def page_html(
+    title: str, subtitle: str, sections: Sequence[Section], footer: str = "", description: str = ""
+) -> str:
     """The whole report page."""
     nav = " ".join(
         f'<a href="#{html.escape(s.key, quote=True)}">{html.escape(s.title)}</a>' for s in sections
@@ -140,7 +143,9 @@ def page_html(title: str, subtitle: str, sections: Sequence[Section], footer: st
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)} — fairmed report</title><style>{CSS}</style></head>\n"
-        f"<body><header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>\n"
+        f"<body><header><h1>{html.escape(title)}</h1>"
+        + (f'<p class="lead">{html.escape(description)}</p>' if description else "")
+        + f"<p>{html.escape(subtitle)}</p></header>\n"
         f"<nav>{nav}</nav>\n<main>\n{body}\n</main>\n"
         f"<footer>{html.escape(footer)}</footer></body></html>\n"
     )
