@@ -23,6 +23,15 @@ from fairmed.train.data import TensorData
 from fairmed.train.strategies import Task, make_strategy
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one torch thread avoids thrashing on shared cores (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _data(n=48, seed=0, size=8) -> TensorData:
     """Images whose red channel tells the group, a label from the green channel."""
     rng = np.random.default_rng(seed)

@@ -13,6 +13,15 @@ from fairmed.studies.runner import run_study
 from fairmed.studies.spec import BUILTIN_DIR, load_spec
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one torch thread avoids thrashing on shared cores (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_builtin_specs_validate_with_their_profiles():
     fitz = load_spec("pruning_fitzpatrick17k")
     assert fitz.kind == "channel_pruning" and fitz.profile == "paper"
@@ -46,7 +55,6 @@ def test_unknown_field_is_a_one_line_error(tmp_path):
 
 
 def test_smoke_study_through_the_runner(tmp_path):
-    torch.set_num_threads(1)
     outcome = run_study("pruning_synth", tmp_path, jobs=1)
     assert len(outcome.runs) == len(METHODS) + 2 and not outcome.skipped
     results = outcome.results

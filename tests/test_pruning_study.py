@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from fairmed.data.synth import SynthConfig, generate
@@ -22,6 +23,15 @@ from fairmed.studies.pruning import (
     with_fate,
     write_tables,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one torch thread avoids thrashing on shared cores (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_fate_reproduces_the_papers_scp_fairprune_number():
@@ -62,13 +72,12 @@ def test_settings_validation():
 
 @pytest.fixture(scope="module")
 def tiny_run():
-    cohort = generate(SynthConfig(n=400, size=16, n_classes=3), seed=1)
+    cohort = generate(SynthConfig(n=300, size=16, n_classes=3), seed=1)
     perm = np.random.default_rng(0).permutation(len(cohort))
-    train, val, test = cohort.take(perm[:240]), cohort.take(perm[240:320]), cohort.take(perm[320:])
+    train, val, test = cohort.take(perm[:180]), cohort.take(perm[180:240]), cohort.take(perm[240:])
     settings = PruningSettings(
         scp=SCPConfig(ratio=0.25, max_iter=2, th_acc=1.0, th_fair=-1.0, score_batch_size=64),
         finetune={"epochs": 1, "lr": 1e-3},
-        sweep_ratios=[0.125],
         sweep_layers=[0],
         others=["reweight"],
     )
@@ -100,10 +109,8 @@ def test_end_to_end_on_the_generator(tiny_run):
         "vanilla",
         "scp_vanilla",
         "scp_fairprune",
-        "scp_vanilla pr_c=0.125",
         "scp_vanilla layer=0",
     }
-    assert list(h.loc[h["method"] == "scp_vanilla pr_c=0.125", "channels"]) == [8, 7, 6]
     assert list(h.loc[h["method"] == "scp_vanilla layer=0", "channels"]) == [8, 6, 4]
     assert run.privileged in ("FST 1-3", "FST 4-6")
     dist = score_distribution(run.scores)
@@ -174,10 +181,6 @@ def test_tables_and_report_section(tiny_run, tmp_path):
     ]
     assert "F1 FST 1-3" in table.columns and "FATE Eodd" in table.columns
     figures = sections[1].figures
-    assert [p.name for p in figures] == [
-        "pruning_scores.png",
-        "pruning_fate_ratio.png",
-        "pruning_fate_layer.png",
-    ]
+    assert [p.name for p in figures] == ["pruning_scores.png", "pruning_fate_layer.png"]  # no pr_c sweep here
     assert all(p.stat().st_size > 1000 for p in figures)
     assert "scp_vanilla (seed 0): stopped by max_iter (2)" in sections[1].notes
