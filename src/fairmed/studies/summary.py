@@ -66,19 +66,22 @@ def summary_lines(results: pd.DataFrame, split: str = "test", baseline: str | No
 
 def _verdict(methods, baseline, attrs, gaps, overall) -> list[str]:
     out = []
+    nan = float("nan")
     for attr in attrs[:1]:  # the first grouping is the one the mitigations target
-        base_gap = gaps.get((baseline, attr, "auc"), float("nan"))
-        base_acc = overall.get((baseline, "accuracy"), float("nan"))
-        base_auc = overall.get((baseline, "auc"), float("nan"))
+        base_acc = overall.get((baseline, "accuracy"), nan)
+        base_auc = overall.get((baseline, "auc"), nan)
         for method in methods:
             if method == baseline:
                 continue
-            gap = gaps.get((method, attr, "auc"), float("nan"))
-            verb = "narrowed" if gap < base_gap else "did not narrow"
+            parts = []
+            for metric in ("auc", "tpr"):
+                before, after = gaps.get((baseline, attr, metric), nan), gaps.get((method, attr, metric), nan)
+                verb = "narrowed" if after < before else "widened" if after > before else "kept"
+                parts.append(f"{verb} the {attr} {metric.upper()} gap {before:.3f} -> {after:.3f}")
             out.append(
-                f"{method} {verb} the {attr} AUC gap vs {baseline}: {base_gap:.3f} -> {gap:.3f}"
-                f" (overall accuracy {overall.get((method, 'accuracy'), float('nan')) - base_acc:+.3f},"
-                f" AUC {overall.get((method, 'auc'), float('nan')) - base_auc:+.3f})"
+                f"{method} vs {baseline}: " + ", ".join(parts) + f" (overall accuracy"
+                f" {overall.get((method, 'accuracy'), nan) - base_acc:+.3f},"
+                f" AUC {overall.get((method, 'auc'), nan) - base_auc:+.3f})"
             )
     return out
 
