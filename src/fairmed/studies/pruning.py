@@ -231,9 +231,9 @@ def run_pruning(
         (f"scp_{name}", name, "", "", settings.scp) for name in extra_methods[::2]
     ]
     if "scp_vanilla" in settings.methods:
-        runs.append(("scp_vanilla", "vanilla", "", "", settings.scp))
+        runs.append(("scp_vanilla", "vanilla", "", f"{settings.scp.ratio:g}", settings.scp))
     if "scp_fairprune" in settings.methods:
-        runs.append(("scp_fairprune", "fairprune", "", "", settings.scp))
+        runs.append(("scp_fairprune", "fairprune", "", f"{settings.scp.ratio:g}", settings.scp))
     for r in settings.sweep_ratios:
         runs.append(
             (
@@ -527,6 +527,7 @@ def analyse(out_dir, spec, predictions: pd.DataFrame, results: pd.DataFrame) -> 
     proba = [c for c in predictions.columns if c.startswith("p_") and c[2:].isdigit()]
     n_classes = len(proba) if proba else 2
     main = predictions[predictions["config"] == "main"]
+    main_ratio = spec.settings().pruning.scp.ratio
     tables = {"pruning_metrics": method_metrics(main, groups, n_classes)}
     rows = []
     base = main[(main["split"] == "test") & (main["method"] == "vanilla")]
@@ -543,6 +544,7 @@ def analyse(out_dir, spec, predictions: pd.DataFrame, results: pd.DataFrame) -> 
         codes, _ = group_codes_of(part, groups)
         vals = group_metrics(part["y_true"].to_numpy(), _class_decisions(part), codes, n_classes)
         sweep, setting = _sweep_of(str(config))
+        setting = setting or f"{main_ratio:g}"
         first = part.iloc[0]
         rows.append(
             {

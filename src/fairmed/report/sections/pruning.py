@@ -63,7 +63,7 @@ def fate_figure(ctx, history: pd.DataFrame, sweep: str):
     fates = history_fate(history)
     if sweep == "ratio":
         runs = fates[(fates["sweep"] == "ratio") | (fates["method"] == "scp_vanilla")]
-        label = lambda rows: f"pr_c = {rows['setting'].iloc[0] or 'default'}"  # noqa: E731
+        label = lambda rows: f"pr_c = {rows['setting'].iloc[0] or '?'}"  # noqa: E731
     else:
         runs = fates[(fates["sweep"] == "layer") | (fates["method"] == "scp_vanilla")]
         label = lambda rows: str(rows["layer"].iloc[0])  # noqa: E731
