@@ -134,11 +134,10 @@ def test_disease_prevalence_by_hand():
     assert (prev.loc["b", "n_light"], prev.loc["b", "n_dark"]) == (1, 3)
 
 
-def test_study_folder_analysis_and_report(tmp_path):
+def test_study_through_the_runner_and_report(tmp_path):
     import yaml
 
-    from fairmed.report.build import build_report
-    from fairmed.studies.vae import run_spec
+    from fairmed.studies.runner import run_study
 
     spec = tmp_path / "vae.yaml"
     spec.write_text(
@@ -147,58 +146,62 @@ def test_study_folder_analysis_and_report(tmp_path):
                 "name": "vae smoke",
                 "kind": "vae_fairness",
                 "profile": "smoke",
-                "num_threads": 1,
                 "source": {"kind": "synth", "seed": 0, "config": {"n": 200, "size": 16, "n_classes": 3}},
+                "groups": ["fst:12-56"],
+                "design": {"repeats": 1},
+                "train": {"epochs": 1, "num_threads": 1},
                 "protocol": {"n_test": 12, "n_train": 32},
                 "vae": {"perceptual_layers": 1},
-                "epochs": 1,
+                "audit": {"min_group_size": 1, "bootstrap": 20},
             }
         )
     )
     out = tmp_path / "out"
-    preds = run_spec(spec, out)
-    assert len(preds) == 3 * 2 * 12 and (preds["study"] == "vae smoke").all()
-    written = {p.stem for p in (out / "tables").glob("*.parquet")}
+    outcome = run_study(spec, out, jobs=1)
+    preds = outcome.predictions
+    test = preds[preds["split"] == "test"]
+    assert len(outcome.runs) == 3 and len(test) == 3 * 2 * 12 and (test["study"] == "vae smoke").all()
+    assert "y_true" not in preds.columns  # a generative kind: the runner audits the per-sample values
+    assert (preds.loc[preds["split"] == "examples", "image"].map(len) == 16 * 16 * 3).all()
+    written = {p.stem for p in (out / "tables").glob("vae_*.parquet")}
     assert written == {"vae_summary", "vae_compare", "vae_trend", "vae_prevalence", "vae_mse_by_condition"}
+    assert len(list((out / "artifacts").glob("vae_examples_*_r0.npz"))) == 6
     prev = pd.read_parquet(out / "tables" / "vae_prevalence.parquet")
     # the test sets are uniform draws of each group: shares sum to one per group and label
     np.testing.assert_allclose(prev.groupby("label")[["light", "dark"]].sum().to_numpy(), 1.0)
     cmp = pd.read_parquet(out / "tables" / "vae_compare.parquet")
     assert set(cmp["value"]) == {"recon_mse", "latent_std", "elbo"} and len(cmp) == 9
-    results = pd.read_parquet(out / "results.parquet")
+    results = outcome.results
     got = results[(results["metric"] == "recon_mse_mean") & (results["group"] == "FST 5-6")]
     assert len(got) == 3  # one per training set (repeat 0)
     a = got[got["config"] == "A (0% dark)"]["value"].iloc[0]
-    want = preds[(preds["config"] == "A (0% dark)") & (preds["test_group"] == "FST 5-6")]["recon_mse"].mean()
+    want = test[(test["config"] == "A (0% dark)") & (test["test_group"] == "FST 5-6")]["recon_mse"].mean()
     assert a == pytest.approx(want)
-    saved = yaml.safe_load((out / "spec.yaml").read_text())
-    assert saved["kind"] == "vae_fairness" and saved["phi"] == "random_fallback" and saved["epochs"] == 1
-    html = build_report(out).read_text()
+    html = (out / "index.html").read_text()
     for name in ("vae_mse_boxes", "vae_latent_std_boxes", "vae_examples_fst_1_2", "vae_examples_fst_5_6"):
         assert (out / "figures" / f"{name}.png").is_file()
     assert (
         "Generative fairness" in html and "Example reconstructions" in html and "Disease distribution" in html
     )
     assert "fallback feature network" in html
+    again = run_study(spec, out, jobs=1)  # resume: every run file exists
+    assert again.executed == [] and len(again.skipped) == 3
 
 
 def test_builtin_specs_parse():
-    from pathlib import Path
-
-    import yaml
-
-    import fairmed.studies as studies
-    from fairmed.studies.vae import study_from_spec
-
-    folder = Path(studies.__file__).parent / "builtin"
-    for path in sorted(folder.glob("vae*.yaml")):
-        study = study_from_spec(yaml.safe_load(path.read_text()))
-        assert study.protocol.dark_fractions == [0.0, 0.5, 1.0]
-    paper = study_from_spec(yaml.safe_load((folder / "vae_fitzpatrick17k.yaml").read_text()))
-    assert (paper.protocol.n_test, paper.protocol.n_train, paper.protocol.repeats) == (500, 1668, 10)
-    assert paper.vae.latent_shape == (64, 8, 8) and paper.epochs == 15 and paper.lr == 1e-4
     from fairmed.errors import SpecError
+    from fairmed.studies.spec import load_spec
+    from fairmed.studies.vae import expand, study_from_spec, study_of
 
+    for name in ("vae_fairness", "vae_fitzpatrick17k"):
+        study = study_of(load_spec(name))
+        assert study.protocol.dark_fractions == [0.0, 0.5, 1.0]
+    paper = study_of(load_spec("vae_fitzpatrick17k"))
+    assert (paper.protocol.n_test, paper.protocol.n_train) == (500, 1668)
+    assert paper.vae.latent_shape == (64, 8, 8) and paper.epochs == 15 and paper.lr == 1e-4
+    runs = expand(load_spec("vae_fairness", profile="smoke"))
+    assert [r.config for r in runs] == ["A (0% dark)", "B (50% dark)", "C (100% dark)"]
+    assert [r.params["dark_fraction"] for r in runs] == [0.0, 0.5, 1.0]
     with pytest.raises(SpecError, match="vae study: epochs"):
         study_from_spec({"profile": "smoke", "epochs": 0})
     with pytest.raises(SpecError, match="profile must be"):

@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 # kind name -> "module:attribute" of a StudyKind (imported on first use)
 KINDS: dict[str, str | StudyKind] = {
     "classification": "fairmed.studies.classification:KIND",
-    "composition": "fairmed.studies.sex_ratio:STUDY_KIND",
     "channel_pruning": "fairmed.studies.pruning:STUDY_KIND",
     "composition": "fairmed.studies.sex_ratio:STUDY_KIND",
+    "vae_fairness": "fairmed.studies.vae:STUDY_KIND",
 }
 
 

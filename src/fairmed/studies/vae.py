@@ -17,6 +17,7 @@ a held-out slice of the training draw (``val_rows``), never on the test sets.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -24,18 +25,19 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import Tensor, nn
 
 from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
-from fairmed.errors import DataError
+from fairmed.errors import DataError, SpecError
 from fairmed.metrics.stats import mann_whitney, stars
 from fairmed.models.perceptual import FeatureNet, PhiInfo, load_phi, perceptual_loss
 from fairmed.models.vae import VAE, VAEConfig, evaluate, gaussian_nll, kl_divergence, reparameterize
 from fairmed.studies.vae_protocol import VAEProtocol, draw_protocol, fraction_names
 
 KIND = "vae_fairness"
+EXAMPLES = "examples"  # the extra split holding example reconstructions
 VALUES = ("recon_mse", "latent_std", "elbo")
 Profile = Literal["smoke", "cpu", "paper"]
 # Fitzpatrick17k's label granularities (three, nine, fine), coarse to fine
@@ -266,8 +268,14 @@ def run_repeat(
     phi: tuple[FeatureNet, PhiInfo] | None = None,
     fractions: list[float] | None = None,
     examples_dir: str | Path | None = None,
+    example_rows: bool = False,
 ) -> pd.DataFrame:
-    """Repeat ``repeat``: train one VAE per dark fraction and score both test sets (Predictions rows)."""
+    """Repeat ``repeat``: train one VAE per dark fraction and score both test sets (Predictions rows).
+
+    ``examples_dir`` saves the first ``study.examples`` test images of each group and their
+    reconstructions as ``.npz``; ``example_rows`` returns them instead as extra rows with
+    ``split = "examples"`` (uint8 bytes in ``image`` / ``recon``), which the audit does not read.
+    """
     spec = GroupSpec.parse(study.groups)
     groups = spec.assign(cohort.table).groups
     proto = study.protocol
@@ -283,7 +291,6 @@ def run_repeat(
         phi = load_phi(study.vae.perceptual_weights, study.vae.perceptual_layers, seed=study.seed)
     net, info = phi if phi is not None else (None, None)
     names = fraction_names(proto.dark_fractions)
-    label = cohort.labels[0] if cohort.labels else None
     attrs = [a for a in cohort.attributes if a in cohort.table.columns]
     rows = []
     for f in fractions if fractions is not None else proto.dark_fractions:
@@ -292,9 +299,8 @@ def run_repeat(
         device = next(trained.model.parameters()).device
         for group in (proto.light, proto.dark):
             test = draw.test[group]
-            out = evaluate(
-                trained.model, pixels[test], seed=seed, device=device, return_recon=examples_dir is not None
-            )
+            want = examples_dir is not None or example_rows
+            out = evaluate(trained.model, pixels[test], seed=seed, device=device, return_recon=want)
             table = cohort.table.iloc[test]
             frame = pd.DataFrame(
                 {
@@ -304,7 +310,6 @@ def run_repeat(
                     "seed": repeat,
                     "split": "test",
                     "id": table["id"].to_numpy(),
-                    "y_true": table[label].to_numpy() if label else np.nan,
                     **{v: out[v] for v in VALUES},
                     "dark_fraction": f,
                     "test_group": group,
@@ -326,6 +331,22 @@ def run_repeat(
             if examples_dir is not None and study.examples:
                 _save_examples(
                     Path(examples_dir), names[f], group, repeat, pixels[test], out["recon"], study.examples
+                )
+            if example_rows and study.examples:
+                k = min(study.examples, len(test))
+                keys = {c: frame[c].iloc[:k].to_numpy() for c in ("study", "config", "method", "seed", "id")}
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            **keys,
+                            "split": EXAMPLES,
+                            "dark_fraction": f,
+                            "test_group": group,
+                            "image": [pixels[test[i]].tobytes() for i in range(k)],
+                            "recon": [out["recon"][i].tobytes() for i in range(k)],
+                            "size": pixels.shape[1],
+                        }
+                    )
                 )
     return pd.concat(rows, ignore_index=True)
 
@@ -567,8 +588,14 @@ def analyse(
     from fairmed.io import write_table
 
     preds = predictions
+    if "split" in preds.columns:
+        examples = preds[preds["split"] == EXAMPLES]
+        if len(examples):
+            write_examples(Path(out_dir) / "artifacts", examples)
+        preds = preds[preds["split"] == "test"]
     if not len(preds):
         return {}
+    preds = preds.dropna(axis=1, how="all")
     light, dark = _light_dark(spec)
     tables = {
         "vae_summary": pd.concat(
@@ -593,10 +620,21 @@ def analyse(
     return written
 
 
+def write_examples(folder: Path, rows: pd.DataFrame) -> None:
+    """``split = examples`` rows (uint8 bytes) -> one ``vae_examples_<set>_<group>_r<repeat>.npz`` each."""
+    for (config, group, seed), sub in rows.groupby(["config", "test_group", "seed"], sort=False):
+        size = int(sub["size"].iloc[0])
+        shape = (len(sub), size, size, 3)
+        image = np.frombuffer(b"".join(sub["image"]), dtype=np.uint8).reshape(shape)
+        recon = np.frombuffer(b"".join(sub["recon"]), dtype=np.uint8).reshape(shape)
+        _save_examples(folder, str(config), str(group), int(seed), image, recon, len(sub))
+
+
 def _light_dark(spec) -> tuple[str, str]:
     proto = VAEProtocol()
-    if isinstance(spec, dict) and isinstance(spec.get("protocol"), dict):
-        proto = VAEProtocol.model_validate({**proto.model_dump(), **spec["protocol"]})
+    raw = spec if isinstance(spec, dict) else getattr(spec, "model_extra", None) or {}
+    if isinstance(raw.get("protocol"), dict):
+        proto = VAEProtocol.model_validate({**proto.model_dump(), **raw["protocol"]})
     return proto.light, proto.dark
 
 
@@ -627,45 +665,114 @@ def study_from_spec(spec: dict) -> VAEStudy:
         raise SpecError(f"vae study: {loc}: {first['msg']} (got {first.get('input')!r})") from None
 
 
-def run_study_folder(
-    cohort: Cohort, study: VAEStudy, out_dir: str | Path, name: str = KIND, bootstrap: int = 200
+def run_spec(
+    path: str | Path, out_dir: str | Path, profile: str | None = None, jobs: int | None = None
 ) -> pd.DataFrame:
-    """Run every repeat in this process, audit the per-image values by group, and write the study folder.
+    """Run a ``kind: vae_fairness`` study YAML (or built-in name) with the study runner; its Predictions."""
+    from fairmed.studies.runner import run_study
 
-    Writes ``spec.yaml`` (kind ``vae_fairness``), ``predictions.parquet``, ``results.parquet``
-    (audit with ``values = recon_mse, latent_std, elbo``), ``tables/`` (:func:`analyse`) and
-    ``artifacts/vae_examples_*.npz``; returns the Predictions.
+    return run_study(path, out_dir, profile=profile, jobs=jobs).predictions
+
+
+# ------------------------------------------------------------ the study kind (fairmed.studies.kinds)
+class VAEFields(BaseModel):
+    """The kind's own spec fields; ``protocol`` / ``vae`` update the profile's preset field by field.
+
+    Elsewhere in the spec: ``groups[0]`` gives light/dark (``fst:12-56``), ``design.seeds`` /
+    ``design.repeats`` the repeats, ``train`` the loop settings (``epochs``, ``batch_size``, ``lr``,
+    ``device``, ``num_threads``).
     """
-    import yaml
 
-    from fairmed.io import write_table, write_text
-    from fairmed.metrics.audit import audit
+    model_config = ConfigDict(extra="forbid")
 
-    out = Path(out_dir)
-    preds = run_vae_study(cohort, study, examples_dir=out / "artifacts")
-    preds["study"] = name
-    results = audit(
-        preds, [study.groups], values=list(VALUES), bootstrap=bootstrap, min_group_size=1
-    ).to_frame()
-    phi = str(preds["phi"].iloc[0]) if len(preds) else "none"
-    doc = {"name": name, "kind": KIND, "phi": phi, **study.model_dump(mode="json")}
-    write_text(out / "spec.yaml", yaml.safe_dump(doc, sort_keys=False))
-    write_table(preds, out / "predictions.parquet")
-    write_table(results, out / "results.parquet")
-    analyse(out, doc, preds.assign(study=KIND))
-    return preds
+    protocol: dict = Field(default_factory=dict, description="VAEProtocol fields (repeats come from design)")
+    vae: dict = Field(default_factory=dict, description="VAEConfig fields")
+    val_rows: int | None = Field(None, ge=1)
+    examples: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> VAEFields:
+        for cls, given, what in ((VAEProtocol, self.protocol, "protocol"), (VAEConfig, self.vae, "vae")):
+            try:
+                cls.model_validate({**cls().model_dump(), **given})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                loc = ".".join(str(p) for p in first["loc"])
+                raise SpecError(f"{what}.{loc}: {first['msg']} (got {first.get('input')!r})") from None
+        return self
 
 
-def run_spec(path: str | Path, out_dir: str | Path) -> pd.DataFrame:
-    """Run a study YAML (``kind: vae_fairness``; ``source``: any fairmed source) into ``out_dir``."""
-    import yaml
+_TRAIN_KEYS = ("epochs", "batch_size", "lr", "device", "num_threads")
 
-    from fairmed.data.sources import load_source
-    from fairmed.errors import SpecError
 
-    path = Path(path)
-    spec = yaml.safe_load(path.read_text())
-    if not isinstance(spec, dict) or spec.get("kind") != KIND:
-        raise SpecError(f"{path}: expected a study spec with kind: {KIND}")
-    cohort = load_source(spec.get("source", {"kind": "synth"}), base_dir=path.parent)
-    return run_study_folder(cohort, study_from_spec(spec), out_dir, name=spec.get("name", KIND))
+def study_of(spec) -> VAEStudy:
+    """A StudySpec's VAE settings: the profile preset, then the kind fields and ``train`` overrides."""
+    fields = spec.settings()
+    groups = spec.groups[0] if spec.groups else "fst:12-56"
+    if not isinstance(groups, str):
+        raise SpecError("vae_fairness: groups[0] must be a short form such as 'fst:12-56'")
+    raw = {
+        "profile": spec.profile,
+        "groups": groups,
+        "protocol": dict(fields.protocol),
+        "vae": dict(fields.vae),
+    }
+    raw.update({k: v for k, v in spec.train.items() if k in _TRAIN_KEYS})
+    unknown = sorted(set(spec.train) - set(_TRAIN_KEYS))
+    if unknown:
+        raise SpecError(
+            f"train: {unknown[0]!r} is not a vae_fairness training setting ({', '.join(_TRAIN_KEYS)})"
+        )
+    for key in ("val_rows", "examples"):
+        if getattr(fields, key) is not None:
+            raw[key] = getattr(fields, key)
+    threads = os.environ.get("FAIRMED_RUN_THREADS")
+    if threads and "num_threads" not in raw:
+        raw["num_threads"] = int(threads)
+    return study_from_spec(raw)
+
+
+def expand(spec) -> list:
+    """One run per (training set, repeat): configs are the training sets A, B, C, ..."""
+    from fairmed.studies.kinds import grid_runs
+
+    study = study_of(spec)
+    configs = {
+        name: {"dark_fraction": f} for f, name in fraction_names(study.protocol.dark_fractions).items()
+    }
+    return grid_runs(spec, {study.method(): {}}, configs)
+
+
+def execute(run) -> pd.DataFrame:
+    """Train the run's VAE (repeat = seed) and score both test sets; example reconstructions as extra rows."""
+    from fairmed.studies.classification import load_cohort
+
+    spec = run.study_spec()
+    study = study_of(spec)
+    cohort = load_cohort(spec)
+    return run_repeat(
+        cohort, study, run.seed, fractions=[float(run.params["dark_fraction"])], example_rows=True
+    )
+
+
+def analyse_kind(out_dir: Path, spec, predictions: pd.DataFrame, results: pd.DataFrame) -> None:
+    """The kind's tables and example images (see :func:`analyse`)."""
+    study = study_of(spec)
+    analyse(out_dir, {"protocol": study.protocol.model_dump()}, predictions, results)
+
+
+def _study_kind():
+    from fairmed.studies.kinds import StudyKind
+
+    return StudyKind(
+        name=KIND,
+        expand=expand,
+        execute=execute,
+        analyse=analyse_kind,
+        fields=VAEFields,
+        description="residual VAE + perceptual loss on training sets of 0/50/100% dark skin; per-image "
+        "reconstruction MSE and latent std of light vs dark test images (Mann-Whitney U)",
+    )
+
+
+STUDY_KIND = _study_kind()

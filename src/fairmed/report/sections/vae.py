@@ -27,6 +27,8 @@ def _predictions(ctx) -> pd.DataFrame | None:
     preds = ctx.predictions
     if preds is None or "recon_mse" not in preds.columns or "test_group" not in preds.columns:
         return None
+    if "split" in preds.columns:
+        preds = preds[preds["split"] == "test"]
     return preds if len(preds) else None
 
 
