@@ -95,7 +95,7 @@ def test_sample_weight_zero_rows_do_not_count(emb):
     a = fit_predict(train, val, test, model="mlp", config=cfg, seed=1, sample_weight=w)
     sub = train.subset(keep)
     b = fit_predict(sub, val, test, model="mlp", config={**cfg, "batch_size": 200}, seed=1)
-    assert np.allclose(a["y_score"], b["y_score"], atol=1e-5)
+    assert np.allclose(a["y_score"], b["y_score"], atol=1e-4)  # summation order only
     # a Series aligned by id is accepted; a wrong length is a one-line DataError
     series = pd.Series(w, index=train.ids)[::-1]
     fit_predict(train, val, test, model="mlp", config=FAST, seed=1, sample_weight=series)

@@ -52,19 +52,38 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+_AFFINE: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _affine(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scale = 1 / (255 std)`` and ``shift = -mean / std`` per channel, made once per device."""
+    if device not in _AFFINE:
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64)
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float64)
+        scale = (1.0 / (255.0 * std)).float().view(1, 3, 1, 1).to(device)
+        shift = (-mean / std).float().view(1, 3, 1, 1).to(device)
+        _AFFINE[device] = (scale, shift)
+    return _AFFINE[device]
+
+
 def image_batch(
     pixels: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """uint8 NHWC -> normalised float32 NCHW in one vectorized pass (random flips when ``augment``)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=pixels.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=pixels.device).view(1, 3, 1, 1)
-    x = pixels.permute(0, 3, 1, 2).float().mul_(1.0 / 255.0).sub_(mean).div_(std)
+    """uint8 NHWC -> normalised float32 NCHW: one cast-and-transpose copy, one multiply-add.
+
+    ``(x / 255 - mean) / std`` with the ImageNet mean/std that torchvision weights expect;
+    ``augment`` flips each image horizontally and/or vertically with probability 1/2.
+    """
+    n, h, w, _ = pixels.shape
+    x = torch.empty((n, 3, h, w), dtype=torch.float32, device=pixels.device)
+    x.copy_(pixels.permute(0, 3, 1, 2))
+    scale, shift = _affine(pixels.device)
+    x.mul_(scale).add_(shift)
     if augment:
-        n = x.shape[0]
-        flips = torch.rand(n, 2, generator=generator, device="cpu").lt(0.5).to(x.device)
+        flips = torch.rand(n, 2, generator=generator).lt(0.5).to(x.device, non_blocking=True)
         x = torch.where(flips[:, 0].view(n, 1, 1, 1), x.flip(3), x)
         x = torch.where(flips[:, 1].view(n, 1, 1, 1), x.flip(2), x)
-    return x.contiguous()
+    return x
 
 
 def make_head(feature_dim: int, n_out: int, dropout: float = 0.0) -> nn.Sequential:

@@ -54,7 +54,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _autocast(device: torch.device, enabled: bool):
+def autocast_context(device: torch.device, enabled: bool):
+    """Mixed precision on CUDA only: bfloat16 where supported, else float16 (with a grad scaler)."""
     if not enabled or device.type != "cuda":
         return nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -66,7 +67,8 @@ def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.O
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel for all parameters instead of ~6 per tensor (a third faster on small CPU models)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
 
 
 def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig):
@@ -77,16 +79,23 @@ def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig):
     return None
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator, probs: Tensor | None = None) -> list[Tensor]:
+def batches(
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    probs: Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> list[Tensor]:
     """One epoch of row indices: a permutation, or ``n`` draws with replacement by ``probs``.
 
+    Drawn on the CPU with the seeded generator (the same on any device), moved once per epoch.
     A trailing batch of a single row is dropped (batch norm cannot train on it) unless it is all.
     """
     if probs is None:
         order = torch.randperm(n, generator=generator)
     else:
         order = torch.multinomial(probs, n, replacement=True, generator=generator)
-    parts = list(order.split(batch_size))
+    parts = list(order.to(device, non_blocking=True).split(batch_size))
     if len(parts) > 1 and len(parts[-1]) == 1:
         parts.pop()
     return parts
@@ -100,7 +109,7 @@ def predict_logits(model: nn.Module, data: TensorData, batch_size: int = 512, am
     model.eval()
     out = []
     idx_all = torch.arange(len(data), device=data.x.device)
-    with _autocast(device, amp):
+    with autocast_context(device, amp):
         for idx in idx_all.split(batch_size):
             x = data.inputs(idx).to(device, non_blocking=True)
             out.append(model(x).float())
@@ -148,52 +157,95 @@ def fit(
         torch.set_num_threads(threads)
 
 
+@dataclass
+class Stepper:
+    """The inner part of the loop: mini-batches of one epoch, each one optimizer step.
+
+    ``build`` moves the model, the strategy and the training tensors to the device once and
+    sets up the optimizer; ``epoch()`` runs one pass and returns the mean training loss.
+    """
+
+    model: nn.Module
+    strategy: Strategy
+    data: TensorData
+    opt: torch.optim.Optimizer
+    generator: torch.Generator
+    device: torch.device
+    batch_size: int
+    weights: Tensor | None = None
+    probs: Tensor | None = None
+    amp: bool = False
+    augment: bool = False
+    scaler: torch.amp.GradScaler | None = None
+
+    @classmethod
+    def build(cls, model: nn.Module, strategy: Strategy, train: TensorData, config: TrainConfig) -> Stepper:
+        device = resolve_device(config.device)
+        model.to(device)
+        strategy.to(device)
+        weights = _normalised(strategy.loss_weights(train))
+        params = [p for p in [*model.parameters(), *strategy.parameters()] if p.requires_grad]
+        amp = config.amp and device.type == "cuda"
+        return cls(
+            model=model,
+            strategy=strategy,
+            data=train.to(device),
+            opt=_optimizer(params, config),
+            generator=torch.Generator().manual_seed(config.seed),
+            device=device,
+            batch_size=config.batch_size,
+            weights=None if weights is None else weights.to(device),
+            probs=strategy.sampling_probs(train),
+            amp=amp,
+            augment=config.augment == "flip" and train.is_image,
+            scaler=torch.amp.GradScaler("cuda") if amp and not torch.cuda.is_bf16_supported() else None,
+        )
+
+    def step(self, idx: Tensor) -> Tensor:
+        """One optimizer step on rows ``idx``; returns the (detached) batch loss."""
+        data = self.data
+        x = data.inputs(idx, self.augment, self.generator)
+        w = None if self.weights is None else self.weights[idx]
+        with autocast_context(self.device, self.amp):
+            z = self.model.features(x)
+            logits = self.model.head(z)
+            loss = self.strategy.loss(z, logits, data.y[idx], data.g[idx], w)
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.opt.step()
+        return loss.detach()
+
+    def epoch(self) -> float:
+        self.model.train()
+        self.strategy.train()
+        losses, sizes = [], []
+        for idx in batches(len(self.data), self.batch_size, self.generator, self.probs, self.device):
+            losses.append(self.step(idx))
+            sizes.append(len(idx))
+        if not losses:
+            return float("nan")
+        size = torch.tensor(sizes, dtype=torch.float32, device=self.device)
+        return float((torch.stack(losses).float() * size).sum() / size.sum())  # one sync per epoch
+
+
 def _fit(model, strategy, train, val, config, desc, start) -> FitResult:
     task = strategy.task
-    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    model.to(device)
-    strategy.to(device)
-    train_d, val_d = train.to(device), val.to(device)
-    weights = _normalised(strategy.loss_weights(train))
-    weights = None if weights is None else weights.to(device)
-    probs = strategy.sampling_probs(train)
-    params = [p for p in [*model.parameters(), *strategy.parameters()] if p.requires_grad]
-    opt = _optimizer(params, config)
+    stepper = Stepper.build(model, strategy, train, config)
+    device, opt, use_amp = stepper.device, stepper.opt, stepper.amp
+    train_d, val_d = stepper.data, val.to(device)
     sched = _scheduler(opt, config)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp and not torch.cuda.is_bf16_supported() else None
-    augment = config.augment == "flip" and train.is_image
-
     select = config.select
     best_score, best_epoch, best_state, stale = -np.inf, 0, None, 0
     rows = []
     progress = bar(config.epochs, desc)
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        strategy.train()
-        total = torch.zeros((), device=device)
-        seen = 0
-        for idx in batches(len(train_d), config.batch_size, generator, probs):
-            idx = idx.to(device, non_blocking=True)
-            x = train_d.inputs(idx, augment, generator)
-            y, g = train_d.y[idx], train_d.g[idx]
-            w = None if weights is None else weights[idx]
-            with _autocast(device, use_amp):
-                z = model.features(x)
-                logits = model.head(z)
-                loss = strategy.loss(z, logits, y, g, w)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            total += loss.detach().float() * len(idx)
-            seen += len(idx)
+        train_loss = stepper.epoch()
         lr = opt.param_groups[0]["lr"]
         if sched is not None:
             sched.step()
@@ -202,7 +254,6 @@ def _fit(model, strategy, train, val, config, desc, start) -> FitResult:
         if epoch == 1 and select != "loss" and np.isnan(scores[f"val_{select}"]):
             select = "loss"  # the validation set cannot rank (one class / no group has both)
         score = -scores["val_loss"] if select == "loss" else scores[f"val_{select}"]
-        train_loss = float(total) / max(seen, 1)
         rows.append({"epoch": epoch, "train_loss": train_loss, **scores, "score": score, "lr": lr})
         if best_state is None or score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
