@@ -68,6 +68,8 @@ def test_settings_validation():
         PruningSettings(methods=["fairprune"])
     with pytest.raises(SpecError, match="expected"):
         PruningSettings(methods=["vanilla", "magic"])
+    with pytest.raises(SpecError, match="channel_pruning.finetune.epochs"):
+        PruningSettings(finetune={"epochs": "many"})
 
 
 @pytest.fixture(scope="module")

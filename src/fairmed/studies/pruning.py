@@ -67,6 +67,7 @@ class PruningSettings(BaseModel):
     sweep_layers: list[str | int] = Field(default_factory=list, description="extra layers (Fig. 2b)")
 
     def model_post_init(self, _context) -> None:
+        as_spec(TrainConfig, self.finetune, "channel_pruning.finetune")  # one-line SpecError when wrong
         bad = [m for m in self.methods if m not in METHODS]
         if bad or "vanilla" not in self.methods:
             raise SpecError(
@@ -183,7 +184,7 @@ def run_pruning(
     n_classes = trained.task.n_classes
     tr, va, te = trained.data(train), trained.data(val), trained.data(test)
     evaluate = evaluator(trained, va, te, n_classes)
-    finetune = trained.config.model_copy(update=settings.finetune)
+    finetune = as_spec(TrainConfig, {**trained.config.model_dump(), **settings.finetune}, "pruning.finetune")
     base = evaluate(trained.model)
     names = trained.group_names
     if settings.privileged is not None:
