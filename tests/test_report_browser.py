@@ -1,5 +1,5 @@
-"""The report in a real browser: headless Chromium opens index.html from disk, takes a full-page
-screenshot (kept in the test's tmp dir) and the page must have rendered with every figure loaded."""
+"""The demo's report: its structure, and in a real browser: headless Chromium opens index.html from
+disk, takes a full-page screenshot (kept in the test's tmp dir) and every figure must have loaded."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fairmed.report import build_report
-from test_report_data import make_predictions, make_results, write_study
+from test_report_data import check_self_contained
 
 pytestmark = pytest.mark.browser
 
@@ -49,11 +48,33 @@ def _binaries() -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
-    predictions = make_predictions(n=250, methods={"erm": 0.0, "groupdro": 0.6}, seeds=(0, 1, 2))
-    out = write_study(
-        tmp_path_factory.mktemp("browser"), predictions, make_results(predictions, bootstrap=50)
+    """The demo study (`fairmed demo`) in its smoke profile, two strategies over two seeds, and its report."""
+    from fairmed.studies.runner import run_study
+    from fairmed.studies.spec import load_spec
+
+    spec = load_spec("demo", profile="smoke")
+    spec = spec.model_copy(
+        update={"strategies": ["erm", "groupdro"], "design": spec.design.model_copy(update={"seeds": [0, 1]})}
     )
-    return build_report(out)
+    outcome = run_study(spec, tmp_path_factory.mktemp("demo"), jobs=1, report=True)
+    return outcome.report
+
+
+def test_demo_report_structure(report):
+    """The demo's report: every section, every figure embedded (PNG + SVG on disk), nothing external."""
+    page = check_self_contained(report.parent)
+    assert page.sections == [
+        "summary",
+        "what-was-run",
+        "performance",
+        "fairness",
+        "calibration-by-group",
+        "roc-curves-by-group",
+        "comparison",
+    ]
+    text = report.read_text(encoding="utf-8")
+    assert "The largest gap is by " in text and "The study spec (spec.yaml)" in text
+    assert "Images per group in each split (first seed)" in text  # the runner's per-split summary
 
 
 def test_report_renders_in_chromium(report, tmp_path):

@@ -7,6 +7,9 @@ small cost); Results come from the real ``fairmed.metrics.audit``.
 
 from __future__ import annotations
 
+import base64
+import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,8 @@ import pandas as pd
 import yaml
 
 from fairmed.io import write_json, write_table
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 METHODS = {
     "erm": 0.0,
@@ -99,3 +104,47 @@ def write_study(out: Path, predictions: pd.DataFrame, results: pd.DataFrame, kin
     write_table(predictions, out / "predictions.parquet")
     write_table(results, out / "results.parquet")
     return out
+
+
+class Page(HTMLParser):
+    """Collects what the checks need: section ids, img sources, every URL-bearing attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.images: list[str] = []
+        self.urls: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a["id"])
+        if tag == "img":
+            self.images.append(a["src"])
+        self.urls += [v for k, v in attrs if k in {"src", "href", "action", "srcset", "data"} and v]
+
+
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def check_self_contained(out: Path) -> Page:
+    page = parse(out / "index.html")
+    text = (out / "index.html").read_text(encoding="utf-8")
+    assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
+    assert not [u for u in page.urls if re.match(r"(?i)\s*(https?:)?//", u)], "external URL in src/href"
+    assert "url(http" not in text and "@import" not in text
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert len(page.images) == len(pngs) > 0
+    embedded = {base64.b64decode(src.split(",", 1)[1]) for src in page.images}
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+    for png in pngs:
+        assert png.read_bytes()[:8] == PNG
+        assert png.read_bytes() in embedded, f"{png.name} not embedded"
+        assert png.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+    return page
