@@ -151,11 +151,23 @@ def test_group_strategies_need_two_groups(embeddings):
             train.filter(race="White"), val, test, model="mlp", strategy="adversarial", config=FAST,
             groups="race", seed=0,
         )  # fmt: skip
+    allowed = {"name": "multitask", "single_group": "allow"}
+    preds = fit_predict(
+        train.filter(race="White"),
+        val,
+        test,
+        model="mlp",
+        strategy=allowed,
+        config=FAST,
+        groups="race",
+        seed=0,
+    )
+    assert _test_auc(preds) > 0.7
 
 
 def test_rows_without_group_are_trained_and_predicted(embeddings):
     train, val, test = embeddings
-    # under 'fst:12-56' FST 3-4 rows are excluded (NaN group); skin preset has fst
+    # every third training row loses its sex: those rows form the "(no group)" cell
     preds = fit_predict(train, val, test, model="mlp", strategy="groupdro", config=FAST, groups="sex", seed=0)
     assert len(preds) == len(val) + len(test)
     masked = train.with_columns(sex=np.where(np.arange(len(train)) % 3 == 0, None, train.table["sex"]))

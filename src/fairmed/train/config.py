@@ -30,6 +30,9 @@ class StrategySpec(BaseModel):
     ``adv_lambda``: gradient-reversal penalty of ``adversarial``. ``aux_hidden``: hidden units of
     the multitask/adversarial head (0 = linear). ``dro_eta``: GroupDRO step size of the group
     weights; ``dro_adjust``: Sagawa's generalization adjustment C (loss + C / sqrt(n_g)).
+    ``single_group``: multitask/adversarial on a training set holding one group: refuse
+    (``error``) or train anyway (``allow``: the group head then has nothing to tell apart, e.g. the
+    sex-ratio study's all-female / all-male compositions).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,6 +46,7 @@ class StrategySpec(BaseModel):
     aux_hidden: int = Field(0, ge=0)
     dro_eta: float = Field(0.01, gt=0.0)
     dro_adjust: float = Field(0.0, ge=0.0)
+    single_group: Literal["error", "allow"] = "error"
     single_group: Literal["error", "allow"] = Field(
         "error",
         description="multitask/adversarial on a training set holding one group: refuse, or train anyway"

@@ -27,6 +27,8 @@ MLP heads over embeddings alike.
 Rows without a group (NaN under the GroupSpec, code -1) are always trained. For the cell-based
 strategies (reweight, resample, groupdro) they form one extra cell "(no group)" (x label);
 the group heads of multitask and adversarial ignore them (no group loss on those rows).
+Multitask and adversarial refuse a training set with fewer than two groups unless
+``single_group: allow``.
 
 The per-sample loss is pluggable: binary cross-entropy on one logit, softmax cross-entropy,
 or the generalized cross-entropy ``(1 - p_y^q) / q`` of Zhang & Sabuncu (2018), which the
@@ -185,7 +187,7 @@ class Strategy(nn.Module):
     def _need_groups(self, train: TensorData) -> None:
         if self.spec.single_group == "allow" and self.n_groups >= 1:
             return
-        if int(torch.unique(train.g[train.g >= 0]).numel()) < 2:
+        if self.spec.single_group == "error" and int(torch.unique(train.g[train.g >= 0]).numel()) < 2:
             raise SpecError(
                 f"strategy {self.spec.name!r} needs at least two groups in the training set,"
                 f" found {list(train.group_names)}"
@@ -222,7 +224,7 @@ class Multitask(Strategy):
     def __init__(self, spec: StrategySpec, task: Task, feature_dim: int, train: TensorData) -> None:
         super().__init__(spec, task, feature_dim, train)
         self._need_groups(train)
-        self.group_head = _aux_head(feature_dim, self.n_groups, spec.aux_hidden)
+        self.group_head = _aux_head(feature_dim, max(self.n_groups, 1), spec.aux_hidden)
 
     def group_input(self, z: Tensor) -> Tensor:
         return z
