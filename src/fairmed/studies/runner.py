@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from fairmed.errors import SpecError
+from fairmed.errors import FairmedError, SpecError
 from fairmed.io import read_table, write_json, write_table, write_text
 from fairmed.schema import RUN_KEYS
 from fairmed.studies.executors import execute_runs
@@ -120,12 +121,15 @@ def _cohort_summary(spec: StudySpec) -> pd.DataFrame | None:
         return None
     from fairmed.studies.classification import load_cohort, split_parts
 
-    cohort = load_cohort(spec)
-    groups = spec.group_specs()
-    frames = [cohort.describe(groups).assign(split="all")]
+    try:
+        cohort = load_cohort(spec)
+        groups = spec.group_specs()
+        frames = [cohort.describe(groups).assign(split="all")]
+    except FairmedError:  # a kind whose source is not one cohort with these groups: no summary
+        return None
     try:
         parts = split_parts(spec, cohort, spec.design.seed_list()[0])
-    except SpecError:
+    except FairmedError:
         parts = {}
     frames += [part.describe(groups).assign(split=name) for name, part in parts.items()]
     table = pd.concat(frames, ignore_index=True)
@@ -149,7 +153,11 @@ def run_study(
         raise SpecError(
             f"profile {profile!r}: a resolved StudySpec has profile {spec.profile!r}; load it again"
         )
-    out = Path(out_dir) if out_dir is not None else Path("fairmed-out") / spec.name
+    out = (
+        Path(out_dir)
+        if out_dir is not None
+        else Path("fairmed-out") / re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
+    )
     kind = get_kind(spec.kind)
     runs = kind.expand(spec)
     ids = [r.run_id for r in runs]
