@@ -168,9 +168,14 @@ def test_group_strategies_need_two_groups(embeddings):
 def test_rows_without_group_are_trained_and_predicted(embeddings):
     train, val, test = embeddings
     # every third training row loses its sex: those rows form the "(no group)" cell
-    preds = fit_predict(train, val, test, model="mlp", strategy="groupdro", config=FAST, groups="sex", seed=0)
-    assert len(preds) == len(val) + len(test)
     masked = train.with_columns(sex=np.where(np.arange(len(train)) % 3 == 0, None, train.table["sex"]))
+    preds, trained = fit_predict(
+        masked, val, test, model="mlp", strategy="groupdro", config=FAST, groups="sex", seed=0,
+        return_model=True,
+    )  # fmt: skip
+    assert len(preds) == len(val) + len(test)
+    assert len(trained.fit.strategy_state["q"]) == 6  # (female, male, no group) x (label 0, 1)
+    assert len(trained.fit.train_losses) == len(masked)
     preds2 = fit_predict(
         masked, val, test, model="mlp", strategy="resample", config=FAST, groups="sex", seed=0
     )
