@@ -329,11 +329,12 @@ def _box_panel(ax: Axes, panel: BoxPanel, colors: Mapping[str, str]) -> list[str
         dots_x = np.concatenate([pos[i] + np.linspace(-0.15, 0.15, len(data[i])) * width for i in keep])
         dots_y = np.concatenate([data[i] for i in keep])
         ax.plot(dots_x, dots_y, "o", ms=4, color=color, mec="black", mew=0.5, ls="", zorder=3)
+    above = blended_transform_factory(ax.transData, ax.transAxes)  # stars sit above the data area
     for xi, x in enumerate(xs):
         text = panel.stars.get(x, "")
         if text:
-            ax.annotate(text, (xi, top + 0.05 * span), ha="center", va="bottom", fontsize=10)
-    ax.set_ylim(bottom - (0.0 if panel.zero_based else 0.08 * span), top + 0.2 * span)
+            ax.text(xi, 1.01, text, transform=above, ha="center", va="bottom", fontsize=10, clip_on=False)
+    ax.set_ylim(bottom - (0.0 if panel.zero_based else 0.08 * span), top + 0.08 * span)
     crowded = len(xs) * len(groups) > 10
     ax.set_xticks(
         range(len(xs)),
@@ -344,7 +345,7 @@ def _box_panel(ax: Axes, panel: BoxPanel, colors: Mapping[str, str]) -> list[str
     ax.set_xlim(-0.6, len(xs) - 0.4)
     ax.set_ylabel(wrap_label(panel.ylabel, 34))
     if panel.title:
-        ax.set_title(wrap_label(panel.title, 34), fontsize=11)
+        ax.set_title(wrap_label(panel.title, 34), fontsize=11, pad=18 if panel.stars else 6)
     ax.grid(axis="x", visible=False)
     return [g for g in groups if g is not None]
 
