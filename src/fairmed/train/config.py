@@ -63,7 +63,8 @@ class TrainConfig(BaseModel):
     present. ``amp``: mixed precision (only ever on CUDA). ``augment``: random horizontal and
     vertical flips of image batches. ``checkpoint_dir``: the best state is saved there atomically.
     ``cache_dir``: where frozen features (and decoded images) are cached; default
-    ``$FAIRMED_CACHE`` or ``~/.cache/fairmed``. ``num_threads``: torch CPU threads during the run.
+    ``$FAIRMED_CACHE`` or ``~/.cache/fairmed``. ``num_threads``: torch CPU threads during the run
+    (None: 1 for MLP heads on embeddings/features on the CPU, torch's setting for images).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -149,8 +149,13 @@ def fit(
     """Train ``model`` with ``strategy`` (see module docstring); ``model`` ends with the best state."""
     start = time.perf_counter()
     threads = torch.get_num_threads()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    run_threads = config.num_threads
+    if run_threads is None and not train.is_image and resolve_device(config.device).type == "cpu":
+        # MLP heads on embeddings/features: tiny matmuls lose more to thread synchronisation than
+        # they gain, and on a busy machine a second thread waiting for its peer costs 5-10x.
+        run_threads = 1
+    if run_threads:
+        torch.set_num_threads(run_threads)
     try:
         return _fit(model, strategy, train, val, config, desc, start)
     finally:
