@@ -138,3 +138,25 @@ def test_selection_aucs_match_sklearn():
     expected = min(roc_auc_score(y[g == k], s[g == k]) for k in (0, 1))
     assert worst_group_auc(y, s, g) == pytest.approx(expected)
     assert np.isnan(binary_auc(np.ones(5), s[:5]))
+
+
+def test_image_files_go_through_the_decoded_image_cache(tmp_path):
+    from PIL import Image
+
+    from fairmed.data.cohort import Cohort
+
+    c = generate(SynthConfig(n=90, size=16), seed=8)
+    root = tmp_path / "images"
+    root.mkdir()
+    paths = []
+    for i, image in enumerate(c.images):  # writing fixture files, not training
+        paths.append(f"img{i}.png")
+        Image.fromarray(image).save(root / paths[-1])
+    files = Cohort(c.table.assign(path=paths), labels=c.labels, attributes=c.attributes, image_root=root)
+    parts = files.subset(np.arange(50)), files.subset(np.arange(50, 70)), files.subset(np.arange(70, 90))
+    cfg = {**FAST, "epochs": 1, "cache_dir": tmp_path / "cache"}
+    from_files = fit_predict(*parts, model=SMALL, config=cfg, seed=0)
+    mem = c.subset(np.arange(50)), c.subset(np.arange(50, 70)), c.subset(np.arange(70, 90))
+    in_memory = fit_predict(*mem, model=SMALL, config=cfg, seed=0)
+    assert list((tmp_path / "cache" / "images").glob("*.npy"))
+    pd.testing.assert_frame_equal(from_files, in_memory)  # PNG is lossless: the same pixels, same model

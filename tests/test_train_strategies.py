@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from fairmed.data.cohort import Cohort
@@ -198,3 +200,17 @@ def test_multiclass_predictions(images):
     assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
     assert (preds["y_pred"].to_numpy() == probs.argmax(1)).all()
     assert "y_score" not in preds.columns
+
+
+@given(
+    cells=st.lists(st.integers(0, 7), min_size=1, max_size=60),
+    scale=st.floats(0.1, 10.0),
+)
+@settings(max_examples=60, deadline=None)
+def test_balancing_weights_give_every_cell_equal_mass(cells, scale):
+    c = torch.tensor(cells)
+    base = torch.linspace(0.5, 2.0, len(cells), dtype=torch.float64) * scale
+    w = balancing_weights(c, base).double()
+    mass = torch.zeros(8, dtype=torch.float64).index_add_(0, c, w)
+    present = mass[torch.bincount(c, minlength=8) > 0]
+    assert torch.allclose(present, torch.full_like(present, float(base.sum()) / len(present)), rtol=1e-5)

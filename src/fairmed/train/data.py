@@ -12,6 +12,7 @@ the group-based strategies treat it as described in :mod:`fairmed.train.strategi
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -105,7 +106,12 @@ def tensor_data(
     """Wrap inputs ``x`` (uint8 images or float features, one row per cohort row) with the labels."""
     if len(x) != len(cohort):
         raise DataError(f"{cohort.name}: {len(x)} inputs for {len(cohort)} rows")
-    xt = torch.from_numpy(np.ascontiguousarray(x))
+    array = np.ascontiguousarray(x)
+    with (
+        warnings.catch_warnings()
+    ):  # a read-only memory-mapped image cache: batches are gathered, never written
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        xt = torch.from_numpy(array)
     if xt.dtype != torch.uint8:
         xt = xt.float()
     w = None
