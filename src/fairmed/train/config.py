@@ -46,7 +46,6 @@ class StrategySpec(BaseModel):
     aux_hidden: int = Field(0, ge=0)
     dro_eta: float = Field(0.01, gt=0.0)
     dro_adjust: float = Field(0.0, ge=0.0)
-    single_group: Literal["error", "allow"] = "error"
     single_group: Literal["error", "allow"] = Field(
         "error",
         description="multitask/adversarial on a training set holding one group: refuse, or train anyway"
