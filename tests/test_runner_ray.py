@@ -14,7 +14,7 @@ SPEC = {
     "design": {"seeds": [0, 1]},
     "model": {"arch": "mlp", "hidden": 8},
     "strategies": ["groupdro"],
-    "train": {"epochs": 1, "batch_size": 50, "num_threads": 1},
+    "train": {"epochs": 1, "batch_size": 50},
     "audit": {"bootstrap": 10, "min_group_size": 5},
 }
 

@@ -10,7 +10,6 @@ per method, the mean over seeds of each audited metric per group and of the wors
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -53,10 +52,9 @@ def execute(run: RunSpec) -> pd.DataFrame:
     spec = run.study_spec()
     cohort = load_cohort(spec)
     parts = split_parts(spec, cohort, run.seed)
-    train = dict(spec.train)
-    threads = os.environ.get("FAIRMED_RUN_THREADS")
-    if threads and "num_threads" not in train:
-        train["num_threads"] = int(threads)
+    # one torch thread per run unless the spec says otherwise: runs are then bit-identical whichever
+    # executor (in-process, worker processes, Ray) runs them, and `jobs` runs share the cores
+    train = {"num_threads": 1, **spec.train}
     groups = spec.groups[0] if spec.groups else None
     return fit_predict(
         parts["train"],

@@ -32,7 +32,6 @@ def _init_worker(threads: int) -> None:
     """One BLAS/torch thread per worker process so that ``jobs`` workers share the cores."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    os.environ.setdefault("FAIRMED_RUN_THREADS", str(threads))
 
 
 def _call(execute: Execute, run: RunSpec) -> pd.DataFrame:
