@@ -74,7 +74,7 @@ def _verdict(methods, baseline, attrs, gaps, overall) -> list[str]:
             if method == baseline:
                 continue
             parts = []
-            for metric in ("auc", "tpr"):
+            for metric in METRICS:
                 before, after = gaps.get((baseline, attr, metric), nan), gaps.get((method, attr, metric), nan)
                 verb = "narrowed" if after < before else "widened" if after > before else "kept"
                 parts.append(f"{verb} the {attr} {metric.upper()} gap {before:.3f} -> {after:.3f}")
