@@ -204,3 +204,35 @@ def test_ink_mark_is_violet_and_only_in_flagged_images():
     violet = (px[..., 2] - px[..., 1] > 60) & (px[..., 0] - px[..., 1] > 30)  # blue and red over green
     has_ink = violet.sum(axis=(1, 2)) > 5
     assert np.array_equal(has_ink, cohort.table["artifact"].to_numpy() == 1)
+
+
+def _one_type(fst: int, **kw) -> np.ndarray:
+    weights = [0.0] * 6
+    weights[fst - 1] = 1.0
+    return generate(SynthConfig.neutral(n=40, size=32, fst_weights=weights, **kw), seed=5).images
+
+
+def test_fixed_amplitudes_differ_only_in_skin_colour():
+    """Same seed, FST 2 vs FST 5: with fixed amplitudes every image differs by one colour per channel
+    (up to uint8 rounding and clipping); with relative amplitudes the texture and lesion scale too."""
+    for amplitudes, alike in (("fixed", True), ("relative", False)):
+        a = _one_type(2, noise=0, amplitudes=amplitudes).astype(float)
+        b = _one_type(5, noise=0, amplitudes=amplitudes).astype(float)
+        inside = (a > 0) & (a < 255) & (b > 0) & (b < 255)
+        diff = np.where(inside, a - b, np.nan).reshape(len(a), -1, 3)
+        spread = np.nanmax(diff, axis=1) - np.nanmin(diff, axis=1)  # per image and channel
+        assert inside.mean() > 0.97
+        if alike:
+            assert spread.max() <= 2.0  # two roundings to uint8
+        else:
+            assert np.median(spread) > 20
+
+
+def test_neutral_preset_switches_every_group_difference_off():
+    cfg = SynthConfig.neutral(n=10, contrast=0.8)
+    assert cfg.contrast_by_fst == {} and cfg.artifact == "none" and cfg.artifact_strength_by_fst == {}
+    assert cfg.amplitudes == "fixed" and cfg.contrast == 0.8
+    light, dark = (_one_type(k, amplitudes="relative").reshape(40, -1, 3).var(axis=1).mean() for k in (2, 5))
+    fixed_light, fixed_dark = (_one_type(k).reshape(40, -1, 3).var(axis=1).mean() for k in (2, 5))
+    assert dark < 0.6 * light  # real-world default: darker skin, less pixel variance
+    assert abs(fixed_dark / fixed_light - 1) < 0.05  # neutral: the same up to clipping

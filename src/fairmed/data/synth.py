@@ -20,6 +20,11 @@ How an image is made (all vectorized over a chunk of images, no loop over pixels
 - **Contrast**: the lesion colour is ``skin + contrast * (lesion - skin)`` in CIELAB;
   the darkening is relative to the skin's L*, so dark skin has a smaller absolute
   contrast even before the per-group ``contrast`` knob lowers it further.
+- **Amplitudes**: by default (``amplitudes = "relative"``) shading multiplies the colour and
+  the lesion darkens the skin's own L*, so a dark-skin image has less pixel variance (about
+  half at FST 5-6 vs 1-2). ``amplitudes = "fixed"`` renders the lesion's colour offset and the
+  shading of a reference FST 3 skin on every skin colour: skin types then differ in colour
+  only (up to clipping at 0 / 255). ``SynthConfig.neutral()`` switches every group difference off.
 
 Bias knobs (each independent; dicts are keyed by Fitzpatrick type 1-6 or by sex):
 
@@ -62,6 +67,9 @@ ITA_RANGES: dict[int, tuple[float, float]] = {
 }
 CLASS_NAMES = ["nevus", "melanoma", "inflammatory", "keratosis", "vascular", "carcinoma"]
 CHUNK = 64  # images rendered per vectorized step (fixed: part of the determinism contract)
+# `amplitudes: fixed` renders every skin type with the amplitudes of this skin: the middle of FST 3's
+# ITA range (34.5 degrees) at the middle of the drawn a*, b* ranges (11, 17.5).
+REFERENCE_SKIN_LAB = np.array([50.0 + 17.5 * np.tan(np.radians(34.5)), 11.0, 17.5])
 
 # Class prototypes. radius/irregularity in units of the half image; depth = relative L*
 # darkening; da/db = a*/b* shift; *2 = the second (variegation) colour; edge = border width.
@@ -135,6 +143,12 @@ class SynthConfig(BaseModel):
     noise: float = Field(4.0, ge=0.0, description="pixel noise (sd, 0-255 scale)")
     texture: float = Field(0.06, ge=0.0, description="low-frequency skin texture (relative)")
     lighting: float = Field(0.12, ge=0.0, description="lighting gradient strength (relative)")
+    amplitudes: Literal["relative", "fixed"] = Field(
+        "relative",
+        description="relative: texture, lighting, vignette, brightness and lesion darkening scale with the "
+        "skin's own brightness (as on real skin: darker images carry less pixel variance); fixed: every "
+        "skin type gets the absolute amplitudes of a reference FST 3 skin (types differ in colour only)",
+    )
 
     @field_validator("fst_weights")
     @classmethod
@@ -168,6 +182,18 @@ class SynthConfig(BaseModel):
         if self.artifact_class >= self.n_classes:
             raise SpecError(f"artifact_class {self.artifact_class} >= n_classes {self.n_classes}")
         return self
+
+    @classmethod
+    def neutral(cls, **overrides) -> SynthConfig:
+        """No injected difference between groups beyond skin colour (and ``overrides``).
+
+        No lesion-contrast gap, no artifact (a ruler's fixed grey contrasts more with dark skin), and
+        ``amplitudes = "fixed"``: every image is its skin colour plus texture, lighting and a lesion
+        drawn from the same distribution for every skin type, so no group is easier to reconstruct
+        or classify by construction. Representation (``fst_weights``) is left to the caller.
+        """
+        settings = {"contrast_by_fst": {}, "artifact": "none", "artifact_strength_by_fst": {}}
+        return cls(**{**settings, "amplitudes": "fixed", **overrides})
 
     @property
     def label(self) -> str:
@@ -309,16 +335,23 @@ def _draw_looks(cfg: SynthConfig, drawn: dict[str, np.ndarray], rng: np.random.G
     p = dict(zip(_PROTO_FIELDS, params.T))
     c = drawn["contrast"]
 
-    def lesion_lab(depth, da, db):
-        target = np.stack([skin_lab[:, 0] * (1 - depth), skin_lab[:, 1] + da, skin_lab[:, 2] + db], 1)
-        lab = skin_lab + c[:, None] * (target - skin_lab)
+    def lesion_lab(base, depth, da, db):
+        target = np.stack([base[:, 0] * (1 - depth), base[:, 1] + da, base[:, 2] + db], 1)
+        lab = base + c[:, None] * (target - base)
         lab[:, 0] = np.clip(lab[:, 0], 5, 95)
         return lab
 
+    def lesion_rgb(depth, da, db):
+        if cfg.amplitudes == "relative":  # the lesion darkens the skin's own L*
+            return lab_to_srgb(lesion_lab(skin_lab, depth, da, db))
+        # fixed: the lesion's colour offset on the reference skin, added to this skin's colour
+        ref = np.broadcast_to(REFERENCE_SKIN_LAB, skin_lab.shape)
+        return lab_to_srgb(skin_lab) + lab_to_srgb(lesion_lab(ref, depth, da, db)) - lab_to_srgb(ref)
+
     return {
         "skin": lab_to_srgb(skin_lab).astype(np.float32) * 255,
-        "lesion1": lab_to_srgb(lesion_lab(p["depth"], p["da"], p["db"])).astype(np.float32) * 255,
-        "lesion2": lab_to_srgb(lesion_lab(p["depth2"], p["da2"], p["db2"])).astype(np.float32) * 255,
+        "lesion1": lesion_rgb(p["depth"], p["da"], p["db"]).astype(np.float32) * 255,
+        "lesion2": lesion_rgb(p["depth2"], p["da2"], p["db2"]).astype(np.float32) * 255,
         "radius": np.clip(p["radius"], 0.08, 0.75).astype(np.float32),
         "irregularity": np.clip(p["irregularity"], 0.0, 0.45).astype(np.float32),
         "variegation": np.clip(p["variegation"], 0.0, 1.0).astype(np.float32),
@@ -430,12 +463,16 @@ def _render_chunk(cfg: SynthConfig, looks: dict, sl: slice, artifact: np.ndarray
         grain *= np.float32(cfg.noise * np.sqrt(12.0))
     out = np.empty((m, s, s, 3), dtype=np.uint8)
     skin, l1, l2 = g("skin"), g("lesion1"), g("lesion2")
+    reference_rgb = (lab_to_srgb(REFERENCE_SKIN_LAB) * 255).astype(np.float32)
     for c in range(3):  # channel planes keep numpy's inner loops long
         col = l1[:, c, None, None] + (l2 - l1)[:, c, None, None] * mix
         col -= skin[:, c, None, None]
         col *= mask
         col += skin[:, c, None, None]
-        col *= shade
+        if cfg.amplitudes == "relative":
+            col *= shade
+        else:  # the same absolute shading on every skin: that of the reference skin
+            col += (shade - 1.0) * reference_rgb[c]
         if paint is not None:
             col = np.where(paint, paint_rgb[c], col)
         if grain is not None:
