@@ -39,6 +39,7 @@ KINDS: dict[str, str | StudyKind] = {
     "channel_pruning": "fairmed.studies.pruning:STUDY_KIND",
     "composition": "fairmed.studies.sex_ratio:STUDY_KIND",
     "vae_fairness": "fairmed.studies.vae:STUDY_KIND",
+    "gce_resampling": "fairmed.studies.gce:STUDY_KIND",
 }
 
 
