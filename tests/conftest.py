@@ -21,3 +21,17 @@ def shared_data() -> Path:
             f"real data folder not found at {SHARED_DATA}: clone the project with ../shared beside it"
         )
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one torch thread avoids thrashing on shared cores (restored afterwards).
+
+    Use per module with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch  # here, not at the top: the audit tests never import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

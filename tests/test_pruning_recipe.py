@@ -22,14 +22,7 @@ from fairmed.train.config import StrategySpec, TrainConfig
 from fairmed.train.data import TensorData
 from fairmed.train.strategies import Task, make_strategy
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one torch thread avoids thrashing on shared cores (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n=48, seed=0, size=8) -> TensorData:

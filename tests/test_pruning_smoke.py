@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
 from fairmed.errors import SpecError
 from fairmed.studies.pruning import METHODS, PruningFields, expand
 from fairmed.studies.runner import run_study
 from fairmed.studies.spec import BUILTIN_DIR, load_spec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one torch thread avoids thrashing on shared cores (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_builtin_specs_validate_with_their_profiles():

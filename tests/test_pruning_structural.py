@@ -19,14 +19,7 @@ from fairmed.mitigate.structural import (
 from fairmed.models.backbones import build_model, count_parameters
 from fairmed.models.spec import ModelSpec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one torch thread avoids thrashing on shared cores (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randomize_bn(model: nn.Module) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from fairmed.data.synth import SynthConfig, generate
@@ -24,14 +23,7 @@ from fairmed.studies.pruning import (
     write_tables,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one torch thread avoids thrashing on shared cores (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_fate_reproduces_the_papers_scp_fairprune_number():

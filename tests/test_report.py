@@ -20,19 +20,17 @@ from fairmed.report.core.fairness import verdict
 from fairmed.report.sections import Section, register_section
 from fairmed.report.summary import find
 from fairmed.report.tidy import gap_rows, split_results
-from test_report_data import check_self_contained, make_predictions, make_results, parse, write_study
+from test_report_data import (
+    CORE_SECTIONS,
+    check_self_contained,
+    make_predictions,
+    make_results,
+    parse,
+    write_study,
+)
 
 KIND = "report_test_kind"
-STUDY_SECTIONS = [
-    "summary",
-    "what-was-run",
-    "performance",
-    "fairness",
-    "calibration-by-group",
-    "roc-curves-by-group",
-    "comparison",
-    "study-specific-check",
-]
+STUDY_SECTIONS = [*CORE_SECTIONS, "comparison", "study-specific-check"]
 
 
 @register_section(KIND)
@@ -108,14 +106,7 @@ def test_study_report_structure(study):
 
 def test_audit_report_has_no_spec_or_comparison(audit_dir):
     page = check_self_contained(audit_dir)
-    assert page.sections == [
-        "summary",
-        "what-was-run",
-        "performance",
-        "fairness",
-        "calibration-by-group",
-        "roc-curves-by-group",
-    ]
+    assert page.sections == CORE_SECTIONS
     text = (audit_dir / "index.html").read_text(encoding="utf-8")
     assert "Audit settings (audit.json)" in text and "spec.yaml" not in text
     # audit.json records grouping names only ("fst"); the report still finds the FST 1-2 / 5-6 bins

@@ -28,6 +28,15 @@ METHODS = {
 }  # how much of the gap each closes
 SEEDS = (0, 1, 2)
 ATTRS = ["fst:12-56", "sex"]
+# the sections every binary report has, in order (a study's report adds "comparison" and its kind's)
+CORE_SECTIONS = [
+    "summary",
+    "what-was-run",
+    "performance",
+    "fairness",
+    "calibration-by-group",
+    "roc-curves-by-group",
+]
 
 
 def make_predictions(n: int = 500, seed: int = 0, methods=METHODS, seeds=SEEDS) -> pd.DataFrame:

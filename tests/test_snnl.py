@@ -13,14 +13,7 @@ from torch import nn
 
 from fairmed.mitigate.snnl import SNNLAccumulator, pairwise_sq_dists, score_channels, snnl_batch
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one torch thread avoids thrashing on shared cores (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def loop_snnl(features: np.ndarray, groups: np.ndarray, temperature: float) -> np.ndarray:

@@ -20,6 +20,7 @@ from fairmed.data.synth import SynthConfig, generate
 from fairmed.errors import SpecError
 from fairmed.io import atomic_write, write_table, write_text
 from fairmed.progress import bar
+from fairmed.studies.spec import deep_merge
 
 
 def _parse_set(items: tuple[str, ...]) -> dict:
@@ -35,13 +36,6 @@ def _parse_set(items: tuple[str, ...]) -> dict:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = yaml.safe_load(value)
-    return out
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -100,7 +94,7 @@ def cohort_from_options(spec, kind, csv, images, seed, settings) -> Cohort:
         data["images"] = str(images)
     if seed is not None:
         data["seed"] = seed
-    data = _merge(data, _parse_set(settings))
+    data = deep_merge(data, _parse_set(settings))
     return load_source(data, base_dir=spec.parent if spec is not None else None)
 
 
@@ -166,7 +160,7 @@ def synth(n, out_dir, seed, size, config_file, settings) -> None:
     """
     fields = {"n": 4000, **(_read_yaml_mapping(config_file) if config_file else {})}
     fields.update({k: v for k, v in (("n", n), ("size", size)) if v is not None})
-    fields = _merge(fields, _parse_set(settings))  # --set has the last word
+    fields = deep_merge(fields, _parse_set(settings))  # --set has the last word
     cohort = generate(synth_config(fields), seed=seed)
     write_folder(cohort, out_dir)
     click.echo(f"wrote {len(cohort)} images to {out_dir / 'images'} and {out_dir / 'metadata.csv'}")
@@ -265,7 +259,7 @@ def grid(out, n, seed, size, per_cell, settings) -> None:
 
     from fairmed.data.synth import mosaic
 
-    fields = _merge({"n": n, "size": size}, _parse_set(settings))
+    fields = deep_merge({"n": n, "size": size}, _parse_set(settings))
     cohort = generate(synth_config(fields), seed=seed)
     image, rows, classes = mosaic(cohort, per_cell=per_cell)
     fig = Figure(figsize=(image.shape[1] / 96 + 1.2, image.shape[0] / 96 + 0.8), dpi=110)

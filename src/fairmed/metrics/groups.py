@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fairmed.metrics.calibration import DEFAULT_BINS, bin_index
+from fairmed.metrics.roc import roc_counts
 
 BINARY_METRICS: tuple[str, ...] = (
     "n",
@@ -315,25 +316,19 @@ def choose_threshold(y_true, y_score, rule: str = "youden") -> float:
     ``youden``: maximise TPR - FPR; ``f1``: maximise F1; ``accuracy``: maximise accuracy.
     Vectorized over all candidate thresholds (the distinct scores) with one sort.
     """
-    y = np.asarray(y_true, dtype=float)
-    s = np.asarray(y_score, dtype=float)
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # end of each tie block
-    tp = np.cumsum(y)[last]
-    fp = np.cumsum(1 - y)[last]
-    pos, neg = y.sum(), len(y) - y.sum()
+    tp, fp, thresholds = roc_counts(y_score, y_true)
+    pos, neg = (tp[-1], fp[-1]) if len(tp) else (0.0, 0.0)
     if rule == "youden":
         gain = _div(tp, np.full_like(tp, pos)) - _div(fp, np.full_like(fp, neg))
     elif rule == "f1":
         gain = _div(2 * tp, tp + fp + pos)
     elif rule == "accuracy":
-        gain = (tp + (neg - fp)) / len(y)
+        gain = (tp + (neg - fp)) / (pos + neg)
     else:
         raise ValueError(f"threshold rule {rule!r}: expected 'youden', 'f1' or 'accuracy'")
     if len(gain) == 0 or np.all(np.isnan(gain)):
         return 0.5
-    return float(s[last][int(np.nanargmax(gain))])
+    return float(thresholds[int(np.nanargmax(gain))])
 
 
 def binary_metrics(

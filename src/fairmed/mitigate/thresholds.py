@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fairmed.errors import InputError, SpecError
 from fairmed.io import write_text
+from fairmed.metrics.roc import roc_vertices
 
 Target = Literal["equal_opportunity", "demographic_parity", "equalized_odds", "tpr", "fpr"]
 Criterion = Literal["demographic_parity", "equal_opportunity"]
@@ -170,26 +171,7 @@ def _check_fit_inputs(scores, y, groups) -> tuple[np.ndarray, np.ndarray, np.nda
     return s[keep], y[keep].astype(np.int64), g[keep].astype(str).to_numpy(), names
 
 
-# ---------------------------------------------------------- ROC per group
-def roc_vertices(scores: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC points of ``score >= t`` for every distinct score t, plus (0,0) and (1,1).
-
-    Returns (fpr, tpr, thresholds) ordered by increasing FPR; the first threshold is +inf
-    (never positive) and the last -inf (always positive).
-    """
-    order = np.argsort(-scores, kind="mergesort")
-    s, yy = scores[order], y[order]
-    last_of_tie = np.r_[s[1:] != s[:-1], True]
-    tp = np.cumsum(yy)[last_of_tie]
-    fp = np.cumsum(1 - yy)[last_of_tie]
-    n_pos, n_neg = max(int(yy.sum()), 1), max(int(len(yy) - yy.sum()), 1)
-    fpr = np.r_[0.0, fp / n_neg]
-    tpr = np.r_[0.0, tp / n_pos]
-    thresholds = np.r_[np.inf, s[last_of_tie]]
-    fpr[-1], tpr[-1], thresholds[-1] = 1.0, 1.0, -np.inf
-    return fpr, tpr, thresholds
-
-
+# ---------------------------------------------------------- ROC per group (vertices: fairmed.metrics.roc)
 def upper_hull(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, ...]:
     """The ROC convex hull (upper-left boundary) vertices, by increasing FPR."""
     keep: list[int] = []

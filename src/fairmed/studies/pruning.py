@@ -20,6 +20,7 @@ FATE is the F1 averaged over the two groups (the paper's "Avg." column), lambda 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,10 @@ from fairmed.metrics.criteria import equal_odds_measures, fate
 from fairmed.metrics.multiclass import class_counts, rates_from_counts
 from fairmed.mitigate.pruning import SCPConfig, fairprune_model, scp
 from fairmed.mitigate.structural import count_channels
+from fairmed.studies.classification import load_cohort
+from fairmed.studies.classification import split_parts as study_parts
+from fairmed.studies.kinds import StudyKind, grid_runs
+from fairmed.studies.kinds import write_tables as write_kind_tables
 from fairmed.train.api import Trained, predictions_frame, train_model
 from fairmed.train.config import StrategySpec, TrainConfig, as_spec
 from fairmed.train.data import TensorData
@@ -169,17 +174,19 @@ def run_pruning(
 ) -> PruningRun:
     """Train the vanilla model and run every method of ``settings`` on it (one seed)."""
     settings = settings or PruningSettings()
-    trained = train_model(
+    # every model of the run (vanilla and the other strategies) trains on the same data and settings
+    train_with = partial(
+        train_model,
         train,
         val,
         model=model,
-        strategy=strategy,
         config=config,
         groups=groups,
         seed=seed,
         label=label,
         extra=[test],
     )
+    trained = train_with(strategy=strategy)
     _two_groups(trained)
     n_classes = trained.task.n_classes
     tr, va, te = trained.data(train), trained.data(val), trained.data(test)
@@ -215,17 +222,7 @@ def run_pruning(
         spec = as_spec(StrategySpec, other, "channel_pruning.others")
         if spec.name == "erm" or spec.name in models:
             raise SpecError(f"channel_pruning.others: {spec.name!r} is vanilla or listed twice")
-        t_o = train_model(
-            train,
-            val,
-            model=model,
-            strategy=spec,
-            config=config,
-            groups=groups,
-            seed=seed,
-            label=label,
-            extra=[test],
-        )
+        t_o = train_with(strategy=spec)
         models[spec.name], strategies[spec.name] = t_o.model, t_o.strategy
         extra_methods += [spec.name, f"scp_{spec.name}"]
     runs: list[tuple[str, str, str, str, SCPConfig]] = [
@@ -400,8 +397,6 @@ def write_tables(
     """The study's ``OUT/tables`` from one or more :class:`PruningRun`: ``pruning_metrics`` (Tables 1-2
     rows per method and seed), ``pruning_history`` (recipe iterations with test FATE against
     vanilla), ``pruning_scores``."""
-    from fairmed.studies.kinds import write_tables as write_kind_tables
-
     tables = {
         "pruning_metrics": method_metrics(predictions, groups, n_classes),
         "pruning_history": history_fate(history),
@@ -428,8 +423,6 @@ def _other_name(other) -> str:
 
 def expand(spec) -> list:
     """Runs: every method x seed (config ``main``), and ``scp_vanilla`` x seed per pr_c / layer sweep."""
-    from fairmed.studies.kinds import grid_runs
-
     settings = spec.settings().pruning
     names = list(settings.methods) + [
         n for o in settings.others for n in (_other_name(o), f"scp_{_other_name(o)}")
@@ -463,19 +456,11 @@ def execute(run) -> pd.DataFrame:
     pruned layer's SNNL-Fair channel scores before/after (split ``snnl``: ``channel``, ``snnl_score``,
     ``stage``). The runner's audit reads only ``test``; ``analyse`` reads the rest. The vanilla model
     is retrained in every run (same seed and data: the same model on CPU)."""
-    import os
-
-    from fairmed.studies.classification import load_cohort
-    from fairmed.studies.classification import split_parts as study_parts
-
     spec = run.study_spec()
     settings = _restricted(spec.settings().pruning, run.method, dict(run.params))
     cohort = load_cohort(spec)
     parts = study_parts(spec, cohort, run.seed)
-    train = dict(spec.train)
-    threads = os.environ.get("FAIRMED_RUN_THREADS")
-    if threads and "num_threads" not in train:
-        train["num_threads"] = int(threads)
+    train = spec.train_settings()
     groups = spec.groups[0] if spec.groups else "fst:123-456"
     result = run_pruning(
         parts["train"],
@@ -522,8 +507,6 @@ def _sweep_of(config: str) -> tuple[str, str]:
 
 def analyse(out_dir, spec, predictions: pd.DataFrame, results: pd.DataFrame) -> None:
     """``tables/pruning_metrics``, ``pruning_history`` and ``pruning_scores`` from the runs' Predictions."""
-    from fairmed.studies.kinds import write_tables as write_kind_tables
-
     groups = spec.groups[0] if spec.groups else "fst:123-456"
     proba = [c for c in predictions.columns if c.startswith("p_") and c[2:].isdigit()]
     n_classes = len(proba) if proba else 2
@@ -582,17 +565,11 @@ def _prefixed(values: dict[str, float]) -> dict[str, float]:
     return {f"test_{k}": v for k, v in values.items()}
 
 
-def _kind():
-    from fairmed.studies.kinds import StudyKind
-
-    return StudyKind(
-        name=KIND,
-        expand=expand,
-        execute=execute,
-        analyse=analyse,
-        fields=PruningFields,
-        description="fairness through channel pruning: vanilla, FairPrune, SCP-vanilla, SCP-FairPrune (+ sweeps)",
-    )
-
-
-STUDY_KIND = _kind()
+STUDY_KIND = StudyKind(
+    name=KIND,
+    expand=expand,
+    execute=execute,
+    analyse=analyse,
+    fields=PruningFields,
+    description="fairness through channel pruning: vanilla, FairPrune, SCP-vanilla, SCP-FairPrune (+ sweeps)",
+)

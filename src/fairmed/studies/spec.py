@@ -21,6 +21,7 @@ ones belong to the study kind (its ``fields`` model); anything else is an error 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,6 +118,15 @@ class StudySpec(BaseModel):
         model = get_kind(self.kind).fields
         return None if model is None else model.model_validate(self.model_extra or {})
 
+    def train_settings(self) -> dict[str, Any]:
+        """The ``train:`` settings of one run: ``FAIRMED_RUN_THREADS`` (when set) gives ``num_threads``
+        unless the spec names it."""
+        train = dict(self.train)
+        threads = os.environ.get("FAIRMED_RUN_THREADS")
+        if threads and "num_threads" not in train:
+            train["num_threads"] = int(threads)
+        return train
+
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``override`` over ``base``: mappings merge recursively, anything else replaces."""
@@ -129,7 +139,8 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def _fail(where: str, exc: ValidationError) -> SpecError:
+def validation_error(where: str, exc: ValidationError) -> SpecError:
+    """A pydantic error as one line: ``where: field.path: message (got value)``."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "spec"
     msg = err["msg"].removeprefix("Value error, ")
@@ -157,7 +168,7 @@ def resolve_spec(
     try:
         spec = StudySpec.model_validate(merged)
     except ValidationError as exc:
-        raise _fail(where, exc) from None
+        raise validation_error(where, exc) from None
     _check_parts(spec, where)
     return spec
 
@@ -177,7 +188,7 @@ def _check_parts(spec: StudySpec, where: str) -> None:
     except SpecError as exc:
         raise SpecError(f"{where}: {exc}") from None
     except ValidationError as exc:
-        raise _fail(f"{where}: groups", exc) from None
+        raise validation_error(f"{where}: groups", exc) from None
     extra = spec.model_extra or {}
     if kind.fields is None:
         if extra:
@@ -189,7 +200,7 @@ def _check_parts(spec: StudySpec, where: str) -> None:
     try:
         kind.fields.model_validate(extra)
     except ValidationError as exc:
-        raise _fail(where, exc) from None
+        raise validation_error(where, exc) from None
 
 
 def builtin_names() -> list[str]:
@@ -263,4 +274,5 @@ __all__ = [
     "load_spec",
     "locate",
     "resolve_spec",
+    "validation_error",
 ]

@@ -17,7 +17,6 @@ a held-out slice of the training draw (``val_rows``), never on the test sets.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,6 +33,9 @@ from fairmed.errors import DataError, SpecError
 from fairmed.metrics.stats import mann_whitney, stars
 from fairmed.models.perceptual import FeatureNet, PhiInfo, load_phi, perceptual_loss
 from fairmed.models.vae import VAE, VAEConfig, evaluate, gaussian_nll, kl_divergence, reparameterize
+from fairmed.studies.classification import load_cohort
+from fairmed.studies.kinds import StudyKind, grid_runs
+from fairmed.studies.spec import deep_merge, validation_error
 from fairmed.studies.vae_protocol import VAEProtocol, draw_protocol, fraction_names
 
 KIND = "vae_fairness"
@@ -647,22 +649,14 @@ def study_from_spec(spec: dict) -> VAEStudy:
 
     Nested ``protocol`` / ``vae`` mappings update the preset's fields one by one.
     """
-    from fairmed.errors import SpecError
-
     profile = spec.get("profile", "cpu")
     if profile not in ("smoke", "cpu", "paper"):
         raise SpecError(f"vae study: profile must be smoke, cpu or paper, got {profile!r}")
-    base = VAEStudy.profile(profile)
     over = {k: v for k, v in spec.items() if k in STUDY_FIELDS}
-    for key in ("protocol", "vae"):
-        if isinstance(over.get(key), dict):
-            over[key] = {**getattr(base, key).model_dump(), **over[key]}
     try:
-        return VAEStudy.model_validate({**base.model_dump(), **over})
+        return VAEStudy.model_validate(deep_merge(VAEStudy.profile(profile).model_dump(), over))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise SpecError(f"vae study: {loc}: {first['msg']} (got {first.get('input')!r})") from None
+        raise validation_error("vae study", exc) from None
 
 
 def run_spec(
@@ -694,11 +688,9 @@ class VAEFields(BaseModel):
     def _check(self) -> VAEFields:
         for cls, given, what in ((VAEProtocol, self.protocol, "protocol"), (VAEConfig, self.vae, "vae")):
             try:
-                cls.model_validate({**cls().model_dump(), **given})
+                cls.model_validate(given)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                loc = ".".join(str(p) for p in first["loc"])
-                raise SpecError(f"{what}.{loc}: {first['msg']} (got {first.get('input')!r})") from None
+                raise validation_error(what, exc) from None
         return self
 
 
@@ -717,8 +709,9 @@ def study_of(spec) -> VAEStudy:
         "protocol": dict(fields.protocol),
         "vae": dict(fields.vae),
     }
-    raw.update({k: v for k, v in spec.train.items() if k in _TRAIN_KEYS})
-    unknown = sorted(set(spec.train) - set(_TRAIN_KEYS))
+    train = spec.train_settings()
+    raw.update({k: v for k, v in train.items() if k in _TRAIN_KEYS})
+    unknown = sorted(set(train) - set(_TRAIN_KEYS))
     if unknown:
         raise SpecError(
             f"train: {unknown[0]!r} is not a vae_fairness training setting ({', '.join(_TRAIN_KEYS)})"
@@ -726,16 +719,11 @@ def study_of(spec) -> VAEStudy:
     for key in ("val_rows", "examples"):
         if getattr(fields, key) is not None:
             raw[key] = getattr(fields, key)
-    threads = os.environ.get("FAIRMED_RUN_THREADS")
-    if threads and "num_threads" not in raw:
-        raw["num_threads"] = int(threads)
     return study_from_spec(raw)
 
 
 def expand(spec) -> list:
     """One run per (training set, repeat): configs are the training sets A, B, C, ..."""
-    from fairmed.studies.kinds import grid_runs
-
     study = study_of(spec)
     configs = {
         name: {"dark_fraction": f} for f, name in fraction_names(study.protocol.dark_fractions).items()
@@ -745,8 +733,6 @@ def expand(spec) -> list:
 
 def execute(run) -> pd.DataFrame:
     """Train the run's VAE (repeat = seed) and score both test sets; example reconstructions as extra rows."""
-    from fairmed.studies.classification import load_cohort
-
     spec = run.study_spec()
     study = study_of(spec)
     cohort = load_cohort(spec)
@@ -761,18 +747,12 @@ def analyse_kind(out_dir: Path, spec, predictions: pd.DataFrame, results: pd.Dat
     analyse(out_dir, {"protocol": study.protocol.model_dump()}, predictions, results)
 
 
-def _study_kind():
-    from fairmed.studies.kinds import StudyKind
-
-    return StudyKind(
-        name=KIND,
-        expand=expand,
-        execute=execute,
-        analyse=analyse_kind,
-        fields=VAEFields,
-        description="residual VAE + perceptual loss on training sets of 0/50/100% dark skin; per-image "
-        "reconstruction MSE and latent std of light vs dark test images (Mann-Whitney U)",
-    )
-
-
-STUDY_KIND = _study_kind()
+STUDY_KIND = StudyKind(
+    name=KIND,
+    expand=expand,
+    execute=execute,
+    analyse=analyse_kind,
+    fields=VAEFields,
+    description="residual VAE + perceptual loss on training sets of 0/50/100% dark skin; per-image "
+    "reconstruction MSE and latent std of light vs dark test images (Mann-Whitney U)",
+)

@@ -10,6 +10,7 @@ strategy, and runs the one loop; the :class:`Trained` it returns predicts furthe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -185,40 +186,19 @@ def train_model(
 
 
 def fit_predict(
-    train: Cohort,
-    val: Cohort,
-    test: Cohort,
-    *,
-    model: ModelSpec | dict | str | None = None,
-    strategy: StrategySpec | dict | str | None = None,
-    config: TrainConfig | dict | None = None,
-    groups: GroupSpec | str | None = None,
-    seed: int | None = None,
-    sample_weight=None,
-    label: str | None = None,
-    return_model: bool = False,
+    train: Cohort, val: Cohort, test: Cohort, *, return_model: bool = False, **options: Any
 ) -> pd.DataFrame | tuple[pd.DataFrame, Trained]:
     """Train with the one loop and return Predictions of the ``val`` and ``test`` splits.
 
-    Columns: ``split`` ("val"/"test"), ``id``, ``y_true``, ``y_score`` (binary) or ``p_0 ..
-    p_{C-1}`` + ``y_pred`` (multi-class), and the cohort's raw attribute columns. ``groups`` (a
-    GroupSpec or its short form) defines the groups of the group-based strategies and of
-    ``select: worst_group_auc``; ``seed`` overrides ``config.seed``; ``sample_weight`` (one
-    weight per training row, or a Series indexed by id) multiplies each training sample's loss.
-    With ``return_model=True`` the :class:`Trained` model (per-sample training losses in
+    ``options`` are the keywords of :func:`train_model`: ``model``, ``strategy``, ``config``,
+    ``groups`` (a GroupSpec or its short form: the groups of the group-based strategies and of
+    ``select: worst_group_auc``), ``seed`` (overrides ``config.seed``), ``sample_weight`` (one
+    weight per training row, or a Series indexed by id, multiplying each training sample's loss),
+    ``label``. Columns: ``split`` ("val"/"test"), ``id``, ``y_true``, ``y_score`` (binary) or
+    ``p_0 .. p_{C-1}`` + ``y_pred`` (multi-class), and the cohort's raw attribute columns. With
+    ``return_model=True`` the :class:`Trained` model (per-sample training losses in
     ``.fit.train_losses``) comes back too.
     """
-    trained = train_model(
-        train,
-        val,
-        model=model,
-        strategy=strategy,
-        config=config,
-        groups=groups,
-        seed=seed,
-        sample_weight=sample_weight,
-        label=label,
-        extra=[test],
-    )
+    trained = train_model(train, val, extra=[test], **options)
     preds = pd.concat([trained.predict(val, "val"), trained.predict(test, "test")], ignore_index=True)
     return (preds, trained) if return_model else preds

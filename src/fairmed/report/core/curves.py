@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fairmed.metrics.calibration import reliability_table
+from fairmed.metrics.roc import roc_vertices
 from fairmed.report.context import ReportContext
 from fairmed.report.core.groups import assign, group_specs
 from fairmed.report.plots import curve_grid
@@ -26,13 +27,8 @@ MAX_GROUPS = 6  # curves per panel, besides the whole population
 
 
 def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ROC curve (FPR, TPR) on a fixed grid of FPR values (vectorized, ties handled)."""
-    order = np.argsort(-score, kind="stable")
-    s, t = score[order], y[order].astype(float)
-    tp, fp = np.cumsum(t), np.cumsum(1 - t)
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # one point per distinct threshold
-    tpr = np.r_[0.0, tp[last] / max(tp[-1], 1)]
-    fpr = np.r_[0.0, fp[last] / max(fp[-1], 1)]
+    """The ROC curve (FPR, TPR) on a fixed grid of FPR values (the vertices of ``roc_vertices``)."""
+    fpr, tpr, _ = roc_vertices(score, y)
     return GRID, np.interp(GRID, fpr, tpr)
 
 
