@@ -83,14 +83,18 @@ class GceSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> GceSettings:
+        # ValueError: the spec loader turns it into one line naming the file and field
         if not self.losses or len(set(self.losses)) != len(self.losses):
-            raise SpecError(f"gce.losses: expected distinct values of gce/bce, got {self.losses}")
+            raise ValueError(f"losses: expected distinct values of gce/bce, got {self.losses}")
         shared = set(self.resampling) & set(SHARED_FIELDS)
         if shared:
-            raise SpecError(f"gce.resampling: {sorted(shared)} are set by each method; remove them")
+            raise ValueError(f"resampling: {sorted(shared)} are set by each method; remove them")
         from fairmed.mitigate.gce import as_resampling
 
-        as_resampling(self.resampling)  # one-line SpecError naming the field
+        try:
+            as_resampling(self.resampling)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
 
@@ -269,7 +273,9 @@ def metric_rows(results: pd.DataFrame, attributes: Sequence[str], split: str = "
     gap = r[r["attribute"].isin(attributes) & (r["group"] == "difference") & (r["metric"] == "fpr")]
     gap = gap.assign(row="FPR gap " + gap["attribute"].astype(str), metric="fpr_gap")
     out = pd.concat([auc, gap], ignore_index=True)
-    out = out.rename(columns={"ci_low": "boot_low", "ci_high": "boot_high"})
+    rank = {name: i for i, name in enumerate([OVERALL, *attributes])}  # AUC, then the spec's attribute order
+    out = out.sort_values("attribute", kind="stable", key=lambda s: s.map(rank))
+    out = out.reset_index(drop=True).rename(columns={"ci_low": "boot_low", "ci_high": "boot_high"})
     return out[["config", "method", "seed", "row", "attribute", "metric", "value", "boot_low", "boot_high"]]
 
 
