@@ -69,3 +69,17 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "'nope'" in err and "\n" not in err
+
+
+def test_cli_audit_report_when_seed_is_the_only_run_key(tmp_path, capsys):
+    """Regression: the report's run table grouped by no key at all and crashed (pandas 'No group keys')."""
+    frame = pd.read_csv(_write(tmp_path)).drop(columns="method")
+    frame["seed"] = np.repeat([0, 1], len(frame) // 2)
+    path = tmp_path / "seeds.csv"
+    frame.to_csv(path, index=False)
+    main(["audit", str(path), "--attr", "sex", "--bootstrap", "10", "--report", str(tmp_path / "rep")])
+    assert "### seed=0" in capsys.readouterr().out
+    results = pd.read_parquet(tmp_path / "rep" / "results.parquet")
+    assert sorted(results["seed"].unique()) == [0, 1]
+    text = (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+    assert "1 configuration, each over seeds 0, 1." in text

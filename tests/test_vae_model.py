@@ -162,3 +162,30 @@ def test_phi_fallback_is_announced_and_recorded(caplog, tmp_path):
     torch.save({"w": torch.zeros(1)}, bad)
     with pytest.raises(SpecError, match="not a torchvision vgg19"):
         load_phi(bad)
+
+
+def test_elbo_is_minus_the_loss_and_the_audit_reads_it_higher_is_better():
+    """``evaluate`` writes the ELBO itself (= -loss of the plain VAE at the same z), so the metrics'
+    direction table must call it higher-is-better: its ``worst`` group is the one with the LOWER ELBO."""
+    import pandas as pd
+
+    from fairmed.metrics import audit
+    from fairmed.metrics.groups import direction
+    from fairmed.models.vae import to_tensor
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    model = VAE(VAEConfig(image_size=16, channels=[8], latent_channels=2, perceptual_weight=0)).eval()
+    elbo = evaluate(model, images, batch_size=6, seed=4)["elbo"]
+    loss, _ = vae_loss(model, to_tensor(images), None, torch.Generator().manual_seed(4))
+    assert elbo.mean() == pytest.approx(-loss.item(), rel=1e-5)
+
+    assert direction("elbo") is True and direction("elbo_mean") is True
+    assert direction("recon_mse") is False
+    preds = pd.DataFrame(
+        {"elbo": [-10.0, -12.0, -30.0, -34.0], "recon_mse": [0.1, 0.2, 0.5, 0.7], "sex": ["f", "f", "m", "m"]}
+    )
+    res = audit(preds, ["sex"], values=["elbo", "recon_mse"], bootstrap=0, min_group_size=1).to_frame()
+    worst = res[res["group"] == "worst"].set_index("metric")["value"]
+    assert worst["elbo_mean"] == pytest.approx(-32.0)  # group m: the lower ELBO is the worse fit
+    assert worst["recon_mse_mean"] == pytest.approx(0.6)  # group m: the higher error

@@ -73,7 +73,7 @@ DIRECTION: dict[str, bool | None] = {
     "auc_ovr": True,
     # regression-style values
     "recon_mse": False,
-    "elbo": False,
+    "elbo": True,  # the ELBO itself (fairmed.models.vae.evaluate), not the loss -ELBO
     "latent_std": None,
 }
 # metrics whose range is [0, 1], so that an error rate 1 - m is meaningful for SER

@@ -108,11 +108,10 @@ def _run_table(split: SplitResults) -> pd.DataFrame | None:
         :1
     ]
     if "seed" in keys:
-        return (
-            frame.groupby(varying, sort=False)["seed"]
-            .agg(seeds=lambda s: ", ".join(str(v) for v in sorted(s.unique())))
-            .reset_index()
-        )
+        seeds = lambda s: ", ".join(str(v) for v in sorted(s.unique()))  # noqa: E731
+        if not varying:  # seed is the only run key: one configuration
+            return pd.DataFrame({"seeds": [seeds(frame["seed"])]})
+        return frame.groupby(varying, sort=False)["seed"].agg(seeds=seeds).reset_index()
     return frame[varying].drop_duplicates().reset_index(drop=True)
 
 
