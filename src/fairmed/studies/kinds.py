@@ -40,6 +40,7 @@ KINDS: dict[str, str | StudyKind] = {
     "composition": "fairmed.studies.sex_ratio:STUDY_KIND",
     "vae_fairness": "fairmed.studies.vae:STUDY_KIND",
     "gce_resampling": "fairmed.studies.gce:STUDY_KIND",
+    "benchmark": "fairmed.studies.benchmark:STUDY_KIND",
 }
 
 

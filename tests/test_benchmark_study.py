@@ -1,0 +1,107 @@
+"""The benchmark study end to end: the builtin smoke profile through run_study and the report, and
+a method that cannot apply (SCP on an MLP) listed with its reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairmed.studies.benchmark import MITIGATIONS, STRATEGIES, label_of
+from fairmed.studies.runner import run_study
+from fairmed.studies.spec import load_spec, resolve_spec
+
+ALL = set(STRATEGIES) | set(MITIGATIONS)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("benchmark")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FAIRMED_CACHE", str(root / "cache"))
+    try:
+        yield run_study("benchmark", root / "out", profile="smoke", jobs=1)
+    finally:
+        mp.undo()
+
+
+def test_smoke_every_method_has_results(smoke):
+    results = smoke.results
+    assert set(results["method"]) == ALL
+    test = results[(results["split"] == "test") & (results["attribute"] == "overall")]
+    per = test[test["metric"] == "accuracy"].groupby("method")["value"].count()
+    assert (per == 2).all() and set(per.index) == ALL  # 2 seeds each
+    assert (
+        not (smoke.out_dir / "tables" / "benchmark_notes.parquet").exists()
+        or pd.read_parquet(smoke.out_dir / "tables" / "benchmark_notes.parquet").empty
+    )  # a small CNN: every method applies
+
+
+def test_smoke_tables_shapes(smoke):
+    tables = smoke.out_dir / "tables"
+    runs = pd.read_parquet(tables / "benchmark_runs.parquet")
+    assert len(runs) == len(ALL) * 2 and set(runs["config"]) == {"contrast"}
+    for col in ("accuracy", "auc", "auc_worst", "tpr_gap", "equal_opportunity", "fate_equal_opportunity"):
+        assert col in runs.columns
+    assert (runs.loc[runs["method"] == "erm", "fate_equal_opportunity"].dropna() == 0).all()
+    summary = pd.read_parquet(tables / "benchmark_summary.parquet")
+    measures = [c for c in runs.columns if c not in ("config", "method", "seed", "attribute")]
+    assert len(summary) == len(ALL) * len(measures)
+    assert (summary["n"] == 2).all() and summary.loc[summary["method"] != "erm", "p"].notna().any()
+    pareto = pd.read_parquet(tables / "benchmark_pareto.parquet")
+    assert len(pareto) == len(ALL) and pareto["front"].any()
+    acc = summary[summary["measure"] == "accuracy"].set_index("method")["mean"]
+    assert np.allclose(pareto.set_index("method")["accuracy"], acc.reindex(pareto["method"]))
+
+
+def test_smoke_post_processing_uses_the_erm_model(smoke):
+    pred = smoke.predictions
+    erm = pred[(pred["method"] == "erm") & (pred["split"] == "test")].set_index(["seed", "id"])["y_score"]
+    for method in ("thresholds", "reject_option"):
+        rows = pred[(pred["method"] == method) & (pred["split"] == "test")].set_index(["seed", "id"])
+        assert np.allclose(rows["y_score_raw"], erm.reindex(rows.index))
+
+
+def test_smoke_report_section(smoke):
+    html = (smoke.out_dir / "index.html").read_text(encoding="utf-8")
+    assert "Benchmark: accuracy against the fairness gap" in html and "Benchmark: contrast" in html
+    assert (smoke.out_dir / "figures" / "benchmark_tradeoff.png").stat().st_size > 10_000
+    assert label_of("equal_opportunity") in html
+
+
+def test_not_applicable_methods_are_listed(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIRMED_CACHE", str(tmp_path / "cache"))
+    spec = resolve_spec(
+        {
+            "name": "bm_mlp",
+            "kind": "benchmark",
+            "source": {
+                "kind": "synth_embeddings",
+                "seed": 0,
+                "config": {"preset": "skin", "n": 400, "dim": 8},
+            },
+            "groups": ["fst:123-456"],
+            "design": {"seeds": [0, 1], "stratify": ["malignant"]},
+            "model": {"arch": "mlp", "hidden": 8},
+            "strategies": ["erm"],
+            "train": {"epochs": 2},
+            "audit": {"bootstrap": 0, "min_group_size": 5},
+            "benchmark": {"mitigations": ["thresholds", "fairprune", "scp"]},
+        }
+    )
+    out = run_study(spec, tmp_path / "out", jobs=1, report=True)
+    notes = pd.read_parquet(out.out_dir / "tables" / "benchmark_notes.parquet")
+    assert notes[["method", "note"]].values.tolist() == [
+        ["scp", "not applicable to arch mlp: SCP prunes conv channels"]
+    ]
+    assert set(out.results["method"]) == {"erm", "thresholds", "fairprune"}
+    html = (out.out_dir / "index.html").read_text(encoding="utf-8")
+    assert "not applicable to arch mlp" in html
+
+
+def test_builtin_profiles_validate():
+    for profile in ("smoke", "cpu", "paper"):
+        spec = load_spec("benchmark", profile=profile)
+        assert spec.kind == "benchmark"
+    cpu = load_spec("benchmark", profile="cpu").settings().benchmark
+    assert [m.name for m in cpu.mechanisms] == ["representation", "contrast", "label_noise", "spurious"]
