@@ -173,7 +173,7 @@ def clear_cache() -> None:
 
 def _train_settings(spec) -> dict[str, Any]:
     # one torch thread per run unless the spec says otherwise (bit-identical across executors)
-    return {"num_threads": 1, **spec.train}
+    return {"num_threads": 1, **spec.train_settings()}
 
 
 def _data_key(spec, seed: int) -> dict[str, Any]:
