@@ -194,8 +194,8 @@ def mechanism_spec(spec: StudySpec, overrides: dict[str, Any]) -> StudySpec:
 
 
 def _train_config(spec: StudySpec) -> dict[str, Any]:
-    # one torch thread per run unless the spec says otherwise (as the classification kind)
-    return {"num_threads": 1, **spec.train}
+    # one torch thread per run unless the spec (or FAIRMED_RUN_THREADS) says otherwise, as other kinds
+    return {"num_threads": 1, **spec.train_settings()}
 
 
 def _model_spec(spec: StudySpec):
@@ -454,7 +454,7 @@ def decision_scores(
         c = hi if len(neg) == 0 else (lo + hi) / 2 if len(pos) else max(hi, lo + 1e-12)
         c = min(max(c, 0.0), 1.0 + 1e-9)
         v = s[m]
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # the unused branch may overflow
             low = threshold * v / c if c > 0 else np.zeros_like(v)
             high = threshold + (1 - threshold) * (v - c) / (1 - c) if c < 1 else np.full_like(v, threshold)
         mapped = np.where(v < c, low, high)
