@@ -20,7 +20,9 @@ def smoke(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("FAIRMED_CACHE", str(root / "cache"))
     try:
-        yield run_study("benchmark", root / "out", profile="smoke", jobs=1)
+        outcome = run_study("benchmark", root / "out", profile="smoke", jobs=1)
+        outcome.cache = root / "cache" / "benchmark"
+        yield outcome
     finally:
         mp.undo()
 
@@ -55,6 +57,8 @@ def test_smoke_tables_shapes(smoke):
 
 
 def test_smoke_post_processing_uses_the_erm_model(smoke):
+    # the ERM family (erm, thresholds, reject option, fairprune, scp) was computed once per seed
+    assert len(list(smoke.cache.glob("*.parquet"))) == 2
     pred = smoke.predictions
     erm = pred[(pred["method"] == "erm") & (pred["split"] == "test")].set_index(["seed", "id"])["y_score"]
     for method in ("thresholds", "reject_option"):
@@ -89,7 +93,8 @@ def test_not_applicable_methods_are_listed(tmp_path, monkeypatch):
             "benchmark": {"mitigations": ["thresholds", "fairprune", "scp"]},
         }
     )
-    out = run_study(spec, tmp_path / "out", jobs=1, report=True)
+    out = run_study(spec, tmp_path / "out", jobs=2, report=True)  # two processes share the ERM cache
+    assert len(list((tmp_path / "cache" / "benchmark").glob("*.parquet"))) == 2  # one ERM per seed
     notes = pd.read_parquet(out.out_dir / "tables" / "benchmark_notes.parquet")
     assert notes[["method", "note"]].values.tolist() == [
         ["scp", "not applicable to arch mlp: SCP prunes conv channels"]
@@ -105,3 +110,29 @@ def test_builtin_profiles_validate():
         assert spec.kind == "benchmark"
     cpu = load_spec("benchmark", profile="cpu").settings().benchmark
     assert [m.name for m in cpu.mechanisms] == ["representation", "contrast", "label_noise", "spurious"]
+
+
+def test_applicability_reasons():
+    from fairmed.data.synth_embeddings import EmbeddingSynthConfig, generate_embeddings
+    from fairmed.studies.benchmark import applicability
+
+    cohort = generate_embeddings(EmbeddingSynthConfig(preset="cxr", n=300, dim=8), seed=0)
+    spec = resolve_spec(
+        {
+            "kind": "benchmark",
+            "source": {"kind": "synth_embeddings", "config": {"preset": "cxr", "n": 300, "dim": 8}},
+            "groups": ["race"],
+            "model": {"arch": "mlp"},
+        }
+    )
+    reasons = applicability(spec, {"train": cohort}, binary=False)
+    assert reasons["erm"] == reasons["reweight"] == ""
+    assert reasons["gce"] == reasons["thresholds"] == "needs a binary label (one score per sample)"
+    assert reasons["fairprune"] == "needs exactly two groups (privileged, unprivileged), found 5"
+    assert reasons["scp"].startswith("needs exactly two groups")
+    frozen = resolve_spec(
+        {**spec.model_dump(), "groups": ["sex"], "model": {"arch": "resnet18", "frozen": True}}
+    )
+    reasons = applicability(frozen, {"train": cohort}, binary=True)
+    assert reasons["scp"] == "not applicable to arch resnet18 (frozen features): SCP prunes conv channels"
+    assert reasons["fairprune"] == reasons["thresholds"] == ""
