@@ -223,3 +223,33 @@ def test_settings_errors_are_one_line():
         BenchmarkSettings(gap="nope")
     with pytest.raises(SpecError, match="benchmark.mitigations"):
         BenchmarkSettings(mitigations=["gce", "gce"])
+
+
+def test_erm_family_keeps_erm_when_post_processing_cannot_fit(monkeypatch):
+    import fairmed.mitigate.thresholds as thresholds
+    from fairmed.errors import InputError
+    from fairmed.studies.benchmark import NOT_APPLICABLE, applicability, erm_family
+    from fairmed.studies.classification import load_cohort, split_parts
+    from fairmed.studies.spec import resolve_spec
+
+    def refuse(*args, **kwargs):
+        raise InputError("group 'FST 4-6' has no positives: equal opportunity is undefined for it")
+
+    monkeypatch.setattr(thresholds, "fit_thresholds", refuse)
+    spec = resolve_spec(
+        {
+            "kind": "benchmark",
+            "source": {"kind": "synth_embeddings", "config": {"preset": "skin", "n": 200, "dim": 8}},
+            "groups": ["fst:123-456"],
+            "design": {"stratify": ["malignant"]},
+            "model": {"arch": "mlp", "hidden": 8},
+            "train": {"epochs": 1},
+            "benchmark": {"mitigations": ["thresholds", "reject_option"]},
+        }
+    )
+    parts = split_parts(spec, load_cohort(spec), 0)
+    family = erm_family(spec, spec.settings().benchmark, parts, 0, applicability(spec, parts, True))
+    assert set(family["method"]) == {"erm", "thresholds", "reject_option"}
+    row = family[family["method"] == "thresholds"]
+    assert row["split"].tolist() == [NOT_APPLICABLE] and "no positives" in row["note"].iloc[0]
+    assert (family.loc[family["method"] == "erm", "split"] != NOT_APPLICABLE).all()

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fairmed.errors import SpecError
+from fairmed.errors import FairmedError, SpecError
 from fairmed.metrics.criteria import fate
 from fairmed.metrics.stats import paired_test, stars
 from fairmed.schema import OVERALL, Y_SCORE, Y_TRUE
@@ -351,7 +351,12 @@ def erm_family(
     tau = float(spec.audit.threshold)
     for method in ("thresholds", "reject_option"):
         if method in wanted and not reasons.get(method):
-            frames.append(post_process(erm, method, groups, settings, tau).assign(method=method))
+            try:
+                frames.append(post_process(erm, method, groups, settings, tau).assign(method=method))
+            except FairmedError as exc:  # e.g. a group without positives in val: the others still stand
+                frames.append(
+                    not_applicable(f"cannot fit on the ERM model's val split: {exc}").assign(method=method)
+                )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -686,11 +691,13 @@ def pareto_table(
 
 
 def notes_table(predictions: pd.DataFrame) -> pd.DataFrame:
-    """The methods that did not apply: config, method, seed, note."""
+    """The methods that did not apply: config, method, note, and the seeds it concerns."""
     rows = predictions[predictions["split"] == NOT_APPLICABLE]
     if rows.empty or "note" not in rows.columns:
-        return pd.DataFrame(columns=["config", "method", "note"])
-    return rows[["config", "method", "note"]].drop_duplicates(["config", "method"]).reset_index(drop=True)
+        return pd.DataFrame(columns=["config", "method", "note", "seeds"])
+    seeds = rows.groupby(["config", "method", "note"], sort=False)["seed"]
+    out = seeds.agg(lambda s: ", ".join(str(int(v)) for v in sorted(set(s)))).rename("seeds")
+    return out.reset_index()
 
 
 def group_sizes(

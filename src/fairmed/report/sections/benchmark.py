@@ -98,7 +98,11 @@ def metric_table(part: pd.DataFrame, columns: dict[str, str], notes: dict[str, s
             )
             continue
         rows.append(
-            {"method": TITLES.get(m, m), **{h: _cell(by.get((m, c))) for c, h in columns.items()}, "note": ""}
+            {
+                "method": TITLES.get(m, m),
+                **{h: _cell(by.get((m, c))) for c, h in columns.items()},
+                "note": notes.get(m, ""),
+            }
         )
     table = pd.DataFrame(rows)  # the method is a column: the HTML tables do not show an index
     return table if table["note"].astype(bool).any() else table.drop(columns="note")
@@ -193,11 +197,18 @@ def tradeoff_figure(pareto: pd.DataFrame, descriptions: dict[str, str]):
     return fig
 
 
-def _notes(notes: pd.DataFrame | None, config: str) -> dict[str, str]:
+def _notes(notes: pd.DataFrame | None, config: str, n_seeds: int = 0) -> dict[str, str]:
+    """method -> its note(s) in this configuration; the seeds are named when not every seed failed."""
     if notes is None or notes.empty:
         return {}
     sub = notes[notes["config"].astype(str) == config]
-    return dict(zip(sub["method"].astype(str), sub["note"].astype(str)))
+    out: dict[str, list[str]] = {}
+    for _, r in sub.iterrows():
+        listed = str(r.get("seeds") or "")
+        partial = listed and len(listed.split(",")) < n_seeds
+        seeds = f" (seeds {listed})" if partial else ""
+        out.setdefault(str(r["method"]), []).append(f"{r['note']}{seeds}")
+    return {m: "; ".join(v) for m, v in out.items()}
 
 
 def _descriptions(ctx) -> dict[str, str]:
@@ -249,7 +260,7 @@ def benchmark_sections(ctx) -> list[Section]:
         )
     for config in dict.fromkeys(summary["config"].astype(str)):
         part = summary[summary["config"].astype(str) == config]
-        cnotes = _notes(notes, config)
+        cnotes = _notes(notes, config, n_seeds)
         tables = {}
         for base in BASE_METRICS:
             cols = {
