@@ -754,10 +754,10 @@ def statements(
                 )
             )
             cost += " (significant)" if pa <= alpha else ""
-            text = f"{method} to {g.loc[method, 'mean']:.3f} (p = {p:.2g}; {cost})"
             key = "wide" if d > 0 else "sig" if p <= alpha else "ns"
+            flag = ", significant" if key == "wide" and p <= alpha else ""
             groups[key].append(
-                (d if d < 0 else -d, text + (" significantly" if d > 0 and p <= alpha else ""))
+                (d if d < 0 else -d, f"{method} to {g.loc[method, 'mean']:.3f} (p = {p:.2g}{flag}; {cost})")
             )
         if groups["sig"]:
             lines.append("Narrowed it significantly: " + "; ".join(t for _, t in sorted(groups["sig"])) + ".")
