@@ -180,6 +180,9 @@ def test_spec_errors_are_one_line():
     spec = resolve_spec({**raw, "gce": {"attributes": ["fst"]}}, where="x.yaml")
     with pytest.raises(SpecError, match="not among the study's groups"):
         study.expand(spec)
+    spec = resolve_spec({**raw, "strategies": ["reweight"]}, where="x.yaml")
+    with pytest.raises(SpecError, match="strategies .* are not used"):
+        study.expand(spec)
 
 
 def test_builtin_specs_listed_and_valid():

@@ -120,6 +120,11 @@ def method_table(spec) -> dict[str, dict[str, Any]]:
         raise SpecError(
             "gce_resampling: the study needs groups (e.g. [race, sex, 'age:20,40,60,80', insurance])"
         )
+    if spec.strategies != ["erm"]:
+        raise SpecError(
+            f"gce_resampling: strategies {spec.strategies} are not used (detector and classifier are plain"
+            " ERM; the detector's loss is gce.losses): remove 'strategies'"
+        )
     methods: dict[str, dict[str, Any]] = {BEFORE: {"mode": "none", "attributes": chosen}}
     if s.down:
         methods["DS"] = {"mode": "down", "attributes": chosen}
