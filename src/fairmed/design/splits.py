@@ -60,6 +60,12 @@ def _strata(table: pd.DataFrame, stratify: Sequence[str]) -> np.ndarray:
     return codes.astype(np.int64)
 
 
+# A split's random stream is keyed by (seed, this tag), not by the bare seed: generators seeded with the
+# same integer (``np.random.default_rng(seed)``) would otherwise draw the very same numbers, and a split
+# would sort rows by a generated attribute (seed 0 put every man of a generated cohort in one split).
+_SPLIT_STREAM = 0x5E1177
+
+
 def split_cohort(
     cohort: Cohort | pd.DataFrame,
     fractions: Mapping[str, float] | None = None,
@@ -86,7 +92,7 @@ def split_cohort(
     first = np.unique(groups, return_index=True)[1]  # first row of each group (codes are 0..G-1 sorted)
     sizes = np.bincount(groups).astype(float)
     strata = _strata(table, stratify)[first]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, _SPLIT_STREAM])
     order = np.lexsort((rng.random(len(first)), strata))  # groups by stratum, random within
     s_sorted, size_sorted = strata[order], sizes[order]
     cum = np.cumsum(size_sorted)
