@@ -4,6 +4,7 @@ the summary's numbers, and the pieces behind the figures checked against peers."
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -412,3 +413,17 @@ def test_runner_cohort_summary_per_split():
     }
     unchanged, no_counts = by_split(whole)
     assert unchanged is whole and no_counts is None
+
+
+def test_table_html_keeps_a_named_index_and_joins_multilevel_columns():
+    from fairmed.report.html import table_html
+
+    frame = pd.DataFrame(
+        [[0.5, 0.1], [0.6, 0.2]],
+        index=pd.Index(["vanilla", "SCP-FairPrune"], name="method"),
+        columns=pd.MultiIndex.from_tuples([("Precision", "FST 1-3"), ("Fairness", "Eodd")]),
+    )
+    out = table_html(frame)
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", out)
+    assert headers == ["method", "Precision FST 1-3", "Fairness Eodd"]
+    assert re.findall(r'<td class="text">([^<]*)</td>', out) == ["vanilla", "SCP-FairPrune"]

@@ -81,12 +81,25 @@ def _cell(value) -> tuple[str, str]:
     return text, {"holds": "pass", "fails": "fail", "uncertain": "unsure"}.get(first, "text")
 
 
+def _column_name(column) -> str:
+    if isinstance(column, tuple):
+        return " ".join(str(part) for part in column if str(part))
+    return str(column)
+
+
 def table_html(frame: pd.DataFrame, caption: str = "", max_rows: int = 200) -> str:
-    """A DataFrame as a compact HTML table (numbers right-aligned, verdict cells coloured)."""
+    """A DataFrame as a compact HTML table (numbers right-aligned, verdict cells coloured).
+
+    A named index (e.g. ``method``) becomes the first column(s), and multi-level column names are
+    joined ("Precision FST 1-3"), so that what labels the rows is never lost.
+    """
+    if any(name is not None for name in frame.index.names):
+        frame = frame.reset_index()
     shown = frame.head(max_rows)
     head = "".join(
-        f'<th class="{"text" if not pd.api.types.is_numeric_dtype(shown[c]) else ""}">{html.escape(str(c))}</th>'
-        for c in shown.columns
+        f'<th class="{"text" if not pd.api.types.is_numeric_dtype(shown.iloc[:, i]) else ""}">'
+        f"{html.escape(_column_name(c))}</th>"
+        for i, c in enumerate(shown.columns)
     )
     rows = []
     for values in shown.itertuples(index=False):
