@@ -139,6 +139,16 @@ def test_mode_none_is_plain_training(parts):
     pd.testing.assert_frame_equal(res.predictions, plain)
 
 
+def test_worst_group_selection_uses_the_first_attribute(parts):
+    train, val, test = parts["train"], parts["val"], parts["test"]
+    config = {**FAST, "select": "worst_group_auc"}
+    res = resample_and_fit(
+        train, val, test, resampling={"mode": "none"}, attributes=["insurance", "sex"], model=MODEL, config=config, seed=2
+    )  # fmt: skip
+    same = fit_predict(train, val, test, model=MODEL, config=config, groups="insurance", seed=2)
+    pd.testing.assert_frame_equal(res.predictions, same)
+
+
 def test_user_errors_are_one_line(parts):
     train, val, test = parts["train"], parts["val"], parts["test"]
     with pytest.raises(SpecError, match="resampling.up_fraction"):

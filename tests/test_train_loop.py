@@ -160,3 +160,11 @@ def test_image_files_go_through_the_decoded_image_cache(tmp_path):
     in_memory = fit_predict(*mem, model=SMALL, config=cfg, seed=0)
     assert list((tmp_path / "cache" / "images").glob("*.npy"))
     pd.testing.assert_frame_equal(from_files, in_memory)  # PNG is lossless: the same pixels, same model
+
+
+def test_worst_group_selection_without_groups_is_a_one_line_error():
+    cohort = generate_embeddings(EmbeddingSynthConfig(preset="cxr", n=60, dim=4), seed=1)
+    train, val = cohort.subset(np.arange(40)), cohort.subset(np.arange(40, 60))
+    config = {"select": "worst_group_auc", "epochs": 1}
+    with pytest.raises(SpecError, match="'worst_group_auc' needs groups"):
+        train_model(train, val, model="mlp", config=config)

@@ -96,8 +96,11 @@ def detect_bias(
     seed: int | None = None,
     label: str | None = None,
     threshold: float = 0.5,
+    groups: GroupSpec | str | None = None,
 ) -> pd.DataFrame:
     """Train the bias detector; its Predictions on ``train`` with each row's training loss.
+
+    ``groups``: the grouping of group-based model selection (``select: worst_group_auc``).
 
     Columns: ``split`` ("train"), ``id``, ``y_true``, ``y_score``, ``y_pred`` (score >=
     ``threshold``), ``loss`` (the per-sample loss the detector was trained with: GCE or BCE) and
@@ -115,6 +118,7 @@ def detect_bias(
         model=model,
         strategy={"name": "erm", "loss": detector_loss, "gce_q": gce_q},
         config=config,
+        groups=groups,
         seed=seed,
         label=label,
         desc=f"detector ({detector_loss})",
@@ -174,6 +178,7 @@ def resample_and_fit(
     label: str | None = None,
     threshold: float = 0.5,
     detector: pd.DataFrame | None = None,
+    groups: GroupSpec | str | None = None,
 ) -> GceResult:
     """Detector -> resampling plan -> classifier retrained on the resampled ``train``.
 
@@ -183,11 +188,15 @@ def resample_and_fit(
     ``detector_loss``/``gce_q``/``threshold`` are not used); with mode ``none`` no detector is
     trained (an empty frame comes back) and the classifier sees ``train`` as is. The classifier is
     plain ERM with BCE, seeded by ``seed``; its Predictions are exactly :func:`fairmed.train.fit_predict`'s.
+    ``groups``: the grouping of group-based model selection (``select: worst_group_auc``) for the
+    detector and the classifier; default the first of ``attributes``, so every rule of the one loop
+    applies here as it does to the other methods.
     """
     from fairmed.train import fit_predict
 
     cfg = as_resampling(resampling)
     specs = as_group_specs(attributes)
+    groups = specs[0] if groups is None and specs else groups
     label = label or train.label
     if cfg.mode == "none":
         detector = pd.DataFrame(columns=DETECTOR_COLUMNS)
@@ -202,11 +211,20 @@ def resample_and_fit(
             seed=seed,
             label=label,
             threshold=threshold,
+            groups=groups,
         )
     plan = plan_from_detector(detector, train, specs, cfg)
     resampled = train if cfg.mode == "none" else train.take(plan.positions)
     predictions = fit_predict(
-        resampled, val, test, model=model, strategy="erm", config=config, seed=seed, label=label
+        resampled,
+        val,
+        test,
+        model=model,
+        strategy="erm",
+        config=config,
+        groups=groups,
+        seed=seed,
+        label=label,
     )
     return GceResult(predictions=predictions, plan=plan, detector=detector)
 

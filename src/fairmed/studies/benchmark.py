@@ -279,6 +279,7 @@ def execute(run: RunSpec) -> pd.DataFrame:
             seed=run.seed,
             label=spec.label,
             threshold=float(spec.audit.threshold),
+            groups=groups,
         )
         return result.predictions
     from fairmed.train import fit_predict

@@ -232,6 +232,9 @@ def execute(run: RunSpec) -> pd.DataFrame:
         "config": _train_settings(spec),
         "seed": run.seed,
         "label": spec.label,
+        # one grouping for model selection (select: worst_group_auc) whatever the method resamples,
+        # so the detector shared by the methods of a seed and loss is the same model for each
+        "groups": spec.group_specs()[0],
     }
     base = _data_key(spec, run.seed)
     if run.params["mode"] == "none":

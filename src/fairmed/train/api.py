@@ -18,7 +18,7 @@ import torch
 
 from fairmed.data.cohort import ID, Cohort
 from fairmed.data.groups import GroupSpec
-from fairmed.errors import DataError
+from fairmed.errors import DataError, SpecError
 from fairmed.models.backbones import Classifier, build_head_model, build_model
 from fairmed.models.features import cached_features
 from fairmed.models.spec import ModelSpec
@@ -164,6 +164,10 @@ def train_model(
     if seed is not None:
         cfg = cfg.model_copy(update={"seed": int(seed)})
     gspec = _groups(groups)
+    if cfg.select == "worst_group_auc" and gspec is None:
+        raise SpecError(
+            "train.select: 'worst_group_auc' needs groups (e.g. groups='fst:12-56'); none were given"
+        )
     label = label or train.label
     if len(train) == 0 or len(val) == 0:
         raise DataError(f"training needs rows in train and val (got {len(train)} and {len(val)})")
