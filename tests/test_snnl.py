@@ -154,3 +154,58 @@ def test_score_channels_streams_batches_through_a_hook():
     np.testing.assert_allclose(scores.numpy(), np.mean(per_batch, axis=0), rtol=1e-5, atol=1e-6)
     assert model.training  # mode restored
     assert not conv._forward_hooks  # hook removed
+
+
+def authors_snnl(feats: np.ndarray, groups: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """The authors' per-channel loss written out in numpy, one channel at a time: cosine distance,
+    the sample counted in the numerator, eps 1e-9, denominator over the others, mean over all b."""
+    b, k = feats.shape[:2]
+    flat = feats.reshape(b, k, -1).astype(np.float64)
+    out = np.empty(k)
+    for ch in range(k):
+        m = flat[:, ch]
+        norms = np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        unit = m / norms
+        e = np.exp(-(1.0 - unit @ unit.T) / temperature)
+        same = groups[:, None] == groups[None, :]
+        den = (e * (1 - np.eye(b))).sum(1)
+        num = (e * same).sum(1)
+        out[ch] = -np.log((num + 1e-9) / den).mean()
+    return out
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.3])
+def test_cosine_with_self_matches_the_authors_formula(temperature):
+    gen = torch.Generator().manual_seed(3)
+    feats = torch.randn(10, 4, 2, 2, generator=gen, dtype=torch.float64)
+    feats[0, 1] = 0.0  # a zero map: distance 1 to everything, itself included
+    groups = torch.tensor([0, 0, 0, 1, 1, 1, 1, 0, 1, 2])  # group 2 has a lone sample: still counted
+    got = snnl_batch(feats, groups, temperature, distance="cosine", include_self=True).numpy()
+    # float32 inside snnl_batch: agreement to float32 precision
+    np.testing.assert_allclose(got, authors_snnl(feats.numpy(), groups.numpy(), temperature), rtol=1e-6)
+
+
+def test_cosine_and_self_by_hand_on_two_dimensional_points():
+    # one channel, four 2-d points: cos distances 0 (same direction) and 1 (orthogonal), T = 1
+    feats = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]]).reshape(4, 1, 2)
+    groups = torch.tensor([0, 0, 1, 1])
+    e1 = math.exp(-1.0)
+    # each sample: one same-group neighbour at distance 0, two others at distance 1
+    paper_like = -math.log(1.0 / (1.0 + 2 * e1))
+    got = snnl_batch(feats, groups, 1.0, distance="cosine").item()
+    assert got == pytest.approx(paper_like, rel=1e-6)
+    with_self = -math.log((2.0 + 1e-9) / (1.0 + 2 * e1))  # itself (exp 0 = 1) joins the numerator
+    got = snnl_batch(feats, groups, 1.0, distance="cosine", include_self=True).item()
+    assert got == pytest.approx(with_self, rel=1e-6)
+    # the squared-Euclidean variant with the sample itself, against the same formula written with cdist
+    sq = torch.cdist(feats[:, 0], feats[:, 0]).pow(2).numpy()
+    e = np.exp(-sq)
+    same = (groups[:, None] == groups[None, :]).numpy()
+    expected = -np.log(((e * same).sum(1) + 1e-9) / (e * (1 - np.eye(4))).sum(1)).mean()
+    got = snnl_batch(feats, groups, 1.0, include_self=True).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_unknown_distance_is_refused():
+    with pytest.raises(ValueError, match="SNNL distance must be one of"):
+        snnl_batch(torch.randn(4, 2, 2), torch.tensor([0, 0, 1, 1]), distance="l1")

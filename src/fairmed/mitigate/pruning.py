@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from fairmed.mitigate.fairprune import DEFAULT_STEPS, fairprune
-from fairmed.mitigate.snnl import DEFAULT_TEMPERATURE, score_channels
+from fairmed.mitigate.snnl import DEFAULT_TEMPERATURE, Distance, score_channels
 from fairmed.mitigate.structural import find_site, keep_zeros, prune_channels
 from fairmed.train.config import TrainConfig
 from fairmed.train.data import TensorData
@@ -54,6 +54,13 @@ class SCPConfig(BaseModel):
         0.02, gt=0.0, lt=1.0, description="pr_c: share of the layer's channels per iteration"
     )
     temperature: float = Field(DEFAULT_TEMPERATURE, gt=0.0)
+    distance: Distance = Field(
+        "sqeuclidean",
+        description="SNNL distance: the paper's Eq. 1 (sqeuclidean) or the authors' code (cosine)",
+    )
+    include_self: bool = Field(
+        False, description="count the sample itself in the SNNL numerator (the authors' code; eps 1e-9)"
+    )
     th_acc: float = Field(0.05, ge=0.0, description="largest allowed accuracy drop vs the unpruned model")
     th_fair: float = Field(0.0, description="smallest fairness improvement vs the previous iteration")
     max_iter: int = Field(10, ge=1)
@@ -102,7 +109,15 @@ def channel_scores(model: nn.Module, data: TensorData, config: SCPConfig, device
     device = device or next(model.parameters()).device
     site = find_site(model, config.layer)
     batches = group_batches(data, config.score_batch_size, config.seed)
-    return score_channels(model, site.conv, batches, config.temperature, device=device).numpy()
+    return score_channels(
+        model,
+        site.conv,
+        batches,
+        config.temperature,
+        device=device,
+        distance=config.distance,
+        include_self=config.include_self,
+    ).numpy()
 
 
 def scp(

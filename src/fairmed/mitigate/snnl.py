@@ -18,6 +18,16 @@ denominators). A batch where no sample remains (every group has one member, e.g.
 contributes nothing, neither to the sum nor to the batch count. A batch of a single group gives
 l = 0 for every channel (numerator = denominator) and counts.
 
+The authors' code (``SoftNearestNeighborLoss`` in Kong et al.'s public SNNL.py) computes it
+differently, and on synthetic channels the two rank channels almost independently, so both are
+offered: ``distance="cosine"`` uses d_ij = 1 - <m_i/||m_i||, m_j/||m_j||> (a zero map has distance 1
+to everything, itself included, as ``torch.nn.functional.normalize`` makes it) instead of the
+squared Euclidean distance, and ``include_self=True`` counts the sample itself in the numerator
+(its term exp(-d_ii / T)) and adds ``AUTHORS_EPS`` = 1e-9 to it, as that code does; every sample is
+then valid (a lone sample's ratio is (1 + eps) / den) and the batch mean is over all ``b`` samples.
+The denominator never counts the sample itself. The authors' setting is ``temperature=1,
+distance="cosine", include_self=True``; fairmed's default stays the paper's Eq. 1.
+
 Everything is one batched tensor computation over all channels (squared distances for all
 channels as one (K, b, b) batched matmul with the norms folded in, one exponential pass shifted by
 each row's nearest neighbour, every row's per-group sums as one matmul with the groups' one-hot
@@ -28,12 +38,18 @@ to chunk * b * b floats and keep it cache-sized.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 DEFAULT_TEMPERATURE = 1.0
+AUTHORS_EPS = 1e-9  # added to the numerator when the sample itself is counted (the authors' code)
+Distance = Literal["sqeuclidean", "cosine"]
+DISTANCES = ("sqeuclidean", "cosine")
 
 
 def pairwise_sq_dists(x: Tensor) -> Tensor:
@@ -46,19 +62,19 @@ def pairwise_sq_dists(x: Tensor) -> Tensor:
     return d
 
 
+def pairwise_cos_dists(x: Tensor) -> Tensor:
+    """Cosine distances 1 - cos (K, b, b) between the rows of every channel's (b, D) block, with the true
+    diagonal (0 for a nonzero row, 1 for a zero row, whose normalised vector is zero)."""
+    unit = nn.functional.normalize(x, dim=-1)
+    return torch.baddbmm(
+        torch.ones((), dtype=x.dtype, device=x.device), unit, unit.transpose(1, 2), alpha=-1.0
+    )
+
+
 CHUNK_FLOATS = 1 << 20  # default CPU channel chunk: about 4 MB of (chunk, b, b) float32, cache-sized
 CHUNK_FLOATS_GPU = 1 << 26  # on a GPU: up to 256 MB per chunk (fewer, larger kernels)
 TINY = 1e-30  # a same-group sum below this is recomputed in log space (exact for any spread)
 MAX_SHIFT = 87.0  # exp(-87) ~ 1.6e-38: the smallest normal float32
-
-
-def _masked_lse_terms(d: Tensor, others: Tensor, same_others: Tensor, temperature: float) -> Tensor:
-    """log(den) - log(num) per (channel, sample) by masked log-sum-exp (exact for any spread)."""
-    logits = d * (-1.0 / temperature)
-    neg_inf = torch.tensor(float("-inf"), device=d.device)
-    den = torch.logsumexp(torch.where(others, logits, neg_inf), dim=-1)
-    num = torch.logsumexp(torch.where(same_others, logits, neg_inf), dim=-1)
-    return den - num
 
 
 def _chunk_terms(x: Tensor, masks: tuple[Tensor, Tensor, Tensor], temperature: float) -> Tensor:
@@ -81,22 +97,46 @@ def _chunk_terms(x: Tensor, masks: tuple[Tensor, Tensor, Tensor], temperature: f
     den = per_group.sum(-1)
     num = (per_group * onehot).sum(-1)  # the row's own group
     if bool((num < TINY).any()):
-        return _masked_lse_terms(pairwise_sq_dists(x), others, same_others, temperature)
+        return _general_terms(x, (others, same_others), temperature, "sqeuclidean", False)
     return den.log_().sub_(num.log_())
 
 
+def _general_terms(
+    x: Tensor, masks: tuple[Tensor, Tensor], temperature: float, distance: str, include_self: bool
+):
+    """log(den) - log(num) (K, b) by masked log-sum-exp for the non-default variants (see the module
+    docstring): cosine and/or squared Euclidean distance, the sample itself in the numerator or not."""
+    others, numerator = masks
+    d = pairwise_cos_dists(x) if distance == "cosine" else pairwise_sq_dists(x)
+    logits = d * (-1.0 / temperature)
+    neg_inf = torch.tensor(float("-inf"), device=d.device)
+    den = torch.logsumexp(torch.where(others, logits, neg_inf), dim=-1)
+    num = torch.logsumexp(torch.where(numerator, logits, neg_inf), dim=-1)
+    if include_self:
+        num = torch.logaddexp(num, torch.tensor(math.log(AUTHORS_EPS), device=d.device))
+    return den - num
+
+
 def snnl_sample_terms(
-    features: Tensor, groups: Tensor, temperature: float = DEFAULT_TEMPERATURE, chunk: int | None = None
+    features: Tensor,
+    groups: Tensor,
+    temperature: float = DEFAULT_TEMPERATURE,
+    distance: Distance = "sqeuclidean",
+    include_self: bool = False,
+    chunk: int | None = None,
 ) -> tuple[Tensor, int]:
     """Per-channel sums of -log ratio over the valid samples of one batch, and their count.
 
     ``features``: (b, K, ...) activations (any trailing spatial shape); ``groups``: (b,) codes.
     Returns ``(sums (K,), n_valid)``; the batch loss is ``sums / n_valid`` when n_valid > 0.
-    ``chunk`` channels are processed at a time (default: about 4 MB of distances on a CPU,
-    256 MB on a GPU).
+    ``distance`` / ``include_self``: the paper's Eq. 1 (default) or the authors' code's variant (module
+    docstring). ``chunk`` channels are processed at a time (default: about 4 MB of distances on a
+    CPU, 256 MB on a GPU).
     """
     if temperature <= 0:
         raise ValueError(f"SNNL temperature must be > 0, got {temperature}")
+    if distance not in DISTANCES:
+        raise ValueError(f"SNNL distance must be one of {DISTANCES}, got {distance!r}")
     b, k = features.shape[0], features.shape[1]
     groups = groups.reshape(-1).to(features.device)
     if groups.shape[0] != b:
@@ -104,7 +144,7 @@ def snnl_sample_terms(
     same = groups.unsqueeze(0) == groups.unsqueeze(1)
     others = ~torch.eye(b, dtype=torch.bool, device=features.device)
     same_others = same & others
-    valid = same_others.any(1)
+    valid = torch.ones(b, dtype=torch.bool, device=features.device) if include_self else same_others.any(1)
     n_valid = int(valid.sum())
     if n_valid == 0:
         return torch.zeros(k, device=features.device), 0
@@ -113,18 +153,32 @@ def snnl_sample_terms(
     onehot = nn.functional.one_hot(codes).to(torch.float32)  # (b, G)
     budget = CHUNK_FLOATS_GPU if features.device.type == "cuda" else CHUNK_FLOATS
     step = chunk if chunk else max(1, budget // (b * b))
+    if distance == "sqeuclidean" and not include_self:  # the paper's Eq. 1: the one-pass fast path
+        terms = partial(_chunk_terms, masks=(others, same_others, onehot), temperature=temperature)
+    else:
+        masks = (others, same if include_self else same_others)
+        terms = partial(
+            _general_terms, masks=masks, temperature=temperature, distance=distance, include_self=include_self
+        )
     parts = [  # a loop over channel CHUNKS (bounded memory, cache-sized), never one channel each
-        _chunk_terms(x[s : s + step], (others, same_others, onehot), temperature)[:, valid].sum(-1)
-        for s in range(0, k, step)
+        terms(x[s : s + step])[:, valid].sum(-1) for s in range(0, k, step)
     ]
     return torch.cat(parts), n_valid
 
 
 def snnl_batch(
-    features: Tensor, groups: Tensor, temperature: float = DEFAULT_TEMPERATURE, chunk: int | None = None
+    features: Tensor,
+    groups: Tensor,
+    temperature: float = DEFAULT_TEMPERATURE,
+    distance: Distance = "sqeuclidean",
+    include_self: bool = False,
+    chunk: int | None = None,
 ) -> Tensor:
-    """l(t, k) for every channel of one batch (K,); NaN for every channel if no sample is valid."""
-    sums, n_valid = snnl_sample_terms(features, groups, temperature, chunk)
+    """l(t, k) for every channel of one batch (K,); NaN for every channel if no sample is valid.
+
+    ``distance="cosine", include_self=True`` (T = 1) is the authors' code; the defaults the paper's Eq. 1.
+    """
+    sums, n_valid = snnl_sample_terms(features, groups, temperature, distance, include_self, chunk)
     if n_valid == 0:
         return torch.full_like(sums, float("nan"))
     return sums / n_valid
@@ -133,14 +187,24 @@ def snnl_batch(
 class SNNLAccumulator:
     """Running mean of per-batch SNNL losses over a stream of batches (no feature maps kept)."""
 
-    def __init__(self, temperature: float = DEFAULT_TEMPERATURE, chunk: int | None = None):
+    def __init__(
+        self,
+        temperature: float = DEFAULT_TEMPERATURE,
+        chunk: int | None = None,
+        distance: Distance = "sqeuclidean",
+        include_self: bool = False,
+    ):
         self.temperature = temperature
         self.chunk = chunk
+        self.distance = distance
+        self.include_self = include_self
         self.total: Tensor | None = None
         self.batches = 0
 
     def update(self, features: Tensor, groups: Tensor) -> None:
-        loss = snnl_batch(features.detach(), groups, self.temperature, self.chunk)
+        loss = snnl_batch(
+            features.detach(), groups, self.temperature, self.distance, self.include_self, chunk=self.chunk
+        )
         if torch.isnan(loss).all():
             return
         loss = loss.to(torch.float64).cpu()
@@ -162,13 +226,15 @@ def score_channels(
     chunk: int | None = None,
     device: str | torch.device = "cpu",
     forward: Callable[[nn.Module, Tensor], object] | None = None,
+    distance: Distance = "sqeuclidean",
+    include_self: bool = False,
 ) -> Tensor:
     """SNNL-Fair score of every output channel of ``layer`` over ``batches`` of (inputs, groups).
 
     A forward hook on ``layer`` feeds each batch's activations to the accumulator, so only one
     batch of feature maps lives at a time. The model runs in eval mode without gradients.
     """
-    acc = SNNLAccumulator(temperature, chunk)
+    acc = SNNLAccumulator(temperature, chunk, distance, include_self)
     current: dict[str, Tensor] = {}
 
     def hook(_module, _inputs, output):

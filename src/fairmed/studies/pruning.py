@@ -77,14 +77,33 @@ class PruningSettings(BaseModel):
     )
     sweep_ratios: list[float] = Field(default_factory=list, description="extra pr_c values (Fig. 2a)")
     sweep_layers: list[str | int] = Field(default_factory=list, description="extra layers (Fig. 2b)")
+    sweep_snnl: list[dict] = Field(
+        default_factory=list,
+        description="extra SNNL variants of scp_vanilla, each a mapping of SCPConfig's distance /"
+        " include_self / temperature (the authors' code: {distance: cosine, include_self: true, temperature: 1})",
+    )
 
     def model_post_init(self, _context) -> None:
         as_spec(TrainConfig, self.finetune, "channel_pruning.finetune")  # one-line SpecError when wrong
+        for variant in self.sweep_snnl:
+            snnl_setting(variant)  # one-line SpecError when wrong
         bad = [m for m in self.methods if m not in METHODS]
         if bad or "vanilla" not in self.methods:
             raise SpecError(
                 f"channel_pruning.methods: {bad or self.methods} (expected 'vanilla' plus any of {METHODS})"
             )
+
+
+SNNL_KEYS = ("distance", "include_self", "temperature")
+
+
+def snnl_setting(variant: dict) -> str:
+    """The display/config name of one SNNL variant, e.g. ``cosine+self,T=1`` (validated keys and values)."""
+    bad = sorted(set(variant) - set(SNNL_KEYS))
+    if bad:
+        raise SpecError(f"channel_pruning.sweep_snnl: {bad[0]!r} is not one of {SNNL_KEYS}")
+    cfg = as_spec(SCPConfig, dict(variant), "channel_pruning.sweep_snnl")
+    return f"{cfg.distance}{'+self' if cfg.include_self else ''},T={cfg.temperature:g}"
 
 
 # ------------------------------------------------------------------ metrics (fairmed.metrics)
@@ -255,6 +274,10 @@ def run_pruning(
     for layer in settings.sweep_layers:
         cfg = settings.scp.model_copy(update={"layer": layer})
         runs.append((f"scp_vanilla layer={layer}", "vanilla", "layer", str(layer), cfg))
+    for variant in settings.sweep_snnl:
+        cfg = settings.scp.model_copy(update=dict(variant))
+        name = snnl_setting(variant)
+        runs.append((f"scp_vanilla snnl={name}", "vanilla", "snnl", name, cfg))
     iteration_frames = []
     for name, start, sweep, setting, cfg in runs:
         sink: list[np.ndarray] = []
@@ -440,6 +463,7 @@ def expand(spec) -> list:
     runs = grid_runs(spec, {m: {} for m in names}, {"main": {}})
     sweeps = {f"pr_c={r:g}": {"ratio": r} for r in settings.sweep_ratios}
     sweeps.update({f"layer={layer}": {"layer": layer} for layer in settings.sweep_layers})
+    sweeps.update({f"snnl={snnl_setting(v)}": dict(v) for v in settings.sweep_snnl})
     if sweeps:
         runs += grid_runs(spec, {"scp_vanilla": {}}, sweeps)
     return runs
@@ -448,7 +472,7 @@ def expand(spec) -> list:
 def _restricted(settings: PruningSettings, method: str, params: dict) -> PruningSettings:
     """The settings that compute only ``method`` (plus the vanilla model it starts from)."""
     scp_cfg = settings.scp.model_copy(update=params)
-    update: dict = {"scp": scp_cfg, "sweep_ratios": [], "sweep_layers": [], "others": []}
+    update: dict = {"scp": scp_cfg, "sweep_ratios": [], "sweep_layers": [], "sweep_snnl": [], "others": []}
     if method in METHODS:
         update["methods"] = ["vanilla"] + ([method] if method != "vanilla" else [])
     else:
@@ -512,6 +536,8 @@ def _sweep_of(config: str) -> tuple[str, str]:
         return "ratio", config.removeprefix("pr_c=")
     if config.startswith("layer="):
         return "layer", config.removeprefix("layer=")
+    if config.startswith("snnl="):
+        return "snnl", config.removeprefix("snnl=")
     return "", ""
 
 
