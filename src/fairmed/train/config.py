@@ -58,12 +58,17 @@ class TrainConfig(BaseModel):
     """Settings of the one training loop (:func:`fairmed.train.loop.fit`).
 
     ``select``: model selection on the validation set, by overall AUC (macro one-vs-rest for
-    multi-class), the worst group's AUC, or the lowest validation loss. ``patience``: stop after
+    multi-class), the worst group's AUC, or the lowest validation loss; ``last`` keeps the final
+    epoch's model (the validation set is still scored). ``patience``: stop after
     this many epochs without improvement (0 = never stop early). ``device``: ``auto`` = CUDA when
     present. ``amp``: mixed precision, ``auto`` on CUDA only (bfloat16 where supported, else float16
     with a grad scaler), ``on`` also on the CPU (bfloat16 autocast: worth it on CPUs with bfloat16
     units), ``off`` never; ``true``/``false`` mean ``auto``/``off``. ``augment``: random horizontal and
-    vertical flips of image batches. ``checkpoint_dir``: the best state is saved there atomically.
+    vertical flips of image batches; ``skin`` the SCP code's augmentation (affine, colour jitter,
+    AutoAugment, cutout, then flips; :mod:`fairmed.train.augment`). ``nesterov``: Nesterov momentum
+    for SGD. ``step_size``: epochs per x0.1 of the ``step`` schedule (default epochs // 3).
+    ``sampler``: ``class_balanced`` draws each epoch's rows with probability 1 / (size of the row's
+    class), as a class-weighted sampler (a strategy's own sampling is then replaced). ``checkpoint_dir``: the best state is saved there atomically.
     ``cache_dir``: where frozen features (and decoded images) are cached; default
     ``$FAIRMED_CACHE`` or ``~/.cache/fairmed``. ``num_threads``: torch CPU threads during the run
     (None: 1 for MLP heads on embeddings/features on the CPU, torch's setting for images).
@@ -76,13 +81,16 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0.0)
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0.0)
     scheduler: Literal["cosine", "step", "none"] = "cosine"
+    step_size: int | None = Field(None, ge=1)
+    sampler: Literal["uniform", "class_balanced"] = "uniform"
     patience: int = Field(0, ge=0)
-    select: Literal["auc", "worst_group_auc", "loss"] = "auc"
+    select: Literal["auc", "worst_group_auc", "loss", "last"] = "auc"
     device: str = "auto"
     amp: AmpMode = "auto"
-    augment: Literal["none", "flip"] = "none"
+    augment: Literal["none", "flip", "skin"] = "none"
     seed: int = 0
     checkpoint_dir: Path | None = None
     cache_dir: Path | None = None

@@ -54,12 +54,19 @@ class TensorData:
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return replace(self, x=move(self.x), y=move(self.y), g=move(self.g), weight=move(self.weight))
 
-    def inputs(self, idx: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None):
-        """The model input of rows ``idx``: normalised float NCHW images, or the feature rows."""
+    def inputs(self, idx: torch.Tensor, augment: str = "none", generator: torch.Generator | None = None):
+        """The model input of rows ``idx``: normalised float NCHW images, or the feature rows.
+
+        ``augment`` (images only): ``flip`` random flips, ``skin`` the SCP code's augmentation
+        (:mod:`fairmed.train.augment`) then flips, ``none`` nothing."""
         xb = self.x.index_select(0, idx)
         if not self.is_image:
             return xb
-        return image_batch(xb, augment, generator)
+        if augment == "skin":
+            from fairmed.train.augment import skin_augment
+
+            xb = skin_augment(xb, generator)
+        return image_batch(xb, augment in ("flip", "skin"), generator)
 
 
 def group_codes(
