@@ -151,7 +151,12 @@ def test_phi_fallback_is_announced_and_recorded(caplog, tmp_path):
         phi, info = load_phi(None, n_layers=3, seed=7)
     assert "no VGG-19 weights" in caplog.text
     assert info.source == "random_fallback" and info.seed == 7 and info.n_layers == 3
-    assert len(phi.taps) == 3 and isinstance(phi.body[phi.taps[-1]], nn.ReLU)
+    # the paper's Phi_l: each conv layer's output before its ReLU; post_relu taps the ReLU after it
+    assert len(phi.taps) == 3 and all(isinstance(phi.body[t], nn.Conv2d) for t in phi.taps)
+    assert phi.taps == [0, 2, 5] and info.tap == "pre_relu"
+    post, post_info = load_phi(None, n_layers=3, seed=7, tap="post_relu")
+    assert post.taps == [1, 3, 6] and all(isinstance(post.body[t], nn.ReLU) for t in post.taps)
+    assert post_info.tap == "post_relu"
     phi2, _ = load_phi(None, n_layers=3, seed=7)
     x = torch.rand(1, 3, 16, 16)
     for a, b in zip(phi(x), phi2(x), strict=True):

@@ -183,12 +183,13 @@ def test_builtin_specs_parse():
     from fairmed.studies.spec import load_spec
     from fairmed.studies.vae import expand, study_from_spec, study_of
 
-    for name in ("vae_fairness", "vae_fitzpatrick17k"):
-        study = study_of(load_spec(name))
-        assert study.protocol.dark_fractions == [0.0, 0.5, 1.0]
-    paper = study_of(load_spec("vae_fitzpatrick17k"))
-    assert (paper.protocol.n_test, paper.protocol.n_train) == (500, 1668)
-    assert paper.vae.latent_shape == (64, 8, 8) and paper.epochs == 15 and paper.lr == 1e-4
+    assert study_of(load_spec("vae_fairness")).protocol.dark_fractions == [0.0, 0.5, 1.0]
+    # the paper profile refuses to run without the ImageNet VGG-19 file (here: not next to the YAML)
+    with pytest.raises(SpecError, match=r"vae.perceptual_weights .*vgg19.pth is not a file .*vgg19-dcbb9e9d"):
+        study_of(load_spec("vae_fitzpatrick17k"))
+    with pytest.raises(SpecError, match="needs ImageNet VGG-19 weights; set vae.perceptual_weights"):
+        study_from_spec({"profile": "paper"})
+    assert study_from_spec({"profile": "paper", "vae": {"perceptual_weight": 0}}).epochs == 15  # plain VAE
     runs = expand(load_spec("vae_fairness", profile="smoke"))
     assert [r.config for r in runs] == ["A (0% dark)", "B (50% dark)", "C (100% dark)"]
     assert [r.params["dark_fraction"] for r in runs] == [0.0, 0.5, 1.0]
@@ -287,6 +288,7 @@ def test_run_repeat_fits_the_draw_and_selects_on_separate_rows(smoke, monkeypatc
 def test_perceptual_weights_resolve_against_the_spec_folder(tmp_path):
     import yaml
 
+    from fairmed.errors import SpecError
     from fairmed.studies.spec import load_spec
     from fairmed.studies.vae import study_of
 
@@ -306,16 +308,20 @@ def test_perceptual_weights_resolve_against_the_spec_folder(tmp_path):
     body["vae"]["perceptual_weights"] = str(tmp_path / "abs.pth")  # absolute paths stay as given
     (folder / "w.yaml").write_text(yaml.safe_dump(body))
     assert study_of(load_spec(folder / "w.yaml")).vae.perceptual_weights == str(tmp_path / "abs.pth")
-    fitz = study_of(load_spec("vae_fitzpatrick17k"))  # the built-in's vgg19.pth sits next to its YAML
-    assert fitz.vae.perceptual_weights == str(load_spec("vae_fitzpatrick17k").base_dir) + "/vgg19.pth"
+    spec = load_spec("vae_fitzpatrick17k")  # the built-in's vgg19.pth sits next to its YAML
+    assert spec.settings().vae["perceptual_weights"] == "vgg19.pth"
+    with pytest.raises(SpecError, match=str(spec.base_dir) + "/vgg19.pth is not a file"):
+        study_of(spec)
 
 
-def test_paper_profile_source_matches_the_model():
+def test_paper_profile_source_matches_the_model(tmp_path):
     from fairmed.studies.spec import load_spec
-    from fairmed.studies.vae import images_per_group, study_of
+    from fairmed.studies.vae import images_per_group, study_from_spec
 
     spec = load_spec("vae_fairness", profile="paper")
-    study = study_of(spec)
+    weights = tmp_path / "vgg19.pth"
+    weights.write_bytes(b"")  # the paper profile's check looks for the file; nothing is loaded here
+    study = study_from_spec({"profile": "paper", "vae": {"perceptual_weights": str(weights)}})
     assert spec.source["config"]["size"] == study.vae.image_size == 128
     # 6,000 images with FST weights 1, 1, .2, .2, 1, 1: about 2,727 per group >= 500 + 1,668 + 128
     assert images_per_group(study) == 2296 and spec.source["config"]["n"] * 2 / 4.4 > 2296

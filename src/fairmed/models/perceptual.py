@@ -5,8 +5,10 @@ of a frozen network between an image x and its reconstruction x_hat, per sample:
 
     L_p(x, x_hat) = sum_l 1 / (2 C_l H_l W_l) * || Phi_l(x) - Phi_l(x_hat) ||^2
 
-The paper's Phi is ImageNet VGG-19 with l over the outputs of all 16 convolutional layers. fairmed
-takes the outputs after each conv layer's ReLU (the feature maps the network passes on).
+The paper's Phi is ImageNet VGG-19 with l over the outputs of all 16 convolutional layers, before
+their ReLU (``tap="pre_relu"``, the default, as the paper writes it); ``tap="post_relu"`` takes the
+feature maps after each conv layer's ReLU (what fairmed did before, and what many DFC-VAE codes do).
+Each term is divided by 2 C_l H_l W_l, the layer's size, as in the paper.
 
 Weights come from a local torchvision ``vgg19`` ``state_dict`` (nothing is downloaded). Without one,
 fairmed logs a warning and uses the documented fallback: the same VGG-19 architecture with fixed
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 VGG19_CONV_LAYERS = 16
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's IMAGENET1K_V1 state_dict file name
+Tap = Literal["pre_relu", "post_relu"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class PhiInfo:
     weights: str | None
     n_layers: int
     seed: int | None
+    tap: str = "pre_relu"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,20 +101,26 @@ def perceptual_loss(phi: FeatureNet, x: torch.Tensor, x_hat: torch.Tensor) -> to
     return total
 
 
-def _vgg19_conv_taps(features: nn.Sequential) -> list[int]:
-    """Indices of the ReLU right after each conv layer of a VGG ``features`` block."""
+def _vgg19_conv_taps(features: nn.Sequential, tap: Tap = "pre_relu") -> list[int]:
+    """Indices of each conv layer of a VGG ``features`` block (``pre_relu``) or of the ReLU right after it."""
+    if tap not in ("pre_relu", "post_relu"):
+        raise SpecError(f"perceptual tap must be 'pre_relu' or 'post_relu', got {tap!r}")
     taps = []
     for i, layer in enumerate(features):
         if isinstance(layer, nn.Conv2d):
-            taps.append(i + 1 if i + 1 < len(features) and isinstance(features[i + 1], nn.ReLU) else i)
+            after = i + 1 < len(features) and isinstance(features[i + 1], nn.ReLU)
+            taps.append(i + 1 if tap == "post_relu" and after else i)
     return taps
 
 
-def load_phi(weights: str | Path | None = None, n_layers: int = VGG19_CONV_LAYERS, seed: int = 0):
+def load_phi(
+    weights: str | Path | None = None, n_layers: int = VGG19_CONV_LAYERS, seed: int = 0, tap: Tap = "pre_relu"
+):
     """Build VGG-19 Phi: ImageNet weights from a local state_dict, else the seeded random fallback.
 
     Returns ``(FeatureNet, PhiInfo)``. ``n_layers`` (1-16) keeps the first conv layers only (the
-    paper uses all 16; fewer is much faster on a CPU at small image sizes).
+    paper uses all 16; fewer is much faster on a CPU at small image sizes); ``tap`` picks the conv
+    outputs (``pre_relu``, the paper) or the ReLU outputs.
     """
     from torchvision.models import vgg19
 
@@ -129,18 +141,20 @@ def load_phi(weights: str | Path | None = None, n_layers: int = VGG19_CONV_LAYER
             raise SpecError(
                 f"perceptual weights: {path} is not a torchvision vgg19 state_dict ({first})"
             ) from None
-        info = PhiInfo("imagenet_file", str(path), n_layers, None)
+        info = PhiInfo("imagenet_file", str(path), n_layers, None, tap)
     else:
         log.warning(
-            "perceptual loss: no VGG-19 weights given; using the fallback VGG-19 with fixed random weights "
-            "(seed %d, first %d conv layers) - not ImageNet features",
+            "perceptual loss: no VGG-19 weights given (expected a local %s); using the fallback VGG-19 with"
+            " fixed RANDOM weights (seed %d, first %d conv layers) - not ImageNet features, not the paper's"
+            " perceptual loss; recorded as phi=random_fallback in every result row",
+            VGG19_FILE,
             seed,
             n_layers,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = vgg19(weights=None)
-        info = PhiInfo("random_fallback", None, n_layers, seed)
+        info = PhiInfo("random_fallback", None, n_layers, seed, tap)
     features = net.features
-    taps = _vgg19_conv_taps(features)[:n_layers]
+    taps = _vgg19_conv_taps(features, tap)[:n_layers]
     return FeatureNet(features, taps), info

@@ -12,12 +12,23 @@ wrapped as a model whose ``features`` undo the loop's ImageNet input normalisati
 and whose ``head`` returns the packed tensor ``[x | x_hat | mu | logvar]`` per row, and the VAE
 objective is a :class:`~fairmed.train.strategies.Task` whose ``per_sample`` loss is
 -ELBO + weight x perceptual; the plain ERM strategy averages it. Each VAE fits all ``n_train`` rows of
-its training set; the epoch is selected by the loss on ``val_rows`` separate rows of the same skin-tone
-mix that are neither fitted nor tested (:func:`~fairmed.studies.vae_protocol.draw_protocol`).
+its training set. The ``paper`` profile keeps the last of its 15 epochs, as the paper does
+(``select: last``); ``select: loss`` keeps the epoch with the lowest loss on ``val_rows`` separate
+rows of the same skin-tone mix that are neither fitted nor tested
+(:func:`~fairmed.studies.vae_protocol.draw_protocol`), the smoke and cpu profiles' rule.
+
+Each loss term's size is logged per epoch (batch means over the epoch's training rows: the
+reconstruction term ||x - x_hat||^2 / (2 obs_var), the KL, the weighted perceptual term), kept in
+``TrainedVAE.terms`` and, for the final epoch, in every Predictions row (``loss_recon``,
+``loss_kl``, ``loss_perceptual``). A perceptual term below 1e-3 of the reconstruction term does
+nothing to the fit: that logs a warning. The ``paper`` profile refuses to run the perceptual loss
+without a local ImageNet VGG-19 file (``require_imagenet_phi``); smoke and cpu fall back to random
+VGG-19 weights, with a warning, and every row records which Phi ran.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,14 +43,17 @@ from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
 from fairmed.errors import DataError, SpecError
 from fairmed.metrics.stats import mann_whitney, stars
-from fairmed.models.perceptual import FeatureNet, PhiInfo, load_phi, perceptual_loss
+from fairmed.models.perceptual import VGG19_FILE, FeatureNet, PhiInfo, load_phi, perceptual_loss
 from fairmed.models.vae import VAE, VAEConfig, evaluate, gaussian_nll, kl_divergence, reparameterize
 from fairmed.studies.classification import load_cohort
 from fairmed.studies.kinds import StudyKind, grid_runs
 from fairmed.studies.spec import deep_merge, validation_error
 from fairmed.studies.vae_protocol import VAEProtocol, draw_protocol, fraction_names
 
+log = logging.getLogger(__name__)
+
 KIND = "vae_fairness"
+INERT_SHARE = 1e-3  # a weighted perceptual term below this share of the reconstruction term does nothing
 EXAMPLES = "examples"  # the extra split holding example reconstructions
 VALUES = ("recon_mse", "latent_std", "elbo")
 Profile = Literal["smoke", "cpu", "paper"]
@@ -58,6 +72,12 @@ class VAEStudy(BaseModel):
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(64, ge=2)
     lr: float = Field(1e-4, gt=0)
+    select: Literal["last", "loss"] = Field(
+        "loss", description="keep the last epoch (the paper) or the lowest loss on the selection rows"
+    )
+    require_imagenet_phi: bool = Field(
+        False, description="refuse the random-weight Phi fallback (the paper profile: ImageNet VGG-19 only)"
+    )
     val_rows: int = Field(
         128,
         ge=1,
@@ -91,10 +111,14 @@ class VAEStudy(BaseModel):
             ),
             "paper": dict(
                 protocol=VAEProtocol(),
-                vae=VAEConfig(image_size=128, channels=[32, 64, 128, 256], latent_channels=64, blocks=2),
+                vae=VAEConfig(
+                    image_size=128, channels=[32, 64, 128, 256], latent_channels=64, blocks=2, obs_var=1.0
+                ),
                 epochs=15,
                 batch_size=64,
                 lr=1e-4,
+                select="last",
+                require_imagenet_phi=True,
             ),
         }
         return cls.model_validate({**presets[name], **overrides})
@@ -112,6 +136,24 @@ class VAEStudy(BaseModel):
         if self.vae.perceptual_weight <= 0:
             raise SpecError("vae_fairness: method 'vae+perceptual' needs vae.perceptual_weight > 0, got 0")
         return self
+
+
+def check_phi(study: VAEStudy) -> None:
+    """The paper profile's rule: the perceptual loss runs on ImageNet VGG-19 weights from a local file,
+    never on the random fallback (a one-line SpecError naming the expected file)."""
+    if not study.require_imagenet_phi or study.vae.perceptual_weight <= 0:
+        return
+    weights = study.vae.perceptual_weights
+    if weights is None:
+        raise SpecError(
+            f"vae_fairness paper profile: the perceptual loss needs ImageNet VGG-19 weights; set"
+            f" vae.perceptual_weights to a local torchvision vgg19 state_dict ({VGG19_FILE})"
+        )
+    if not Path(weights).is_file():
+        raise SpecError(
+            f"vae_fairness paper profile: vae.perceptual_weights {weights} is not a file (expected a local"
+            f" torchvision vgg19 state_dict, {VGG19_FILE})"
+        )
 
 
 def images_per_group(study: VAEStudy) -> int:
@@ -133,6 +175,7 @@ class VAEObjective:
     phi: FeatureNet | None = field(default=None, compare=False)
     image_shape: tuple[int, int, int] = (3, 32, 32)
     chunk: int = 256
+    terms: TermLog = field(default_factory=lambda: TermLog(), compare=False)
 
     def unpack(self, packed: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         d, k = self.image_numel, self.latent_numel
@@ -151,16 +194,63 @@ class VAEObjective:
         if self.phi is not None and self.perceptual_weight > 0:
             packed = packed.to(self.phi.mean.device)
         x, x_hat, mu, logvar = self.unpack(packed)
-        loss = gaussian_nll(x, x_hat, self.obs_var) + self.beta * kl_divergence(mu, logvar)
+        nll = gaussian_nll(x, x_hat, self.obs_var)
+        kl = self.beta * kl_divergence(mu, logvar)
+        loss = nll + kl
+        lp = None
         if self.phi is not None and self.perceptual_weight > 0:
-            lp = torch.cat(
+            lp = self.perceptual_weight * torch.cat(
                 [
                     perceptual_loss(self.phi, x[i : i + self.chunk], x_hat[i : i + self.chunk])
                     for i in range(0, len(x), self.chunk)
                 ]
             )
-            loss = loss + self.perceptual_weight * lp
+            loss = loss + lp
+        if packed.requires_grad:  # a training step (validation and scoring pass detached outputs)
+            recon = (x - x_hat).pow(2).flatten(1).sum(1) / (2.0 * self.obs_var)
+            self.terms.add(recon, kl, lp)
+        else:
+            self.terms.close_epoch()
         return loss.to(home)
+
+
+class TermLog:
+    """Per-epoch means of the objective's terms over the training rows (closed at the first call on
+    detached outputs: the loop scores the validation rows after every epoch)."""
+
+    NAMES = ("loss_recon", "loss_kl", "loss_perceptual")
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+        self._sums = torch.zeros(3, dtype=torch.float64)
+        self._n = 0
+
+    def add(self, recon: Tensor, kl: Tensor, lp: Tensor | None) -> None:
+        parts = [
+            recon.detach().sum(),
+            kl.detach().sum(),
+            lp.detach().sum() if lp is not None else recon.new_zeros(()),
+        ]
+        self._sums += torch.stack([p.double().cpu() for p in parts])
+        self._n += len(recon)
+
+    def close_epoch(self) -> None:
+        if not self._n:
+            return
+        means = (self._sums / self._n).tolist()
+        row = {"epoch": len(self.rows) + 1, **dict(zip(self.NAMES, means))}
+        row["perceptual_share"] = (
+            row["loss_perceptual"] / row["loss_recon"] if row["loss_recon"] else float("nan")
+        )
+        log.info(
+            "vae epoch %d loss terms: %s", row["epoch"], ", ".join(f"{k}={v:.4g}" for k, v in row.items())
+        )
+        self.rows.append(row)
+        self._sums.zero_()
+        self._n = 0
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["epoch", *self.NAMES, "perceptual_share"])
 
 
 def _vae_task(objective: VAEObjective):
@@ -214,6 +304,15 @@ class TrainedVAE:
     history: pd.DataFrame
     best_epoch: int
     seconds: float
+    terms: pd.DataFrame = field(default_factory=pd.DataFrame)  # per-epoch loss terms (TermLog)
+
+    def final_terms(self) -> dict[str, float]:
+        """The kept epoch's loss terms (NaN when none were logged)."""
+        if self.terms.empty:
+            return dict.fromkeys(TermLog.NAMES, float("nan"))
+        row = self.terms[self.terms["epoch"] == self.best_epoch]
+        row = row if len(row) else self.terms.tail(1)
+        return {k: float(row[k].iloc[0]) for k in TermLog.NAMES}
 
 
 def train_vae(
@@ -224,8 +323,8 @@ def train_vae(
     seed: int,
     desc: str = "vae",
 ) -> TrainedVAE:
-    """Train one VAE on uint8 images (N, H, W, 3) with the one loop; the epoch with the lowest loss on
-    the ``select`` images (never fitted) is kept."""
+    """Train one VAE on uint8 images (N, H, W, 3) with the one loop; the last epoch (``select: last``)
+    or the one with the lowest loss on the ``select`` images (never fitted) is kept."""
     from fairmed.train.config import StrategySpec, TrainConfig
     from fairmed.train.data import TensorData
     from fairmed.train.loop import fit, resolve_device
@@ -263,7 +362,7 @@ def train_vae(
         batch_size=study.batch_size,
         lr=study.lr,
         scheduler="none",
-        select="loss",
+        select=study.select,
         device=study.device,
         seed=seed,
         num_threads=study.num_threads,
@@ -271,7 +370,25 @@ def train_vae(
     )
     net = VAETrainable(vae)
     result = fit(net, strategy, train_d, data(select), config, desc)
-    return TrainedVAE(vae, result.history, result.best_epoch, result.seconds)
+    objective.terms.close_epoch()
+    terms = objective.terms.frame()
+    _warn_inert_perceptual(terms, cfg.perceptual_weight, desc)
+    return TrainedVAE(vae, result.history, result.best_epoch, result.seconds, terms)
+
+
+def _warn_inert_perceptual(terms: pd.DataFrame, weight: float, desc: str) -> None:
+    """Surface a perceptual term too small to change the fit (below INERT_SHARE of the reconstruction)."""
+    if weight <= 0 or terms.empty:
+        return
+    share = float(terms["perceptual_share"].iloc[-1])
+    if share < INERT_SHARE:
+        log.warning(
+            "%s: the weighted perceptual term is %.2g of the reconstruction term in the last epoch (below"
+            " %g): it does next to nothing; raise vae.perceptual_weight or lower obs_var's weight",
+            desc,
+            share,
+            INERT_SHARE,
+        )
 
 
 # -------------------------------------------------------------------------- one repeat
@@ -312,7 +429,7 @@ def run_repeat(
     draw = draw_protocol(groups, proto, study.seed, repeat, n_select=study.val_rows)
     pixels = cohort_images(cohort, study.vae.image_size) if images is None else images
     if phi is None and study.vae.perceptual_weight > 0:
-        phi = load_phi(study.vae.perceptual_weights, study.vae.perceptual_layers, seed=study.seed)
+        phi = study_phi(study)
     net, info = phi if phi is not None else (None, None)
     names = fraction_names(proto.dark_fractions)
     attrs = [a for a in cohort.attributes if a in cohort.table.columns]
@@ -342,6 +459,9 @@ def run_repeat(
                     "best_epoch": trained.best_epoch,
                     "train_seconds": trained.seconds,
                     "mse_scale": study.vae.mse_scale,
+                    "obs_var": study.vae.obs_var,
+                    "select": study.select,
+                    **trained.final_terms(),
                     **phi_columns(info, len(test)),
                 }
             )
@@ -388,9 +508,10 @@ def phi_columns(info: PhiInfo | None, n: int) -> dict[str, object]:
     ``none`` (plain VAE) has no weights, 0 layers and no seed; nullable integers keep runs concatenable.
     """
     if info is None:
-        info = PhiInfo("none", None, 0, None)
+        info = PhiInfo("none", None, 0, None, "none")
     return {
         "phi": info.source,
+        "phi_tap": info.tap,
         "phi_weights": info.weights,
         "phi_layers": pd.array([info.n_layers] * n, dtype="Int64"),
         "phi_seed": pd.array([info.seed] * n, dtype="Int64"),
@@ -426,14 +547,20 @@ def _save_examples(folder: Path, stem: str, x, x_hat, k: int) -> None:
     atomic_write(folder / f"{stem}.npz", write)
 
 
+def study_phi(study: VAEStudy) -> tuple[FeatureNet, PhiInfo]:
+    """Phi as the settings ask (weights file or the random fallback, conv layers, tap), after the
+    paper profile's weights check."""
+    check_phi(study)
+    cfg = study.vae
+    return load_phi(cfg.perceptual_weights, cfg.perceptual_layers, seed=study.seed, tap=cfg.perceptual_tap)
+
+
 def run_vae_study(
     cohort: Cohort, study: VAEStudy, examples_dir: str | Path | None = None, repeats: list[int] | None = None
 ) -> pd.DataFrame:
     """All repeats (images decoded and Phi built once); Predictions of every test image of every VAE."""
     pixels = cohort_images(cohort, study.vae.image_size)
-    phi = None
-    if study.vae.perceptual_weight > 0:
-        phi = load_phi(study.vae.perceptual_weights, study.vae.perceptual_layers, study.seed)
+    phi = study_phi(study) if study.vae.perceptual_weight > 0 else None
     reps = range(study.protocol.repeats) if repeats is None else repeats
     return pd.concat(
         [run_repeat(cohort, study, r, images=pixels, phi=phi, examples_dir=examples_dir) for r in reps],
@@ -706,9 +833,11 @@ def study_from_spec(spec: dict) -> VAEStudy:
         raise SpecError(f"vae study: profile must be smoke, cpu or paper, got {profile!r}")
     over = {k: v for k, v in spec.items() if k in STUDY_FIELDS}
     try:
-        return VAEStudy.model_validate(deep_merge(VAEStudy.profile(profile).model_dump(), over))
+        study = VAEStudy.model_validate(deep_merge(VAEStudy.profile(profile).model_dump(), over))
     except ValidationError as exc:
         raise validation_error("vae study", exc) from None
+    check_phi(study)
+    return study
 
 
 def run_spec(
@@ -754,7 +883,7 @@ class VAEFields(BaseModel):
         return self
 
 
-_TRAIN_KEYS = ("epochs", "batch_size", "lr", "device", "num_threads")
+_TRAIN_KEYS = ("epochs", "batch_size", "lr", "select", "device", "num_threads")
 
 
 def study_of(spec) -> VAEStudy:
