@@ -163,3 +163,25 @@ def test_user_errors_are_one_line(parts):
     multi = replace(train, table=table, class_names={})
     with pytest.raises(DataError, match="binary label"):
         detect_bias(multi, val)
+
+
+def test_fpr_from_baseline_on_validation(parts):
+    from fairmed.mitigate.gce import baseline_rates
+
+    train, val, test = parts["train"], parts["val"], parts["test"]
+    kw = {"model": MODEL, "config": FAST, "seed": 1}
+    base = fit_predict(train, val, test, strategy="erm", **kw)
+    rates = baseline_rates(base, val, ["insurance"])
+    v = base[base["split"] == "val"].set_index("id").loc[val.ids]
+    ref = false_positive_rates(
+        val.y(), (v["y_score"].to_numpy() >= 0.5).astype(int), val.table["insurance"].reset_index(drop=True)
+    )
+    pd.testing.assert_series_equal(rates["insurance"][0], ref[0])
+    assert rates["insurance"][1] == ref[1]
+    cfg = {"mode": "up", "up_fraction": 0.2, "fpr_from": "baseline_val"}
+    res = resample_and_fit(train, val, test, resampling=cfg, attributes=["insurance"], baseline=base, **kw)
+    up = res.plan.decisions.set_index("group")
+    assert up["fpr"].to_dict() == pytest.approx(ref[0].to_dict(), nan_ok=True)
+    assert len(res.plan.duplicated) == round(0.2 * len(train))  # one qualifying subgroup at least
+    with pytest.raises(InputError, match="no validation score for"):
+        baseline_rates(base[base["split"] == "test"], val, ["insurance"])

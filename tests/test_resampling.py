@@ -31,7 +31,9 @@ def test_false_positive_rates_by_hand():
 
 
 def test_upsampling_duplicates_lowest_loss_rows_of_high_fpr_subgroup():
-    plan = plan_resampling(LOSS, Y, PRED, {"sex": SEX}, ResamplingConfig(mode="up", up_fraction=0.3))
+    plan = plan_resampling(
+        LOSS, Y, PRED, {"sex": SEX}, ResamplingConfig(mode="up", up_fraction=0.3, up_of="subgroup")
+    )
     # female FPR 1/2 > 1/3: duplicate round(0.3 * 10) = 3 lowest-loss female rows: 6 (0.05), 1 (0.1), 4 (0.2)
     assert sorted(plan.duplicated.tolist()) == [1, 4, 6]
     assert plan.removed.tolist() == []
@@ -55,7 +57,13 @@ def test_downsampling_removes_modulated_share_of_low_fpr_large_subgroup():
 
 
 DOWN_UP = ResamplingConfig(
-    mode="down_up", up_fraction=0.3, down_fraction=0.5, gap_center=0.2, gap_scale=0.1, share_scale=0.1
+    mode="down_up",
+    up_fraction=0.3,
+    down_fraction=0.5,
+    gap_center=0.2,
+    gap_scale=0.1,
+    share_scale=0.1,
+    up_of="subgroup",
 )
 
 
@@ -105,7 +113,9 @@ def test_down_then_up_never_duplicates_a_removed_row():
     y = rng.integers(0, 2, n)
     pred = rng.integers(0, 2, n)
     loss = rng.random(n)
-    plan = plan_resampling(loss, y, pred, groups, ResamplingConfig(mode="down_up", down_fraction=0.3))
+    plan = plan_resampling(
+        loss, y, pred, groups, ResamplingConfig(mode="down_up", down_fraction=0.3, up_of="subgroup")
+    )
     assert not set(plan.duplicated.tolist()) & set(plan.removed.tolist())
     assert plan.size == n - len(plan.removed) + len(plan.duplicated)
 
@@ -132,7 +142,11 @@ def test_bad_losses_are_one_line_errors():
 def test_plan_properties(data, mode):
     groups, y, pred, loss = (np.asarray(v) for v in data)
     plan = plan_resampling(
-        loss, y, pred, {"g": pd.Series(groups)}, ResamplingConfig(mode=mode, down_fraction=0.5)
+        loss,
+        y,
+        pred,
+        {"g": pd.Series(groups)},
+        ResamplingConfig(mode=mode, down_fraction=0.5, up_of="subgroup"),
     )
     n = len(loss)
     assert plan.positions.min(initial=0) >= 0 and plan.positions.max(initial=0) < n
@@ -151,3 +165,74 @@ def test_plan_properties(data, mode):
             others = np.setdiff1d(others, plan.removed)
         if len(others) and len(chosen):
             assert loss[chosen].max() <= loss[others].min()
+
+
+# ------------------------------------------------------------------ the paper-fidelity options
+def test_allocate_by_hand():
+    from fairmed.mitigate.resampling import allocate
+
+    assert allocate(7, [10, 0, 5]) == [5, 0, 2]  # 4.67 / 0 / 2.33: floors 4, 0, 2, the largest remainder +1
+    assert allocate(2, [1, 1, 1]) == [1, 1, 0]  # equal remainders: the earlier subgroups first
+    assert allocate(5, [2]) == [5]
+    assert allocate(4, [0, 0]) == [0, 0] and allocate(0, [3, 3]) == [0, 0]
+
+
+def test_dataset_budget_grows_the_training_set_by_exactly_k():
+    # n = 20, K = 0.3: B = round(0.3 * 20) = 6 duplicates, all to female (the one qualifying subgroup),
+    # in increasing loss: positions 6 (.05), 1 (.1), 4 (.2), 3 (.3), 9 (.4), 2 (.5)
+    plan = plan_resampling(LOSS, Y, PRED, {"sex": SEX}, ResamplingConfig(mode="up", up_fraction=0.3))
+    assert sorted(plan.duplicated.tolist()) == [1, 2, 3, 4, 6, 9]
+    assert plan.size == 26 and len(plan.duplicated) == round(0.3 * 20)
+    # the per-subgroup rule takes 30% of the 10 female rows: 3
+    sub = plan_resampling(
+        LOSS, Y, PRED, {"sex": SEX}, ResamplingConfig(mode="up", up_fraction=0.3, up_of="subgroup")
+    )
+    assert sorted(sub.duplicated.tolist()) == [1, 4, 6]
+
+
+def test_dataset_budget_cycles_through_a_small_subgroup_and_spreads_over_attributes():
+    # K = 0.75: B = 15 > 10 female rows: every female row once, the 5 lowest-loss ones twice
+    plan = plan_resampling(LOSS, Y, PRED, {"sex": SEX}, ResamplingConfig(mode="up", up_fraction=0.75))
+    counts = np.bincount(plan.duplicated, minlength=20)
+    assert counts[:10].tolist() == [1, 2, 1, 2, 2, 1, 2, 1, 1, 2] and counts[10:].sum() == 0
+    # a second attribute with a qualifying subgroup of 4 rows: B = 6 split 10 : 4 -> 4.29 / 1.71 -> 4 and 2
+    site = pd.Series(["a"] * 4 + ["b"] * 16)
+    y2 = np.array([0] * 4 + list(Y[4:]))
+    pred2 = np.array([1] * 4 + list(PRED[4:]))
+    plan = plan_resampling(
+        LOSS, y2, pred2, {"sex": SEX, "site": site}, ResamplingConfig(mode="up", up_fraction=0.3)
+    )
+    up = plan.decisions[plan.decisions["step"] == "up"].set_index(["attribute", "group"])["n_selected"]
+    assert up.to_dict() == {("sex", "female"): 4, ("sex", "male"): 0, ("site", "a"): 2, ("site", "b"): 0}
+    assert len(plan.duplicated) == 6
+
+
+def test_pick_highest_modulation_none_and_rates_from_elsewhere():
+    plan = plan_resampling(
+        LOSS, Y, PRED, {"sex": SEX}, ResamplingConfig(mode="up", up_fraction=0.3, pick="highest")
+    )
+    assert sorted(plan.duplicated.tolist()) == [0, 2, 5, 7, 8, 9]  # female losses .9 .8 .7 .6 .5 .4
+    # plain K% downsampling of male (FPR 1/6 < 1/3, share 0.5 > 0.15): round(0.5 * 10) = 5 lowest losses
+    cfg = ResamplingConfig(mode="down", down_fraction=0.5, modulation="none")
+    assert plan_resampling(LOSS, Y, PRED, {"sex": SEX}, cfg).removed.tolist() == [10, 11, 12, 13, 16]
+    # FPRs given from elsewhere (the baseline on validation): now male is the high-FPR subgroup
+    rates = {"sex": (pd.Series({"female": 0.1, "male": 0.6}), 0.3)}
+    plan = plan_resampling(LOSS, Y, PRED, {"sex": SEX}, ResamplingConfig(mode="up", up_fraction=0.1), rates)
+    assert sorted(plan.duplicated.tolist()) == [13, 16]  # male's two lowest losses (.01, .02)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "b", "c"]), min_size=4, max_size=40),
+    st.sampled_from([0.2, 0.25, 0.5]),
+    st.integers(0, 10_000),
+)
+def test_dataset_budget_exact_count_property(groups, k, seed):
+    rng = np.random.default_rng(seed)
+    n = len(groups)
+    y, pred, loss = rng.integers(0, 2, n), rng.integers(0, 2, n), rng.random(n)
+    plan = plan_resampling(
+        loss, y, pred, {"g": pd.Series(groups)}, ResamplingConfig(mode="up", up_fraction=k)
+    )
+    qualifies = plan.decisions["applies"].any()
+    assert len(plan.duplicated) == (round(k * n) if qualifies else 0)

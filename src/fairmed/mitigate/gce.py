@@ -9,7 +9,8 @@ one training loop:
    trained with) and its decisions on the training set (score >= ``threshold``) are returned as a
    Predictions-like frame (split ``train``, plus ``loss``).
 2. :func:`plan_from_detector`: the FPR of every subgroup of the chosen attributes from those
-   decisions, and :func:`~fairmed.mitigate.resampling.plan_resampling` turns losses + FPRs into
+   decisions (or, ``fpr_from: baseline_val``, from the plain classifier's decisions on the
+   validation split: :func:`baseline_rates`), and :func:`~fairmed.mitigate.resampling.plan_resampling` turns losses + FPRs into
    the rows to drop and duplicate.
 3. The classifier is retrained on ``train.take(plan.positions)`` (plain ERM, BCE) and predicts
    the untouched ``val`` and ``test`` splits.
@@ -32,7 +33,14 @@ from pydantic import ValidationError
 from fairmed.data.cohort import ID, Cohort
 from fairmed.data.groups import GroupSpec
 from fairmed.errors import DataError, InputError, SpecError
-from fairmed.mitigate.resampling import DECISION_COLUMNS, ResamplingConfig, ResamplingPlan, plan_resampling
+from fairmed.mitigate.resampling import (
+    DECISION_COLUMNS,
+    Rates,
+    ResamplingConfig,
+    ResamplingPlan,
+    false_positive_rates,
+    plan_resampling,
+)
 from fairmed.schema import Y_PRED, Y_SCORE, Y_TRUE
 
 DetectorLoss = Literal["gce", "bce"]
@@ -130,13 +138,38 @@ def detect_bias(
     return frame[[*DETECTOR_COLUMNS, *(c for c in frame.columns if c not in DETECTOR_COLUMNS)]]
 
 
+def baseline_rates(
+    baseline: pd.DataFrame,
+    val: Cohort,
+    attributes: Sequence[GroupSpec | str] | GroupSpec | str,
+    threshold: float = 0.5,
+    label: str | None = None,
+) -> Rates:
+    """Per attribute, the subgroup FPRs and the overall FPR of the baseline classifier's decisions
+    (score >= ``threshold``) on the validation split (``fpr_from: baseline_val``)."""
+    frame = baseline[baseline["split"] == "val"] if "split" in baseline.columns else baseline
+    scores = frame.set_index(ID)[Y_SCORE].reindex(val.ids)
+    if scores.isna().any():
+        raise InputError(
+            f"baseline predictions: no validation score for {int(scores.isna().sum())} of {len(val)} rows"
+        )
+    y_pred = (scores.to_numpy(dtype=float) >= threshold).astype(np.int64)
+    y_true = np.asarray(val.y(label or val.label))
+    return {
+        spec.name: false_positive_rates(y_true, y_pred, spec.assign(val.table).groups.reset_index(drop=True))
+        for spec in as_group_specs(attributes)
+    }
+
+
 def plan_from_detector(
     detector: pd.DataFrame,
     train: Cohort,
     attributes: Sequence[GroupSpec | str] | GroupSpec | str,
     resampling: ResamplingConfig | dict | None = None,
+    rates: Rates | None = None,
 ) -> ResamplingPlan:
-    """The resampling plan of ``train`` from a detector frame of the same rows (see module docstring)."""
+    """The resampling plan of ``train`` from a detector frame of the same rows (see module docstring);
+    ``rates`` (from :func:`baseline_rates`) replaces the detector's training-split FPRs."""
     cfg = as_resampling(resampling)
     n = len(train)
     if cfg.mode == "none":
@@ -160,6 +193,7 @@ def plan_from_detector(
         detector[Y_PRED].to_numpy(),
         groups,
         cfg,
+        rates,
     )
 
 
@@ -179,6 +213,7 @@ def resample_and_fit(
     threshold: float = 0.5,
     detector: pd.DataFrame | None = None,
     groups: GroupSpec | str | None = None,
+    baseline: pd.DataFrame | None = None,
 ) -> GceResult:
     """Detector -> resampling plan -> classifier retrained on the resampled ``train``.
 
@@ -190,7 +225,8 @@ def resample_and_fit(
     plain ERM with BCE, seeded by ``seed``; its Predictions are exactly :func:`fairmed.train.fit_predict`'s.
     ``groups``: the grouping of group-based model selection (``select: worst_group_auc``) for the
     detector and the classifier; default the first of ``attributes``, so every rule of the one loop
-    applies here as it does to the other methods.
+    applies here as it does to the other methods. ``baseline``: the plain classifier's Predictions
+    (split ``val``) for ``fpr_from: baseline_val``; trained here when not given.
     """
     from fairmed.train import fit_predict
 
@@ -213,7 +249,22 @@ def resample_and_fit(
             threshold=threshold,
             groups=groups,
         )
-    plan = plan_from_detector(detector, train, specs, cfg)
+    rates = None
+    if cfg.mode != "none" and cfg.fpr_from == "baseline_val":
+        if baseline is None:
+            baseline = fit_predict(
+                train,
+                val,
+                test,
+                model=model,
+                strategy="erm",
+                config=config,
+                groups=groups,
+                seed=seed,
+                label=label,
+            )
+        rates = baseline_rates(baseline, val, specs, threshold, label)
+    plan = plan_from_detector(detector, train, specs, cfg, rates)
     resampled = train if cfg.mode == "none" else train.take(plan.positions)
     predictions = fit_predict(
         resampled,
@@ -234,6 +285,7 @@ __all__ = [
     "GceResult",
     "as_group_specs",
     "as_resampling",
+    "baseline_rates",
     "detect_bias",
     "plan_from_detector",
     "resample_and_fit",

@@ -6,18 +6,26 @@ A detector model is trained with the generalized cross-entropy
 are the most *bias-aligned*. This module turns the detector's per-sample losses and its
 per-subgroup false-positive rates into a new training set:
 
-- **Upsampling**: for every subgroup (of every chosen attribute) whose FPR exceeds the
-  overall FPR, duplicate the ``up_fraction`` (K) lowest-loss samples of that subgroup.
+- **Upsampling**: subgroups (of every chosen attribute) whose FPR exceeds the overall FPR
+  qualify. ``up_of="dataset"`` (the paper's section 5: "the data set grows by 20, 25 or 50%"):
+  B = round(K x |train|) duplicates in total (|train| = the training rows before any removal),
+  split over the qualifying (attribute, subgroup) pairs in proportion to their eligible rows
+  (:func:`allocate`: floors, then the largest remainders, ties to the earlier pair), so the
+  training set grows by exactly K whenever one subgroup qualifies (by 0 when none does).
+  ``up_of="subgroup"``: K of every qualifying subgroup (the sum over attributes can reach several
+  times K). Within a subgroup the rows come in ``pick`` order (``lowest`` detector loss first, or
+  ``highest``), cycling through the subgroup again if its share exceeds its size.
 - **Downsampling**: for every subgroup holding more than ``min_share`` (N) of the data
   whose FPR is below the overall FPR, remove up to ``down_fraction`` (K) of its
-  lowest-loss samples. The paper modulates the amount with two sigmoid-like functions
+  first samples in ``pick`` order. The paper modulates the amount with two sigmoid-like functions
   that it does not state in closed form; fairmed uses (documented in docs/gce.md)
 
       m_gap(d)   = 1 / (1 + exp(-(d - gap_center) / gap_scale))       d = max FPR - min FPR
       m_share(s) = 1 / (1 + exp(-(s - min_share) / share_scale))       s = subgroup share
 
   and removes ``round(K * n_group * m_gap(d) * m_share(s))`` samples: both smooth and
-  monotone, so wider FPR spreads and larger subgroups lose more.
+  monotone, so wider FPR spreads and larger subgroups lose more (``modulation="none"``:
+  round(K * n_group), plain K% downsampling).
 - **Down & up**: downsampling first, then upsampling on what remains.
 
 Across several attributes, removals are the union of each attribute's removals and
@@ -57,7 +65,17 @@ DECISION_COLUMNS = [
 
 
 class ResamplingConfig(BaseModel):
-    """Knobs of the GCE resampling; defaults are the paper's (K_up 25%, K_down 5%, N 15%)."""
+    """Knobs of the GCE resampling; defaults are the paper's (K_up 25%, K_down 5%, N 15%).
+
+    ``up_of``: ``dataset`` (the paper's section 5: the training set grows by K) duplicates
+    round(K x |train|) rows in total, spread over the qualifying subgroups (module docstring);
+    ``subgroup`` duplicates K of every qualifying subgroup of every attribute (the sum can reach
+    several times K). ``pick``: which samples are duplicated / removed first, the detector's
+    ``lowest`` loss (section 4: the bias-aligned ones) or ``highest`` (section 5's wording).
+    ``fpr_from``: the subgroup FPRs from the detector's decisions on the training split, or from
+    the baseline classifier on the validation split (given to the planner as ``rates``).
+    ``modulation``: ``sigmoid`` (m_gap x m_share, below) or ``none`` (plain K_down downsampling).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -68,10 +86,22 @@ class ResamplingConfig(BaseModel):
     gap_center: float = Field(0.05, gt=0.0, description="FPR spread at which m_gap = 1/2")
     gap_scale: float = Field(0.02, gt=0.0)
     share_scale: float = Field(0.05, gt=0.0)
+    up_of: Literal["dataset", "subgroup"] = Field(
+        "dataset", description="K of the whole training set (paper section 5) or of each qualifying subgroup"
+    )
+    pick: Literal["lowest", "highest"] = Field("lowest", description="detector loss of the rows picked first")
+    fpr_from: Literal["detector_train", "baseline_val"] = Field(
+        "detector_train", description="subgroup FPRs: detector on train, or baseline classifier on validation"
+    )
+    modulation: Literal["sigmoid", "none"] = Field(
+        "sigmoid", description="downsampling amount: K x m_gap x m_share, or plain K"
+    )
 
 
 def modulation(fpr_spread: float, share: float, config: ResamplingConfig) -> float:
-    """m_gap(d) * m_share(s): the fraction of K that a downsampled subgroup loses."""
+    """m_gap(d) * m_share(s): the fraction of K that a downsampled subgroup loses (1 for ``none``)."""
+    if config.modulation == "none":
+        return 1.0
     m_gap = 1.0 / (1.0 + np.exp(-(fpr_spread - config.gap_center) / config.gap_scale))
     m_share = 1.0 / (1.0 + np.exp(-(share - config.min_share) / config.share_scale))
     return float(m_gap * m_share)
@@ -105,17 +135,23 @@ def false_positive_rates(
     return per_group.astype(float), overall
 
 
+Rates = Mapping[str, tuple[pd.Series, float]]
+
+
 def plan_resampling(
     losses: np.ndarray,
     y_true: np.ndarray,
     y_pred: np.ndarray,
     groups: Mapping[str, pd.Series],
     config: ResamplingConfig,
+    rates: Rates | None = None,
 ) -> ResamplingPlan:
     """Decide which rows to remove and duplicate from the detector's losses and FPRs.
 
     ``groups`` maps each attribute name to its per-row group labels (NaN rows are in
-    no subgroup of that attribute). The detector's decisions ``y_pred`` give the FPRs.
+    no subgroup of that attribute). The detector's decisions ``y_pred`` give the FPRs unless
+    ``rates`` gives each attribute's (FPR per subgroup, overall FPR) from elsewhere (the
+    baseline classifier on validation, ``fpr_from: baseline_val``).
     """
     losses = np.asarray(losses, dtype=float)
     n = len(losses)
@@ -126,18 +162,40 @@ def plan_resampling(
         raise InputError(
             f"detector losses are NaN or infinite at rows {np.flatnonzero(~np.isfinite(losses))[:5].tolist()}"
         )
-    # stable order of "most bias-aligned first": lowest loss, ties by position
+    # stable order of the rows picked first: lowest (or highest) loss, ties by position
+    key = losses if config.pick == "lowest" else -losses
     rank = np.empty(n, dtype=np.int64)
-    rank[np.lexsort((np.arange(n), losses))] = np.arange(n)
+    rank[np.lexsort((np.arange(n), key))] = np.arange(n)
     removed = np.zeros(n, dtype=bool)
     rows: list[dict] = []
     if config.mode in {"down", "down_up"}:
         for attr, g in groups.items():
-            removed |= _select(g, rank, y_true, y_pred, config, attr, "down", rows, np.zeros(n, bool))
+            for sub in _subgroups(g, y_true, y_pred, rates, attr, np.zeros(n, bool)):
+                chosen = bool(sub["share"] > config.min_share and sub["fpr"] < sub["overall_fpr"])
+                amount = (
+                    config.down_fraction
+                    * len(sub["members"])
+                    * modulation(sub["spread"], sub["share"], config)
+                )
+                k = int(round(amount)) if chosen else 0
+                removed[_first(sub["members"], rank, k)] = True
+                rows.append(_row(attr, "down", sub, chosen, k))
     extra = np.zeros(n, dtype=np.int64)
     if config.mode in {"up", "down_up"}:
-        for attr, g in groups.items():
-            extra += _select(g, rank, y_true, y_pred, config, attr, "up", rows, removed)
+        subs = [
+            (attr, sub)
+            for attr, g in groups.items()
+            for sub in _subgroups(g, y_true, y_pred, rates, attr, removed)
+        ]
+        chosen = [bool(sub["fpr"] > sub["overall_fpr"]) for _, sub in subs]
+        sizes = [len(sub["members"]) if c else 0 for (_, sub), c in zip(subs, chosen)]
+        if config.up_of == "dataset":
+            counts = allocate(int(round(config.up_fraction * n)), sizes)
+        else:
+            counts = [int(round(config.up_fraction * m)) for m in sizes]
+        for (attr, sub), c, k in zip(subs, chosen, counts):
+            np.add.at(extra, _first(sub["members"], rank, k), 1)
+            rows.append(_row(attr, "up", sub, c, k))
     keep = np.flatnonzero(~removed)
     duplicated = np.repeat(np.arange(n), extra)
     positions = np.concatenate([keep, duplicated])
@@ -145,44 +203,63 @@ def plan_resampling(
     return ResamplingPlan(positions, np.flatnonzero(removed), duplicated, decisions)
 
 
-def _select(groups, rank, y_true, y_pred, config, attr, step, rows, excluded) -> np.ndarray:
-    """Rows picked for ``step`` ("up" or "down") under one attribute, as a count/bool vector."""
-    n = len(rank)
+def allocate(budget: int, sizes: list[int]) -> list[int]:
+    """``budget`` rows split over subgroups in proportion to ``sizes`` (0 = not qualifying): the floors
+    of the exact shares, then one more each to the largest remainders (ties to the earlier subgroup).
+    The counts add up to ``budget`` exactly whenever some subgroup qualifies."""
+    total = sum(sizes)
+    if budget <= 0 or total == 0:
+        return [0] * len(sizes)
+    exact = np.array(sizes, dtype=float) * budget / total
+    counts = np.floor(exact).astype(np.int64)
+    order = np.lexsort((np.arange(len(sizes)), -(exact - counts)))
+    counts[order[: budget - int(counts.sum())]] += 1
+    return counts.tolist()
+
+
+def _first(members: np.ndarray, rank: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` first rows of ``members`` in pick order, cycling through them again when k exceeds them."""
+    if not k or not len(members):
+        return np.zeros(0, dtype=np.int64)
+    ordered = members[np.argsort(rank[members], kind="stable")]
+    return ordered[np.arange(k) % len(ordered)]
+
+
+def _subgroups(groups, y_true, y_pred, rates, attr, excluded) -> list[dict]:
+    """Each subgroup of one attribute: its eligible rows (not ``excluded``), size, share and FPRs."""
+    n = len(excluded)
     g = pd.Series(pd.Categorical(groups)).reset_index(drop=True)
     if len(g) != n:
         raise InputError(f"attribute {attr!r} has {len(g)} group labels for {n} rows")
-    fpr, overall = false_positive_rates(y_true, y_pred, g)
+    fpr, overall = false_positive_rates(y_true, y_pred, g) if rates is None else rates[attr]
     spread = float(np.nanmax(fpr) - np.nanmin(fpr)) if fpr.notna().any() else 0.0
     counts = g.value_counts(sort=False)
     total = int(g.notna().sum())
-    picked = np.zeros(n, dtype=np.int64 if step == "up" else bool)
     codes = g.cat.codes.to_numpy()
-    for code, name in enumerate(g.cat.categories):
-        members = np.flatnonzero((codes == code) & ~excluded)
-        share = counts[name] / total if total else 0.0
-        rate = fpr[name]
-        if step == "up":
-            chosen = bool(rate > overall)
-            k = int(round(config.up_fraction * len(members))) if chosen else 0
-        else:
-            chosen = bool(share > config.min_share and rate < overall)
-            amount = config.down_fraction * len(members) * modulation(spread, share, config)
-            k = int(round(amount)) if chosen else 0
-        if k:
-            lowest = members[np.argsort(rank[members], kind="stable")[:k]]
-            picked[lowest] = 1 if step == "up" else True
-        rows.append(
-            {
-                "attribute": attr,
-                "group": str(name),
-                "step": step,
-                "n": int(counts[name]),
-                "n_eligible": len(members),
-                "share": float(share),
-                "fpr": float(rate),
-                "overall_fpr": overall,
-                "applies": chosen,
-                "n_selected": k,
-            }
-        )
-    return picked
+    return [
+        {
+            "name": name,
+            "members": np.flatnonzero((codes == code) & ~excluded),
+            "n": int(counts[name]),
+            "share": counts[name] / total if total else 0.0,
+            "fpr": float(fpr.get(name, np.nan)),
+            "overall_fpr": float(overall),
+            "spread": spread,
+        }
+        for code, name in enumerate(g.cat.categories)
+    ]
+
+
+def _row(attr: str, step: str, sub: dict, chosen: bool, k: int) -> dict:
+    return {
+        "attribute": attr,
+        "group": str(sub["name"]),
+        "step": step,
+        "n": sub["n"],
+        "n_eligible": len(sub["members"]),
+        "share": float(sub["share"]),
+        "fpr": sub["fpr"],
+        "overall_fpr": sub["overall_fpr"],
+        "applies": chosen,
+        "n_selected": k,
+    }
