@@ -112,6 +112,12 @@ def test_detector_trained_once_per_seed_and_loss_and_before_shared(smoke):
     pd.testing.assert_frame_equal(*before)
 
 
+def outcome_terminal_growth(out_dir) -> str:
+    from fairmed.studies.gce import terminal
+
+    return "\n".join(terminal(out_dir))
+
+
 def test_decisions_and_sizes(smoke):
     outcome, _ = smoke
     tables = outcome.out_dir / "tables"
@@ -124,9 +130,15 @@ def test_decisions_and_sizes(smoke):
         assert s.loc["US20", "n_duplicated"] <= s.loc["US25", "n_duplicated"] <= s.loc["US50", "n_duplicated"]
     dec = pd.read_parquet(tables / "gce_decisions.parquet")
     up = dec[(dec["method"] == "US50") & (dec["step"] == "up")]
-    # a subgroup is upsampled exactly when its detector FPR exceeds the overall FPR, by round(K n)
+    # a subgroup is upsampled exactly when its detector FPR exceeds the overall FPR; with up_of: dataset
+    # the duplicates of a run total round(K x |train|) (the training set grows by exactly K)
     assert (up["applies"] == (up["fpr"] > up["overall_fpr"])).all()
-    assert (up["n_selected"] == np.where(up["applies"], np.round(0.5 * up["n"]), 0)).all()
+    assert (up.loc[~up["applies"], "n_selected"] == 0).all()
+    for (config, seed), part in up.groupby(["config", "seed"]):
+        n_train = sizes.loc[(config, "US50"), "n_train"]
+        assert part["n_selected"].sum() == sizes.loc[(config, "US50"), "n_duplicated"] == round(0.5 * n_train)
+    caption_growth = outcome_terminal_growth(outcome.out_dir)
+    assert "US50 +50.0%" in caption_growth and "US20 +20.0%" in caption_growth
     one = dec[dec["method"] == "US25@sex"]
     assert set(one["attribute"]) == {"sex"}
 
@@ -282,3 +294,33 @@ def test_worker_processes_give_the_in_process_predictions(tmp_path):
     keys = ["config", "method", "seed", "split", "id", "plan_attribute", "plan_group", "plan_step"]
     one, two = (f.sort_values(keys, na_position="first").reset_index(drop=True) for f in (one, two))
     pd.testing.assert_frame_equal(one, two)
+
+
+def test_cpu_profile_runs_both_picks_and_the_decision_table_shows_small_groups():
+    from fairmed.report.sections.gce import decisions_table
+    from fairmed.studies.gce import config_title, expand
+
+    cpu = load_spec("gce_cxr_synth", profile="cpu")
+    configs = list(dict.fromkeys(r.config for r in expand(cpu)))
+    assert configs == ["gce", "gce_highest", "bce", "bce_highest"]
+    assert {r.params["pick"] for r in expand(cpu) if r.config.endswith("_highest")} == {"highest"}
+    assert config_title("bce_highest") == "BCE, highest loss first" and config_title("gce") == "GCE"
+    dec = pd.DataFrame(
+        {
+            "config": "gce",
+            "method": ["US20", "US20"],
+            "attribute": "race",
+            "group": ["White", "American Indian/Alaska Native"],
+            "step": "up",
+            "n": [900.0, 12.0],
+            "n_eligible": [900.0, 12.0],
+            "share": [0.9, 0.012],
+            "fpr": [0.1, 0.5],
+            "overall_fpr": 0.2,
+            "applies": [0.0, 1.0],
+            "n_selected": [0.0, 20.0],
+        }
+    )
+    table = decisions_table(dec, "gce")
+    assert table["group"].tolist() == ["White", "American Indian/Alaska Native (n=12)"]
+    assert table["n"].tolist() == [900, 12]

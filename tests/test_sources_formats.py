@@ -160,10 +160,19 @@ def test_race_mapping_and_snake_names():
             "ASIAN - CHINESE",
             "PATIENT DECLINED TO ANSWER",
             None,
-            "AMERICAN INDIAN",
+            "AMERICAN INDIAN/ALASKA NATIVE",
+            "SOUTH AMERICAN",
         ]
     )
-    assert map_race(raw).tolist() == ["Hispanic", "Asian", None, None, "Other"]
+    # American Indian/Alaska Native is its own group (the GCE paper's Fig. 1), not "Other"
+    assert map_race(raw).tolist() == [
+        "Hispanic",
+        "Asian",
+        None,
+        None,
+        "American Indian/Alaska Native",
+        "Other",
+    ]
     assert snake("No Finding") == "no_finding" and snake("Pleural Effusion") == "pleural_effusion"
 
 

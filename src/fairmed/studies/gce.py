@@ -1,7 +1,9 @@
 """Study kind ``gce_resampling``: GCE-guided up/down-sampling on chest X-ray embeddings.
 
 Implements "Bias Mitigation for Medical Images" (docs/gce.md) on the study runner. Runs:
-``config`` = the detector's loss (``gce``, and ``bce`` for the ablation) x ``method`` x seed:
+``config`` = the detector's loss (``gce``, and ``bce`` for the ablation), and with ``gce.picks``
+also which samples go first (``gce`` = lowest loss, ``gce_highest`` = highest loss; the paper's
+sections 4 and 5 disagree) x ``method`` x seed:
 
 - ``Before``: the classifier on the training split as is (no detector);
 - ``DS``: downsampling; ``US<K>``: upsampling of K% (20, 25, 50); ``D&U<K>``: both;
@@ -45,7 +47,19 @@ BEFORE = "Before"
 PLAN_SPLIT = "plan"
 SIZE_SPLIT = "plan_size"
 LOSS_TITLES = {"gce": "GCE", "bce": "BCE"}
-SHARED_FIELDS = ("mode", "up_fraction")  # set per method, not in `resampling:`
+SHARED_FIELDS = ("mode", "up_fraction", "pick")  # set per method / config, not in `resampling:`
+PICKS = ("lowest", "highest")
+
+
+def config_name(loss: str, pick: str) -> str:
+    """``gce`` / ``bce`` for the lowest-loss pick, ``gce_highest`` / ``bce_highest`` for the other."""
+    return loss if pick == "lowest" else f"{loss}_{pick}"
+
+
+def config_title(config: str) -> str:
+    """``GCE``, ``BCE``, ``GCE, highest loss first``, ..."""
+    loss, _, pick = config.partition("_")
+    return LOSS_TITLES.get(loss, loss) + (f", {pick} loss first" if pick else "")
 
 
 def _pct(k: float) -> str:
@@ -60,6 +74,11 @@ class GceSettings(BaseModel):
     losses: list[Literal["gce", "bce"]] = Field(
         default_factory=lambda: ["gce", "bce"], description="detector losses (configs); bce is the ablation"
     )
+    picks: list[Literal["lowest", "highest"]] = Field(
+        default_factory=lambda: ["lowest"],
+        description="which samples are resampled first: the detector's lowest loss (section 4) and/or highest"
+        " (section 5); each is a config of its own",
+    )
     gce_q: float = Field(0.7, gt=0.0, le=1.0, description="q of the GCE detector")
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="detector decisions for the training FPRs")
     up_fractions: list[float] = Field(default_factory=lambda: [0.2, 0.25, 0.5], description="K of US / D&U")
@@ -73,7 +92,8 @@ class GceSettings(BaseModel):
     )
     resampling: dict[str, Any] = Field(
         default_factory=dict,
-        description="other ResamplingConfig fields: down_fraction, min_share, gap_center, gap_scale, share_scale",
+        description="other ResamplingConfig fields: up_of, fpr_from, modulation, down_fraction, min_share,"
+        " gap_center, gap_scale, share_scale",
     )
 
     @field_validator("up_fractions", "per_attribute")
@@ -88,6 +108,8 @@ class GceSettings(BaseModel):
         # ValueError: the spec loader turns it into one line naming the file and field
         if not self.losses or len(set(self.losses)) != len(self.losses):
             raise ValueError(f"losses: expected distinct values of gce/bce, got {self.losses}")
+        if not self.picks or len(set(self.picks)) != len(self.picks):
+            raise ValueError(f"picks: expected distinct values of lowest/highest, got {self.picks}")
         shared = set(self.resampling) & set(SHARED_FIELDS)
         if shared:
             raise ValueError(f"resampling: {sorted(shared)} are set by each method; remove them")
@@ -142,14 +164,14 @@ def method_table(spec) -> dict[str, dict[str, Any]]:
 
 
 def expand(spec) -> list[RunSpec]:
-    """loss x method x seed, ordered loss -> seed -> method (runs sharing a detector run back to back)."""
+    """(loss, pick) x method x seed, ordered config -> seed -> method (runs sharing a detector back to back)."""
     s = settings(spec)
     methods = method_table(spec)
-    configs = {loss: {"loss": loss} for loss in s.losses}
+    configs = {config_name(loss, pick): {"loss": loss, "pick": pick} for loss in s.losses for pick in s.picks}
     runs = grid_runs(spec, methods, configs)
     order = {m: i for i, m in enumerate(methods)}
-    losses = {loss: i for i, loss in enumerate(s.losses)}
-    return sorted(runs, key=lambda r: (losses[r.config], r.seed, order[r.method]))
+    rank = {c: i for i, c in enumerate(configs)}
+    return sorted(runs, key=lambda r: (rank[r.config], r.seed, order[r.method]))
 
 
 # ------------------------------------------------------------------ execution (with the per-process cache)
@@ -226,7 +248,7 @@ def execute(run: RunSpec) -> pd.DataFrame:
     train, val, test = parts["train"], parts["val"], parts["test"]
     specs = {g.name: g for g in spec.group_specs()}
     attributes = [specs[name] for name in run.params["attributes"]]
-    resampling = {**s.resampling, "mode": run.params["mode"]}
+    resampling = {**s.resampling, "mode": run.params["mode"], "pick": run.params.get("pick", "lowest")}
     if "up_fraction" in run.params:
         resampling["up_fraction"] = run.params["up_fraction"]
     common = {
@@ -239,13 +261,17 @@ def execute(run: RunSpec) -> pd.DataFrame:
         "groups": spec.group_specs()[0],
     }
     base = _data_key(spec, run.seed)
-    if run.params["mode"] == "none":
-        result = cached(
+
+    def before():  # the plain classifier: the Before method, and the FPR source of fpr_from: baseline_val
+        return cached(
             {**base, "what": "before"},
             lambda: resample_and_fit(
-                train, val, test, resampling=resampling, attributes=attributes, **common
+                train, val, test, resampling={"mode": "none"}, attributes=attributes, **common
             ),
         )
+
+    if run.params["mode"] == "none":
+        result = before()
     else:
         loss = run.params["loss"]
         detector = cached(
@@ -254,8 +280,17 @@ def execute(run: RunSpec) -> pd.DataFrame:
                 train, val, detector_loss=loss, gce_q=s.gce_q, threshold=s.threshold, **common
             ),
         )
+        baseline = before().predictions if s.resampling.get("fpr_from") == "baseline_val" else None
         result = resample_and_fit(
-            train, val, test, resampling=resampling, attributes=attributes, detector=detector, **common
+            train,
+            val,
+            test,
+            resampling=resampling,
+            attributes=attributes,
+            detector=detector,
+            baseline=baseline,
+            threshold=s.threshold,
+            **common,
         )
     return pd.concat([result.predictions, plan_rows(result.plan, len(train))], ignore_index=True)
 
@@ -428,30 +463,44 @@ def analyse(out_dir: Path, spec, predictions: pd.DataFrame, results: pd.DataFram
         "gce_decision_summary": decision_summary(decisions),
         "gce_sizes": sizes,
     }
-    for loss in s.losses:
-        tables[f"gce_table_{loss}"] = display_table(summary, loss, main)
+    for config in [config_name(loss, pick) for loss in s.losses for pick in s.picks]:
+        tables[f"gce_table_{config}"] = display_table(summary, config, main)
         if per_attr:
-            tables[f"gce_per_attribute_{loss}"] = display_table(summary, loss, per_attr)
+            tables[f"gce_per_attribute_{config}"] = display_table(summary, config, per_attr)
     write_tables(out_dir, tables)
 
 
-TERMINAL_TABLES = {
-    "gce_table_gce": "GCE detector (Table 1)",
-    "gce_table_bce": "BCE detector (Table 3)",
-    "gce_per_attribute_gce": "GCE detector, upsampling per attribute (Table 2)",
-    "gce_per_attribute_bce": "BCE detector, upsampling per attribute (Table 4)",
-}
+TABLE_NUMBERS = {"gce": (1, 2), "bce": (3, 4)}  # the paper's tables of the lowest-loss configs
+
+
+def growth_text(sizes: pd.DataFrame, config: str) -> str:
+    """``actual growth of the training set: DS -4.9%, US20 +20.0%, ...`` (mean over seeds), one config."""
+    sub = sizes[sizes["config"] == config]
+    if sub.empty:
+        return ""
+    growth = (
+        ((sub["n_after"] - sub["n_train"]) / sub["n_train"] * 100).groupby(sub["method"], sort=False).mean()
+    )
+    parts = [f"{m} {g:+.1f}%" for m, g in growth.items() if m != BEFORE]
+    return "actual growth of the training set (mean over seeds): " + ", ".join(parts) if parts else ""
 
 
 def terminal(out_dir: Path) -> list[str]:
-    """The paper-shaped tables for the terminal: mean over seeds, change vs Before in brackets."""
+    """The paper-shaped tables for the terminal: mean over seeds, change vs Before in brackets, and
+    how much each method actually grew or shrank the training set."""
     lines = []
-    for name, title in TERMINAL_TABLES.items():
-        path = Path(out_dir) / "tables" / f"{name}.parquet"
-        if path.exists():
-            table = read_table(path)
+    folder = Path(out_dir) / "tables"
+    sizes_path = folder / "gce_sizes.parquet"
+    sizes = read_table(sizes_path) if sizes_path.exists() else pd.DataFrame()
+    for kind, what in (("gce_table_", ""), ("gce_per_attribute_", ", upsampling per attribute")):
+        for path in sorted(folder.glob(f"{kind}*.parquet"), key=lambda p: (p.stem.count("_"), p.stem)):
+            config = path.stem.removeprefix(kind)
+            number = TABLE_NUMBERS.get(config, (None, None))[0 if not what else 1]
+            title = f"{config_title(config)} detector{what}" + (f" (Table {number})" if number else "")
             lines += [f"{title}; FPR gap = max - min FPR over the attribute's subgroups:"]
-            lines += table.to_string(index=False).splitlines() + [""]
+            lines += read_table(path).to_string(index=False).splitlines()
+            growth = growth_text(sizes, config) if not sizes.empty and not what else ""
+            lines += [growth, ""] if growth else [""]
     return lines
 
 

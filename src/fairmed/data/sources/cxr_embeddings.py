@@ -14,7 +14,8 @@ Expected layout (file names are free; columns are named in the spec)::
 CheXpert-style label values: 1 positive, 0 negative, -1 uncertain (``uncertain``:
 negative / positive / drop), empty = not mentioned = negative. The label column gets a
 snake-case name (``No Finding`` -> ``no_finding``). MIMIC race strings are mapped to
-White / Black / Asian / Hispanic / Other (``UNKNOWN``, ``UNABLE TO OBTAIN``, ``PATIENT
+White / Black / Asian / Hispanic / American Indian/Alaska Native (its own group, as the GCE
+paper's Fig. 1 keeps it; it is small) / Other (``UNKNOWN``, ``UNABLE TO OBTAIN``, ``PATIENT
 DECLINED TO ANSWER`` are missing) unless ``race_map: none``. ``sex`` accepts F/M.
 """
 
@@ -62,8 +63,11 @@ def snake(name: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
 
 
+AIAN = "American Indian/Alaska Native"
+
+
 def map_race(values: pd.Series) -> pd.Series:
-    """MIMIC-IV race strings -> five groups (missing for unknown/declined)."""
+    """MIMIC-IV race strings -> six groups (missing for unknown/declined)."""
     text = values.astype("string").str.upper().str.strip()
     out = np.select(
         [
@@ -73,8 +77,9 @@ def map_race(values: pd.Series) -> pd.Series:
             text.str.contains("WHITE").fillna(False).to_numpy(),
             text.str.contains("BLACK").fillna(False).to_numpy(),
             text.str.contains("ASIAN").fillna(False).to_numpy(),
+            text.str.contains("AMERICAN INDIAN|ALASKA", regex=True).fillna(False).to_numpy(),
         ],
-        [None, None, "Hispanic", "White", "Black", "Asian"],
+        [None, None, "Hispanic", "White", "Black", "Asian", AIAN],
         default="Other",
     )
     return pd.Series(out, index=values.index, dtype=object)

@@ -12,10 +12,9 @@ import pandas as pd
 
 from fairmed.report.sections import Section, register_section
 from fairmed.report.style import NEUTRAL_COLOR, PALETTE, new_figure
+from fairmed.studies.gce import BEFORE, KIND, TABLE_NUMBERS, config_title, growth_text
 
-KIND = "gce_resampling"
-BEFORE = "Before"
-LOSS_TITLES = {"gce": "GCE", "bce": "BCE"}
+SMALL_GROUP = 100  # subgroups with fewer training rows than this show their n in the decision tables
 FAMILY_COLORS = {
     "DS": ["#D55E00"],
     "US": ["#56B4E9", "#0072B2", "#332288"],
@@ -79,7 +78,7 @@ def bars_figure(summary: pd.DataFrame, losses: list[str], methods: list[str]):
             if i == 0:
                 ax.set_title(row if row == "AUC" else row.replace("FPR gap ", "FPR gap: "), fontsize=10)
             if j == 0:
-                ax.set_ylabel(f"{LOSS_TITLES.get(loss, loss)} detector")
+                ax.set_ylabel(f"{config_title(loss)} detector", fontsize=9)
     return fig
 
 
@@ -92,6 +91,7 @@ def decisions_table(decisions: pd.DataFrame, loss: str) -> pd.DataFrame:
     first = sub.drop_duplicates(["attribute", "group"]).set_index(["attribute", "group"])
     out = pd.DataFrame(
         {
+            "n": first["n"].round(0).astype("Int64"),
             "share": first["share"].round(3),
             "detector FPR": first["fpr"].round(3),
             "overall FPR": first["overall_fpr"].round(3),
@@ -101,7 +101,10 @@ def decisions_table(decisions: pd.DataFrame, loss: str) -> pd.DataFrame:
         step = "removed" if method == "DS" else "duplicated"
         rows = rows.set_index(["attribute", "group"])
         out[f"{method} {step}"] = rows["n_selected"].round(1)
-    return out.reset_index()
+    out = out.reset_index()
+    small = out["n"] < SMALL_GROUP  # a small group's FPR rests on few rows: its n stays in sight
+    out.loc[small, "group"] = [f"{g} (n={n})" for g, n in zip(out.loc[small, "group"], out.loc[small, "n"])]
+    return out
 
 
 def sizes_table(sizes: pd.DataFrame) -> pd.DataFrame:
@@ -110,7 +113,7 @@ def sizes_table(sizes: pd.DataFrame) -> pd.DataFrame:
     wide = mean.unstack("method").rename_axis(columns=None)
     order = list(dict.fromkeys(sizes["method"]))
     wide = wide[[m for m in order if m in wide.columns]]
-    wide.index = [LOSS_TITLES.get(c, c) for c in wide.index]
+    wide.index = [config_title(c) for c in wide.index]
     return wide.astype("Int64").reset_index(names="detector")
 
 
@@ -134,17 +137,19 @@ def gce_tables(ctx) -> list[Section]:
         f"{spread}, and in brackets the relative change vs Before (↑ higher, ↓ lower). {FPR_GAP_NOTE}"
     )
     tables: dict[str, pd.DataFrame] = {}
-    for number, loss in enumerate(losses):
-        title = LOSS_TITLES.get(loss, loss)
+    sizes = ctx.tables.get("gce_sizes")
+    for loss in losses:
+        title = config_title(loss)
+        main_no, per_no = (f"Table {n}: " for n in TABLE_NUMBERS[loss]) if loss in TABLE_NUMBERS else ("", "")
+        growth = growth_text(sizes, loss) if sizes is not None and len(sizes) else ""
+        growth = f" The {growth}." if growth else ""
         table = ctx.tables.get(f"gce_table_{loss}")
         if table is not None and len(table):
-            tables[f"Table {2 * number + 1}: {title} detector — DS, US K%, D&U K% vs Before. {caption}"] = (
-                table
-            )
+            tables[f"{main_no}{title} detector — DS, US K%, D&U K% vs Before.{growth} {caption}"] = table
         per = ctx.tables.get(f"gce_per_attribute_{loss}")
         if per is not None and len(per):
             tables[
-                f"Table {2 * number + 2}: {title} detector — upsampling driven by one attribute at a time "
+                f"{per_no}{title} detector — upsampling driven by one attribute at a time "
                 f"(US K%@attribute) vs Before. {caption}"
             ] = per
     figures, captions = [], []
@@ -161,9 +166,11 @@ def gce_tables(ctx) -> list[Section]:
     intro = (
         "GCE-guided resampling (Bias Mitigation for Medical Images): a detector trained with the "
         "generalized cross-entropy (or BCE, the ablation) marks the training samples it fits most easily "
-        "(lowest loss = most bias-aligned) and its false-positive rate per subgroup. DS removes a share of "
-        "those samples from large subgroups whose FPR is below the overall FPR; US K% duplicates K% of them "
-        "in subgroups whose FPR is above it; D&U does both. The classifier is then retrained on the adjusted "
+        "(lowest loss = most bias-aligned; configs named '..., highest loss first' take the other end) and "
+        "the false-positive rate per subgroup. DS removes a share of those samples from large subgroups whose "
+        "FPR is below the overall FPR; US K% duplicates them in subgroups whose FPR is above it (K% of the "
+        "training set in total with up_of: dataset, K% of each such subgroup with up_of: subgroup); D&U does "
+        "both. The classifier is then retrained on the adjusted "
         "training set and evaluated on the untouched test split. For the FPR gap lower is better; for AUC "
         "higher is better."
     )
@@ -172,16 +179,17 @@ def gce_tables(ctx) -> list[Section]:
     ]
 
     decisions = ctx.tables.get("gce_decision_summary")
-    sizes = ctx.tables.get("gce_sizes")
     dtables: dict[str, pd.DataFrame] = {}
     if decisions is not None and len(decisions):
         for loss in losses:
             table = decisions_table(decisions, loss)
             if len(table):
                 dtables[
-                    f"{LOSS_TITLES.get(loss, loss)} detector: per subgroup, its share of the training split, the "
-                    "detector's FPR on the training split, and the mean number of rows removed (DS) or "
-                    "duplicated (US K%) over seeds (0 = the subgroup was not resampled)"
+                    f"{config_title(loss)} detector: per subgroup, its training rows n, its share of the training"
+                    " split, the subgroup FPR the plan used (the detector's on the training split, or the baseline"
+                    " classifier's on validation with fpr_from: baseline_val), and the mean number of rows removed"
+                    f" (DS) or duplicated (US K%) over seeds (0 = the subgroup was not resampled); groups under"
+                    f" {SMALL_GROUP} rows carry their n in the name"
                 ] = table
     if sizes is not None and len(sizes):
         dtables["Training-set size after resampling (mean over seeds)"] = sizes_table(sizes)
