@@ -230,3 +230,21 @@ def test_scp_stops_when_fairness_stalls_and_respects_max_iter():
     )
     assert result.stop == "max_iter (2)" and list(result.history["accepted"]) == [True, True, True]
     assert count_channels(result.model)["features.0"] == 2
+
+
+def test_scp_on_the_masked_resnet18_last_conv_skips_pruned_channels():
+    train = _data(n=32, size=16)
+    torch.manual_seed(0)
+    spec = StrategySpec()
+    task = Task.resolve(3, spec)
+    model = build_model(ModelSpec(arch="resnet18"), task.n_out)
+    strategy = make_strategy(spec, task, model.feature_dim, train)
+    cfg = SCPConfig(ratio=0.01, max_iter=2, th_acc=1.0, th_fair=-1.0, score_batch_size=16)
+    res = scp(model, strategy, train, train, FAST, lambda m: {"f1": 0.5, "eodd": 0.1}, cfg)
+    assert res.layer == "features.layer4.1.conv2"
+    assert res.history["channels"].tolist() == [512, 507, 502]  # round(1% of 512) = 5 per step
+    first = res.scores[res.scores["iteration"] == 0]
+    second = res.scores[res.scores["iteration"] == 1]
+    gone = sorted(set(first["channel"]) - set(second["channel"]))
+    assert len(gone) == 5 and len(second) == 507  # the masked channels are not scored again
+    assert count_channels(res.model)["features.layer4.1.conv2"] == 502

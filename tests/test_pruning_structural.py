@@ -87,9 +87,43 @@ def test_vgg11_pruned_equals_masked():
 def test_resnet18_pruned_equals_masked(layer):
     model = build_model(ModelSpec(arch="resnet18"), n_out=2)
     sites = prunable_sites(model)
-    assert len(sites) == 8 and sites[-1].name == "features.layer4.1.conv1"
+    # per block conv1 (sliced) and conv2 (masked: it adds into the residual); the last conv is layer4.1.conv2
+    assert len(sites) == 16 and [s.name for s in sites[-2:]] == [
+        "features.layer4.1.conv1",
+        "features.layer4.1.conv2",
+    ]
+    assert sites[-1].masked and not sites[-2].masked
     _randomize_bn(model)
     _check_equivalence(model, torch.randn(2, 3, 32, 32), layer, fraction=0.1)
+
+
+def test_resnet18_last_conv_is_masked_in_place_and_stays_zero_through_training():
+    model = build_model(ModelSpec(arch="resnet18"), n_out=2)
+    _randomize_bn(model)
+    model.eval()
+    site = find_site(model, -1)
+    assert site.name == "features.layer4.1.conv2" and site.channels == 512
+    x = torch.randn(2, 3, 32, 32)
+    handle = mask_channels(site, [3, 7, 100])
+    with torch.no_grad():
+        reference = model(x)  # the channels zeroed after bn2, before the residual sum
+    handle.remove()
+    keep = prune_channels(model, site, [3, 7, 100])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference, atol=1e-5, rtol=1e-4)
+    assert len(keep) == 509 and site.channels == 509 and site.conv.out_channels == 512  # shapes unchanged
+    assert 7 not in site.live().tolist() and count_channels(model)["features.layer4.1.conv2"] == 509
+    prune_channels(model, site, [8])  # a second step: earlier channels stay pruned
+    assert site.channels == 508 and site.live()[:8].tolist() == [0, 1, 2, 4, 5, 6, 9, 10]
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-5)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(4, 3, 32, 32)).sum().backward()
+        opt.step()
+    for c in (3, 7, 8, 100):
+        assert torch.all(site.conv.weight[c] == 0) and site.bn.weight[c] == 0 and site.bn.bias[c] == 0
+    assert torch.any(site.conv.weight[0] != 0)
 
 
 def test_bad_requests():

@@ -146,11 +146,12 @@ def scp(
         if site.channels - per_step < 1:
             stop = "no channels left"
             break
-        scores = channel_scores(current, train, config, device)
+        live = site.live().numpy()  # a masked site (ResNet block output) keeps its zeroed channels
+        scores = channel_scores(current, train, config, device)[live]
         score_rows.append(pd.DataFrame({"iteration": it - 1, "channel": original, "score": scores}))
         lowest = np.argsort(scores, kind="stable")[:per_step]
         candidate, candidate_strategy = clone_model(current), copy.deepcopy(current_strategy)
-        prune_channels(candidate, config.layer, lowest.tolist(), heads=[candidate_strategy])
+        prune_channels(candidate, config.layer, live[lowest].tolist(), heads=[candidate_strategy])
         fit(
             candidate,
             candidate_strategy,
@@ -183,7 +184,7 @@ def scp(
             break
         current, current_strategy, original, previous = candidate, candidate_strategy, kept, values
         site = find_site(current, config.layer)
-    final = channel_scores(current, train, config, device)
+    final = channel_scores(current, train, config, device)[find_site(current, config.layer).live().numpy()]
     score_rows.append(pd.DataFrame({"iteration": -1, "channel": original, "score": final}))
     return PruneResult(
         model=current,

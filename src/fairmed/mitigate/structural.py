@@ -14,9 +14,15 @@ Which convs are prunable:
 - ``small_cnn`` and ``vgg11`` (plain chains of conv/BN/ReLU/pool): every conv; the last one feeds
   the first ``Linear`` (small CNN: the head; VGG: the first classifier layer).
 - ``resnet18`` / ``resnet50``: in every residual block, the convs whose outputs stay inside the
-  block (BasicBlock ``conv1 -> bn1 -> relu -> conv2``; Bottleneck ``conv1`` and ``conv2``). The
-  block's last conv adds into the residual stream shared by every block, so it is not prunable
-  alone. The "last layer" of a ResNet here is thus ``layer4.1.conv1`` (ResNet-18).
+  block (BasicBlock ``conv1 -> bn1 -> relu -> conv2``; Bottleneck ``conv1`` and ``conv2``) are
+  sliced; the block's last conv (BasicBlock ``conv2``, Bottleneck ``conv3``) adds into the residual
+  stream shared by every block, so it cannot be sliced alone: it is a *masked* site. Pruning a
+  masked channel zeroes the conv's weights for it and its BatchNorm's weight and bias (the
+  channel's contribution to the residual sum is then exactly 0, as a channel mask; the authors'
+  code masks the conv weights with ``torch.nn.utils.prune``), and ``*_prune_mask`` buffers keep
+  them at zero through fine-tuning (:func:`keep_zeros`). A masked site's ``channels`` counts the
+  live channels. The "last convolutional layer" of ResNet-18 is thus ``layer4.1.conv2`` (the
+  paper's), with ``layer4.1.conv1`` the one before it.
 
 When the last conv of a small CNN is pruned, the shared features (``feature_dim``) get narrower:
 every head that reads them is sliced along with the classifier (the strategy heads passed as
@@ -45,12 +51,21 @@ class PruneSite:
     name: str
     conv: nn.Conv2d
     bn: nn.BatchNorm2d | None
-    consumer: nn.Module
+    consumer: nn.Module | None
     per_channel: int = 1
+    masked: bool = False  # channels are zeroed in place (residual output), not sliced
 
     @property
     def channels(self) -> int:
-        return self.conv.out_channels
+        return len(self.live()) if self.masked else self.conv.out_channels
+
+    def live(self) -> Tensor:
+        """Indices of the conv's output channels still in use (all of them for a sliced site)."""
+        n = self.conv.out_channels
+        mask = getattr(self.conv, "weight_prune_mask", None)
+        if not self.masked or mask is None:
+            return torch.arange(n)
+        return torch.nonzero(mask.reshape(n, -1).any(1).cpu()).reshape(-1)
 
     @property
     def output(self) -> nn.Module:
@@ -104,9 +119,11 @@ def _resnet_sites(net: nn.Module, prefix: str) -> list[PruneSite]:
         full = f"{prefix}.{name}" if prefix else name
         if isinstance(block, BasicBlock):
             sites.append(PruneSite(f"{full}.conv1", block.conv1, block.bn1, block.conv2))
+            sites.append(PruneSite(f"{full}.conv2", block.conv2, block.bn2, None, masked=True))
         elif isinstance(block, Bottleneck):
             sites.append(PruneSite(f"{full}.conv1", block.conv1, block.bn1, block.conv2))
             sites.append(PruneSite(f"{full}.conv2", block.conv2, block.bn2, block.conv3))
+            sites.append(PruneSite(f"{full}.conv3", block.conv3, block.bn3, None, masked=True))
     return sites
 
 
@@ -179,14 +196,19 @@ def prune_channels(
     if not isinstance(site, PruneSite):
         site = find_site(model, site)
     drop = torch.as_tensor(sorted({int(c) for c in remove}), dtype=torch.long)
-    n = site.channels
+    n = site.conv.out_channels
     if len(drop) and (drop.min() < 0 or drop.max() >= n):
         raise IndexError(f"{site.name}: channel index out of range 0..{n - 1}")
     keep_mask = torch.ones(n, dtype=torch.bool)
     keep_mask[drop] = False
+    if site.masked:
+        keep_mask[[c for c in range(n) if c not in set(site.live().tolist())]] = False
     keep = torch.nonzero(keep_mask).reshape(-1)
     if len(keep) == 0:
         raise ValueError(f"{site.name}: cannot remove all {n} channels")
+    if site.masked:
+        _mask_out(site, keep_mask)
+        return keep
     _slice_param(site.conv, "weight", keep, 0)
     _slice_param(site.conv, "bias", keep, 0)
     site.conv.out_channels = len(keep)
@@ -208,6 +230,34 @@ def prune_channels(
             _narrow_readers(heads, model.feature_dim, cols)
             model.feature_dim = len(keep)  # a Classifier's shared representation got narrower
     return keep
+
+
+def _zero_with_mask(module: nn.Module, attr: str, channel_mask: Tensor) -> None:
+    """Zero ``module.attr`` outside ``channel_mask`` (dim 0) and keep it zero: its ``<attr>_prune_mask``
+    buffer (combined with a FairPrune mask already there) and the gradient hook."""
+    param = getattr(module, attr)
+    shape = (-1,) + (1,) * (param.dim() - 1)
+    mask = channel_mask.to(param.device, param.dtype).view(shape).expand_as(param).clone()
+    old = getattr(module, f"{attr}_prune_mask", None)
+    if old is not None:
+        mask = mask * old.to(mask.dtype)
+    with torch.no_grad():
+        param.mul_(mask)
+    had_hook = old is not None
+    module.register_buffer(f"{attr}_prune_mask", mask)
+    if not had_hook:
+        keep_zeros(module, attr)
+
+
+def _mask_out(site: PruneSite, keep_mask: Tensor) -> None:
+    """A masked site's pruning: the conv's weights (and bias) and its BN's weight and bias of the
+    dropped channels become zero, so the channel adds exactly 0 to the residual sum."""
+    _zero_with_mask(site.conv, "weight", keep_mask)
+    if site.conv.bias is not None:
+        _zero_with_mask(site.conv, "bias", keep_mask)
+    if site.bn is not None:
+        _zero_with_mask(site.bn, "weight", keep_mask)
+        _zero_with_mask(site.bn, "bias", keep_mask)
 
 
 def feature_readers(module: nn.Module, width: int) -> list[nn.Linear]:
@@ -243,5 +293,5 @@ def mask_channels(site: PruneSite, remove: Iterable[int]) -> torch.utils.hooks.R
 
 
 def count_channels(model: nn.Module) -> dict[str, int]:
-    """Output channels of every prunable site (the "channels left" of a pruning run)."""
+    """Output channels in use of every prunable site (the "channels left" of a pruning run)."""
     return {s.name: s.channels for s in prunable_sites(model)}
