@@ -73,6 +73,22 @@ def test_fairprune_masks_by_hand():
         fairprune_masks(model, f_priv, f_unpriv, ratio=1.0)
 
 
+def test_fairprune_global_scope_ranks_all_layers_together():
+    from fairmed.mitigate.fairprune import global_counts
+
+    a, b = nn.Linear(2, 1, bias=False), nn.Linear(3, 1, bias=False)
+    model = nn.Sequential(a, b)
+    with torch.no_grad():
+        a.weight.copy_(torch.tensor([[1.0, 1.0]]))
+        b.weight.copy_(torch.tensor([[1.0, 0.0, 1.0]]))
+    f_priv = {"0": torch.tensor([[8.0, 2.0]]), "1": torch.tensor([[6.0, 9.0, 4.0]])}
+    f_unpriv = {"0": torch.tensor([[0.0, 0.0]]), "1": torch.tensor([[0.0, 0.0, 0.0]])}
+    # scores (beta 0): layer 0 [4, 1], layer 1 [3, -inf (zero weight), 2]: the top 2 are 4 (layer 0), 3 (layer 1)
+    assert global_counts(model, f_priv, f_unpriv, 0.0, 2) == {"0": 1, "1": 1}
+    assert global_counts(model, f_priv, f_unpriv, 0.0, 3) == {"0": 1, "1": 2}
+    assert global_counts(model, f_priv, f_unpriv, 0.0, 0) == {"0": 0, "1": 0}
+
+
 def _tiny_net() -> nn.Module:
     torch.manual_seed(1)
     net = nn.Sequential(
@@ -164,6 +180,11 @@ def test_fairprune_steps_reestimate_and_spare_the_ends():
     assert int((net[5].weight == 0).sum()) == 12
     one_shot = fairprune(_tiny_net(), data[:1], data[1:], ratio=0.25, steps=1, spare_ends=False)
     assert {n: int((m == 0).sum()) for n, m in one_shot.items()} == {"0": 13, "5": 12, "7": 3}
+    # scope="global": int(0.25 * (54 + 48 + 12)) = 28 weights in all, shared by score across the layers
+    pooled = fairprune(_tiny_net(), data[:1], data[1:], ratio=0.25, steps=1, spare_ends=False, scope="global")
+    assert sum(int((m == 0).sum()) for m in pooled.values()) == 28
+    with pytest.raises(ValueError, match="scope must be 'layer' or 'global'"):
+        fairprune(_tiny_net(), data[:1], data[1:], scope="all")
 
 
 def test_fairprune_on_a_cnn_zeroes_the_ratio_and_survives_finetuning():

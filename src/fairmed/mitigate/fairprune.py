@@ -19,6 +19,13 @@ What is implemented (the baseline of the channel-pruning paper):
    layer, first conv and classifier included, breaks a VGG-11). A ``weight_prune_mask`` buffer
    records the zeros, and a gradient hook keeps them at zero during later fine-tuning.
 
+``scope``: what ``ratio`` is a share of. ``layer`` (fairmed's default): of each pruned layer's
+weights. ``global``: of all pruned layers' weights together, ranked by one score (a layer loses
+what its weights' scores earn, so large fully connected layers take most of the cut); this is the
+reading under which the SCP paper's FairPrune setting (pr = 35 %, beta = 0.33) does not zero a
+third of every convolution (docs/pruning.md, fidelity table: the FairPrune text was not
+available to check it).
+
 The privileged group is the one the model is more accurate on (``privileged_group``) unless given.
 Defaults ``ratio = 0.05``, ``beta = 0.3``, ``steps = 5`` are fairmed's; the paper tunes ratio and beta.
 """
@@ -211,6 +218,27 @@ def fairprune_masks(
     return masks
 
 
+def global_counts(
+    model: nn.Module, fisher_priv: dict[str, Tensor], fisher_unpriv: dict[str, Tensor], beta: float, k: int
+) -> dict[str, int]:
+    """How many of the ``k`` alive weights with the largest ``S_priv - beta S_unpriv`` over ALL layers of
+    ``fisher_priv`` fall in each layer (``scope="global"``); ties in the ranking follow torch.topk."""
+    s_priv, s_unpriv = saliency(model, fisher_priv), saliency(model, fisher_unpriv)
+    modules = prunable_weights(model)
+    names = list(fisher_priv)
+    scores = [
+        (s_priv[n] - beta * s_unpriv[n])
+        .masked_fill(modules[n].weight.detach() == 0, float("-inf"))
+        .reshape(-1)
+        for n in names
+    ]
+    sizes = torch.tensor([len(x) for x in scores])
+    top = torch.topk(torch.cat(scores), k).indices.cpu() if k > 0 else torch.zeros(0, dtype=torch.long)
+    layer = torch.bucketize(top, torch.cumsum(sizes, 0), right=True)
+    per = torch.bincount(layer, minlength=len(names))
+    return {n: int(c) for n, c in zip(names, per)}
+
+
 def apply_masks(model: nn.Module, masks: dict[str, Tensor]) -> None:
     """Zero the pruned weights and keep them at zero (mask buffer + gradient hook)."""
     modules = prunable_weights(model)
@@ -253,6 +281,7 @@ def fairprune(
     loss_fn: Loss | None = None,
     steps: int = DEFAULT_STEPS,
     spare_ends: bool = True,
+    scope: str = "layer",
 ) -> dict[str, Tensor]:
     """Prune ``model`` in place with FairPrune; returns the masks (1 keep, 0 pruned) by module name.
 
@@ -261,17 +290,24 @@ def fairprune(
     """
     if steps < 1:
         raise ValueError(f"FairPrune steps must be >= 1, got {steps}")
+    if scope not in ("layer", "global"):
+        raise ValueError(f"FairPrune scope must be 'layer' or 'global', got {scope!r}")
     if steps > 1:
         priv_batches, unpriv_batches = (b if callable(b) else list(b) for b in (priv_batches, unpriv_batches))
     layers = pruned_layers(model, spare_ends)
     if not layers:
         return {}
     modules = prunable_weights(model)
-    plan = {n: step_counts(int((modules[n].weight != 0).sum()), ratio, steps) for n in layers}
+    alive = {n: int((modules[n].weight != 0).sum()) for n in layers}
+    plan = {n: step_counts(alive[n], ratio, steps) for n in layers}
+    total_plan = step_counts(sum(alive.values()), ratio, steps)  # scope="global": one budget per step
     for step in range(steps):
         f_priv = fisher_diagonal(model, _batches_for(priv_batches, step), device, loss_fn, layers)
         f_unpriv = fisher_diagonal(model, _batches_for(unpriv_batches, step), device, loss_fn, layers)
-        counts = {n: plan[n][step] for n in layers}
+        if scope == "global":
+            counts = global_counts(model, f_priv, f_unpriv, beta, total_plan[step])
+        else:
+            counts = {n: plan[n][step] for n in layers}
         apply_masks(model, fairprune_masks(model, f_priv, f_unpriv, ratio, beta, counts))
     return {
         n: modules[n].weight_prune_mask.clone() for n in layers if hasattr(modules[n], "weight_prune_mask")

@@ -208,6 +208,7 @@ def fairprune_model(
     steps: int = DEFAULT_STEPS,
     spare_ends: bool = True,
     max_batches: int | None = None,
+    scope: str = "layer",
 ) -> tuple[nn.Module, dict[str, Tensor]]:
     """A FairPrune-pruned copy of ``model``: saliencies on the training rows of each group code.
 
@@ -236,5 +237,6 @@ def fairprune_model(
         loss_fn=loss_fn,
         steps=steps,
         spare_ends=spare_ends,
+        scope=scope,
     )
     return twin, masks

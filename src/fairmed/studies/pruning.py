@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,10 @@ class PruningSettings(BaseModel):
     fairprune_beta: float = Field(0.3, ge=0.0, description="FairPrune's beta")
     fairprune_batch_size: int = Field(32, ge=1)
     fairprune_steps: int = Field(5, ge=1, description="FairPrune prunes its ratio in this many steps")
+    fairprune_scope: Literal["layer", "global"] = Field(
+        "layer",
+        description="FairPrune's ratio: of each layer's weights, or of all pruned weights ranked together",
+    )
     fairprune_spare_ends: bool = Field(
         True, description="FairPrune leaves the first layer and the classifier"
     )
@@ -244,6 +249,7 @@ def run_pruning(
             steps=settings.fairprune_steps,
             spare_ends=settings.fairprune_spare_ends,
             max_batches=settings.fairprune_batches,
+            scope=settings.fairprune_scope,
         )
     strategies = {"vanilla": trained.strategy, "fairprune": trained.strategy}
     extra_methods = []
