@@ -233,3 +233,14 @@ def test_method_titles_follow_the_paper():
     assert method_title("scp_vanilla pr_c=0.25") == "SCP-Vanilla pr_c=0.25"
     assert method_title("scp_reweight") == "SCP-reweight"
     assert method_title("groupdro") == "groupdro"
+
+
+def test_sweep_snnl_names_and_bad_keys():
+    from fairmed.studies.pruning import PruningSettings, snnl_setting
+
+    assert snnl_setting({"distance": "cosine", "include_self": True, "temperature": 1}) == "cosine+self,T=1"
+    assert snnl_setting({}) == "sqeuclidean,T=1"
+    with pytest.raises(SpecError, match="'temp' is not one of"):
+        PruningSettings(sweep_snnl=[{"temp": 1}])
+    with pytest.raises(SpecError, match="sweep_snnl.distance"):
+        PruningSettings(sweep_snnl=[{"distance": "l1"}])
