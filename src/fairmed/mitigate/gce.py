@@ -249,34 +249,18 @@ def resample_and_fit(
             threshold=threshold,
             groups=groups,
         )
+
+    def classify(rows: Cohort) -> pd.DataFrame:  # the plain ERM classifier on ``rows``
+        return fit_predict(
+            rows, val, test, model=model, strategy="erm", config=config, groups=groups, seed=seed, label=label
+        )
+
     rates = None
     if cfg.mode != "none" and cfg.fpr_from == "baseline_val":
-        if baseline is None:
-            baseline = fit_predict(
-                train,
-                val,
-                test,
-                model=model,
-                strategy="erm",
-                config=config,
-                groups=groups,
-                seed=seed,
-                label=label,
-            )
+        baseline = classify(train) if baseline is None else baseline
         rates = baseline_rates(baseline, val, specs, threshold, label)
     plan = plan_from_detector(detector, train, specs, cfg, rates)
-    resampled = train if cfg.mode == "none" else train.take(plan.positions)
-    predictions = fit_predict(
-        resampled,
-        val,
-        test,
-        model=model,
-        strategy="erm",
-        config=config,
-        groups=groups,
-        seed=seed,
-        label=label,
-    )
+    predictions = classify(train if cfg.mode == "none" else train.take(plan.positions))
     return GceResult(predictions=predictions, plan=plan, detector=detector)
 
 
