@@ -42,13 +42,18 @@ def test_paper_profile_likelihood_last_epoch_and_pre_relu(tmp_path):
 
 
 def test_train_vae_keeps_the_last_epoch_logs_terms_and_warns_on_an_inert_perceptual_term(caplog):
-    from fairmed.models.perceptual import load_phi
+    from torch import nn
+
+    from fairmed.models.perceptual import FeatureNet
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (40, 16, 16, 3)).astype(np.uint8)
     study = VAEStudy.profile("smoke", num_threads=1, select="last", epochs=2)
     study = study.model_copy(update={"vae": study.vae.model_copy(update={"perceptual_weight": 1e-9})})
-    phi, _ = load_phi(None, n_layers=2, seed=0)
+    torch.manual_seed(0)
+    phi = FeatureNet(
+        nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)), [0, 2]
+    )
     with caplog.at_level(logging.WARNING, logger="fairmed.studies.vae"):
         trained = train_vae(images[:32], images[32:], study, phi, seed=0)
     assert trained.best_epoch == 2
