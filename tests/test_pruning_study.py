@@ -244,3 +244,19 @@ def test_sweep_snnl_names_and_bad_keys():
         PruningSettings(sweep_snnl=[{"temp": 1}])
     with pytest.raises(SpecError, match="sweep_snnl.distance"):
         PruningSettings(sweep_snnl=[{"distance": "l1"}])
+
+
+def test_report_draws_the_snnl_variants_figure(tiny_run, tmp_path):
+    import yaml
+
+    from fairmed.report.context import load_context
+    from fairmed.report.sections.pruning import pruning_sections
+
+    run = tiny_run
+    run.predictions.to_parquet(tmp_path / "predictions.parquet")
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"name": "tiny", "kind": "channel_pruning"}))
+    history = run.history.assign(sweep=run.history["sweep"].replace("layer", "snnl"))  # as a sweep_snnl run
+    write_tables(tmp_path, run.predictions, history, run.scores, "fst:123-456", 3)
+    sections = pruning_sections(load_context(tmp_path))
+    assert "pruning_fate_snnl.png" in [p.name for p in sections[1].figures]
+    assert any("authors' code's variant" in c for c in sections[1].captions)

@@ -85,11 +85,17 @@ def scores_figure(ctx, scores: pd.DataFrame):
 
 
 def fate_figure(ctx, history: pd.DataFrame, sweep: str):
-    """Fig. 2: test FATE of Eodd per iteration, one line per pr_c or per layer (mean over seeds)."""
+    """Fig. 2: test FATE of Eodd per iteration, one line per pr_c, per layer or per SNNL variant (mean
+    over seeds)."""
     fates = history_fate(history)
     if sweep == "ratio":
         runs = fates[(fates["sweep"] == "ratio") | (fates["method"] == "scp_vanilla")]
         label = lambda rows: f"pr_c = {rows['setting'].iloc[0] or '?'}"  # noqa: E731
+    elif sweep == "snnl":
+        runs = fates[(fates["sweep"] == "snnl") | (fates["method"] == "scp_vanilla")]
+        label = lambda rows: (  # noqa: E731
+            f"SNNL {rows['setting'].iloc[0]}" if rows["sweep"].iloc[0] == "snnl" else "SNNL of scp settings"
+        )
     else:
         runs = fates[(fates["sweep"] == "layer") | (fates["method"] == "scp_vanilla")]
         label = lambda rows: str(rows["layer"].iloc[0])  # noqa: E731
@@ -148,6 +154,12 @@ def pruning_sections(ctx) -> list[Section]:
                 "FATE of Eodd per iteration for several pr_c (x: the stopping step).",
             ),
             ("layer", "pruning_fate_layer", "FATE of Eodd per iteration when pruning different layers."),
+            (
+                "snnl",
+                "pruning_fate_snnl",
+                "FATE of Eodd per iteration with the paper's SNNL (Eq. 1, the scp settings) and the authors'"
+                " code's variant (cosine distance, the sample itself in the numerator).",
+            ),
         ):
             if (history.get("sweep", pd.Series(dtype=str)) == sweep).any():
                 figures.append(ctx.save(fate_figure(ctx, history, sweep), name))
