@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("fairmed.commands.run:run", "Run a study spec (YAML) locally or on a Ray cluster."),
     "report": ("fairmed.commands.report:report", "Write the HTML report of a study or audit folder."),
     "data": ("fairmed.commands.data:data", "Data sources: summaries, the generator, image caches."),
+    "slices": (
+        "fairmed.commands.slices:slices",
+        "Find the attribute-value combinations where a model fails, tested on held-out rows.",
+    ),
     "studies": ("fairmed.commands.studies:studies", "List and show the built-in studies."),
     "postprocess": (
         "fairmed.commands.postprocess:postprocess",

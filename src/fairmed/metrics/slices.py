@@ -69,6 +69,8 @@ REFUSED = {
 }
 MAX_LEVELS = 50  # more distinct values than this: the attribute must be binned or left out
 AUTO_BIN_ABOVE = 12  # a numeric attribute with more distinct values is cut at its quartiles
+SLICES_TABLE = "slices"  # OUT/tables/slices.parquet: the tested slices ("Where it fails" section)
+CANDIDATES_TABLE = "slice_candidates"  # OUT/tables/slice_candidates.parquet: every slice searched
 AUC_BINS = 64  # score bins of the AUC histograms used in the search (the test is exact)
 # what a held-out test reports besides n and n_rest
 TEST_FIELDS = (
@@ -639,6 +641,24 @@ class SliceResult:
         frame = pd.concat([value_rows, effect_rows]).sort_values(["rank", "metric"], kind="stable")
         extra = [c for c in frame.columns if c not in RESULT_COLUMNS]
         return frame[[*RESULT_COLUMNS, *extra]].reset_index(drop=True)
+
+    def report_table(self) -> pd.DataFrame:
+        """The tested slices with the search's settings on every row (what the report reads)."""
+        o = self.options
+        keep = (
+            "metric",
+            "depth",
+            "min_support",
+            "top",
+            "alpha",
+            "adjust",
+            "unit",
+            "n_search_rows",
+            "n_test_rows",
+        )
+        return self.slices.rename(columns={"depth": "conditions"}).assign(
+            n_tested=self.n_tested, **{k if k != "depth" else "max_depth": o[k] for k in keep}
+        )
 
     def to_markdown(self, digits: int = 3) -> str:
         from fairmed.metrics.audit import md_table

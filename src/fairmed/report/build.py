@@ -16,6 +16,7 @@ from fairmed.report.core.curves import curve_sections
 from fairmed.report.core.fairness import criteria_table, fairness_section
 from fairmed.report.core.overview import overview_section
 from fairmed.report.core.performance import performance_section
+from fairmed.report.core.slices import slices_section
 from fairmed.report.html import page_html
 from fairmed.report.sections import Section, sections_for
 from fairmed.report.summary import find, summary_section
@@ -41,6 +42,7 @@ def collect_sections(ctx: ReportContext) -> list[Section]:
     comparison = comparison_section(ctx, split, lead_gap=finding.metric if finding else None)
     if comparison is not None:
         sections.append(comparison)
+    sections += [s for s in (slices_section(ctx),) if s is not None]
     sections += sections_for(ctx)
     return sections
 
