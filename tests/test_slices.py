@@ -86,7 +86,8 @@ def test_held_out_test_by_hand():
     assert out["ci_low"] == pytest.approx(0.25 - q * se)
     assert out["ci_high"] == pytest.approx(0.25 + q * se)
     assert out["z"] == pytest.approx(np.sqrt(8 / 15))
-    assert out["p"] == pytest.approx(0.2326, abs=5e-5)  # Phi(-0.7303)
+    # Fisher: 2 of the 3 false positives among the 4 female rows of 8, P(X >= 2) = (3*10 + 1*5) / 70
+    assert out["p"] == pytest.approx(0.5)
     # Wilson interval of 2/4
     centre, half = (0.5 + q**2 / 8) / (1 + q**2 / 4), q * np.sqrt(1 / 16 + q**2 / 64) / (1 + q**2 / 4)
     assert out["value_ci_low"] == pytest.approx(centre - half)
