@@ -191,3 +191,30 @@ def test_clear_errors():
         find_slices(table.assign(id=[f"x{i}" for i in range(500)]), ["id"], "fpr")
     with pytest.raises(InputError, match="column 'site' not found"):
         find_slices(table.drop(columns="site"), ["site"], "fpr")
+
+
+def test_auc_search_close_to_exact_and_test_is_delong():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(4)
+    n = 4000
+    y = rng.integers(0, 2, n)
+    site = rng.choice(["A", "B", "C"], n)
+    noise = np.where(site == "C", 2.0, 0.7)  # site C ranks worse
+    score = 1 / (1 + np.exp(-(2 * y - 1 + rng.normal(0, noise))))
+    table = pd.DataFrame({"y_true": y, "y_score": score, "site": site})
+    attributes = encode_attributes(table, ["site"])
+    stat = make_statistic(table, "auc")
+    found = search(attributes, stat, np.arange(n), depth=1)
+    c = found.candidates.set_index(found.candidates["values"].map(lambda v: attributes[0].levels[v[0]]))
+    in_c = site == "C"
+    exact = roc_auc_score(y[in_c], score[in_c]) - roc_auc_score(y[~in_c], score[~in_c])
+    assert c.loc["C", "effect"] == pytest.approx(exact, abs=0.01)  # 64 score bins: ties within a bin
+    assert c["z"].idxmax() == "C"
+    result = find_slices(table, ["site"], "auc", seed=1)
+    first = result.slices.iloc[0]
+    half = split_halves(table, None, 0.5, seed=1)
+    test_c, test_rest = in_c & ~half, ~in_c & ~half
+    assert first["slice"] == "site=C" and first["significant"]
+    assert first["value"] == pytest.approx(roc_auc_score(y[test_c], score[test_c]))
+    assert first["rest_value"] == pytest.approx(roc_auc_score(y[test_rest], score[test_rest]))
