@@ -218,3 +218,23 @@ def test_auc_search_close_to_exact_and_test_is_delong():
     assert first["slice"] == "site=C" and first["significant"]
     assert first["value"] == pytest.approx(roc_auc_score(y[test_c], score[test_c]))
     assert first["rest_value"] == pytest.approx(roc_auc_score(y[test_rest], score[test_rest]))
+
+
+def test_bound_pruning_keeps_the_best():
+    # a strong depth-1 failure (FPR 0.4 vs 0.1 for one site) makes the pool's z threshold high, so
+    # small cells of the noise attributes x, y, z (10 values each) cannot reach it and are pruned
+    rng = np.random.default_rng(0)
+    n = 20_000
+    table = pd.DataFrame({"y_true": 0, "site": rng.choice(list("ABCDE"), n)})
+    for k in "xyz":
+        table[k] = rng.integers(0, 10, n).astype(str)
+    rate = np.where(table["site"] == "D", 0.4, 0.1)
+    table["y_score"] = np.where(rng.random(n) < rate, 0.9, 0.1)
+    attributes = encode_attributes(table, ["site", "x", "y", "z"])
+    stat = make_statistic(table, "fpr")
+    pruned = search(attributes, stat, np.arange(n), min_positives=0, pool=5)
+    full = search(attributes, stat, np.arange(n), min_positives=0, pool=10**9)
+    assert pruned.n_cells_pruned > 0 and full.n_cells_pruned == 0
+    assert len(pruned.candidates) < len(full.candidates)
+    top = np.sort(full.candidates["z"].to_numpy())[-5:]
+    np.testing.assert_array_equal(np.sort(pruned.candidates["z"].to_numpy())[-5:], top)

@@ -451,7 +451,8 @@ class SearchResult:
     cubes: dict[tuple[int, ...], _Cube]
     total: np.ndarray
     n_subsets: int
-    n_pruned: int
+    n_pruned: int  # attribute sets skipped: no cell had every parent alive
+    n_cells_pruned: int  # cells meeting the support rules but left out by a parent's bound
     codes: list[np.ndarray]  # attribute codes of the searched rows
     kinds: np.ndarray
     n_kinds: int
@@ -489,7 +490,7 @@ def search(
     cubes: dict[tuple[int, ...], _Cube] = {}
     frames = []
     tau = -np.inf
-    n_subsets = n_pruned = 0
+    n_subsets = n_pruned = n_cells_pruned = 0
     for d in range(1, depth + 1):
         for attrs in itertools.combinations(range(len(attributes)), d):
             n_subsets += 1
@@ -516,6 +517,7 @@ def search(
             )
             ok[_excluded(shape)] = False
             if parents_alive is not None:
+                n_cells_pruned += int((ok & ~parents_alive).sum())
                 ok &= parents_alive
             z = stat.z(stats, total - stats)
             cube = _Cube(attrs, shape, stats, ok.copy())
@@ -540,7 +542,9 @@ def search(
             "effect": np.concatenate([f[4] for f in frames] or [np.empty(0)]),
         }
     )
-    return SearchResult(found, cubes, total, n_subsets, n_pruned, codes, kinds, n_kinds, weights)
+    return SearchResult(
+        found, cubes, total, n_subsets, n_pruned, n_cells_pruned, codes, kinds, n_kinds, weights
+    )
 
 
 def _excluded(shape: tuple[int, ...]) -> np.ndarray:
@@ -839,5 +843,6 @@ def find_slices(
         "n_test_rows": len(test_idx),
         "attribute_sets": found.n_subsets,
         "attribute_sets_pruned": found.n_pruned,
+        "slices_pruned": found.n_cells_pruned,
     }
     return SliceResult(slices.reset_index(drop=True), candidates, len(found.candidates), options)
