@@ -28,11 +28,11 @@ from scipy import special, stats
 
 from fairmed.data.synth_predictions import PLANTED, planted_slice_predictions
 from fairmed.metrics.multiplicity import holm
+from fairmed.metrics.slice_stats import make_statistic
 from fairmed.metrics.slices import (
     encode_attributes,
     find_slices,
     fold_redundant,
-    make_statistic,
     search,
     slice_name,
 )

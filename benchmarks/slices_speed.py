@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 from fairmed.data.synth_predictions import planted_slice_predictions
-from fairmed.metrics.slices import encode_attributes, find_slices, fold_redundant, make_statistic, search
+from fairmed.metrics.slice_stats import make_statistic
+from fairmed.metrics.slices import encode_attributes, find_slices, fold_redundant, search
 
 
 def best_of(fn, repeat: int):

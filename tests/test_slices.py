@@ -9,12 +9,11 @@ from hypothesis import strategies as st
 
 from fairmed.data.synth_predictions import planted_slice_predictions
 from fairmed.errors import InputError, SpecError
+from fairmed.metrics.slice_stats import delong, make_statistic
 from fairmed.metrics.slices import (
-    delong,
     encode_attributes,
     find_slices,
     fold_redundant,
-    make_statistic,
     quartile_edges,
     search,
     slice_name,
