@@ -18,7 +18,7 @@ from fairmed.report.core.overview import overview_section
 from fairmed.report.core.performance import performance_section
 from fairmed.report.html import page_html
 from fairmed.report.sections import Section, sections_for
-from fairmed.report.summary import find, summary_section
+from fairmed.report.summary import audit_adjustment, find, summary_section
 from fairmed.report.tidy import SplitResults, split_results
 from fairmed.schema import RESULT_COLUMNS
 
@@ -34,10 +34,11 @@ def collect_sections(ctx: ReportContext) -> list[Section]:
     """Every section of the report in reading order."""
     split = _split(ctx)
     criteria = criteria_table(split, ctx.tolerance) if not split.groups.empty else None
-    sections = [summary_section(split, ctx.tolerance, criteria), overview_section(ctx, split)]
+    adjust = audit_adjustment(ctx.audit)
+    sections = [summary_section(split, ctx.tolerance, criteria, adjust), overview_section(ctx, split)]
     sections += [s for s in (performance_section(ctx, split), fairness_section(ctx, split)) if s is not None]
     sections += curve_sections(ctx, split)
-    finding = find(split, ctx.tolerance)
+    finding = find(split, ctx.tolerance, adjust=adjust)
     comparison = comparison_section(ctx, split, lead_gap=finding.metric if finding else None)
     if comparison is not None:
         sections.append(comparison)
