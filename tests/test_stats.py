@@ -177,3 +177,12 @@ def test_exact_floors_of_the_seed_tests():
         "so **** and *** cannot occur."
     )
     assert star_floor_note(1e-6, "test", "many seeds") == ""
+
+
+def test_stouffer_by_hand():
+    from fairmed.metrics.stats import stouffer
+
+    z, p = stouffer([1.0, 2.0, 3.0, np.nan])  # 6 / sqrt 3 = 3.4641; 2 Phi(-3.4641) = 5.32e-4
+    assert z == pytest.approx(6 / np.sqrt(3))
+    assert p == pytest.approx(2 * sps.norm.sf(6 / np.sqrt(3)))
+    assert stouffer([1.0, -1.0]) == (0.0, 1.0)

@@ -210,6 +210,20 @@ def star_floor_note(min_p: float, test: str, unit: str) -> str:
     return f"With {unit} the smallest p-value the {test} can give is {min_p:.2g}, so {cannot} cannot occur."
 
 
+def stouffer(z: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Stouffer's combination of independent signed z-scores -> (Z = sum z / sqrt k, two-sided p).
+
+    Keeps the sign: seeds whose differences point the same way add up, opposite ones cancel. NaN
+    scores are dropped; none left gives NaN.
+    """
+    values = np.asarray(z, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    combined = float(values.sum() / np.sqrt(len(values)))
+    return combined, float(2 * special.ndtr(-abs(combined)))
+
+
 def compare_runs(
     results: pd.DataFrame,
     metric: str,
