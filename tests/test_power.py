@@ -113,3 +113,22 @@ def test_audit_mdg_from_point_values():
     assert out["tpr"] == pytest.approx(pw.minimum_detectable_gap("tpr", [400, 120], 0.3, pooled))
     assert set(out) == {"tpr", "auc"}
     assert pw.audit_mdg({"n": np.array([10.0]), "prevalence": np.array([0.5])}) == {}
+
+
+def test_power_command(capsys):
+    from fairmed.cli import main
+
+    main(["power", "--n", "400", "--n", "120", "--metric", "tpr", "--prevalence", "0.3", "--value", "0.8"])
+    out = capsys.readouterr().out.splitlines()
+    d = pw.minimum_detectable_gap("tpr", [400, 120], 0.3, 0.8)
+    assert out[1] == f"minimum detectable gap: {d:.3f}" == "minimum detectable gap: 0.217"
+    main(["power", "--n", "400", "--n", "120", "--prevalence", "0.3", "--value", "0.8", "--gap", "0.05"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == (
+        "images per group for power 0.8 against a gap of 0.05 (groups of equal size): "
+        f"{pw.n_per_group('tpr', 0.05, 0.3, 0.8)}"
+    )
+    with pytest.raises(SystemExit) as exc:
+        main(["power", "--n", "400"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --n: give one size per group, at least two (got 1)"

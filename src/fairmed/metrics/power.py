@@ -83,8 +83,13 @@ def power(
 ) -> float:
     """Power of the two-sided level-``alpha`` z test against a gap ``gap`` between two groups of sizes
     ``n`` (images) and prevalences ``prevalence``, the metric being ``value`` on average."""
-    (n1, p1), (n2, p2) = _two_groups(metric, n, prevalence)
-    z = special.ndtri(1 - alpha / 2)
+    pair = _two_groups(metric, n, prevalence)
+    return _pair_power(metric, gap, pair, value, float(special.ndtri(1 - alpha / 2)))
+
+
+def _pair_power(metric: str, gap: float, pair, value: float, z: float) -> float:
+    """:func:`power` for the pair of (size, prevalence) already chosen, at the critical value ``z``."""
+    (n1, p1), (n2, p2) = pair
     lo, hi = _pair(value, abs(gap))
     d = hi - lo
     m1, m2 = _denominator(metric, n1, p1), _denominator(metric, n2, p2)
@@ -100,9 +105,14 @@ def power(
         if se1 == 0:
             result = 1.0 if d > z * se0 else 0.0
         else:
-            result = float(special.ndtr((d - z * se0) / se1) + special.ndtr((-d - z * se0) / se1))
+            result = _ndtr((d - z * se0) / se1) + _ndtr((-d - z * se0) / se1)
         worst = min(worst, result)
     return worst
+
+
+def _ndtr(x: float) -> float:
+    """The standard normal CDF of a Python float (math.erfc: no numpy call per evaluation)."""
+    return 0.5 * math.erfc(-x / math.sqrt(2))
 
 
 def minimum_detectable_gap(
@@ -119,8 +129,11 @@ def minimum_detectable_gap(
     if not 0 <= value <= 1 or math.isnan(value):
         return math.nan
 
+    pair = _two_groups(metric, n, prevalence)
+    z = float(special.ndtri(1 - alpha / 2))
+
     def short(d: float) -> float:
-        return power(metric, d, n, prevalence, value, alpha) - target
+        return _pair_power(metric, d, pair, value, z) - target
 
     top = short(1.0)
     if math.isnan(top):
