@@ -234,3 +234,17 @@ def test_a_reversed_gap_is_called_reversed():
         summary_lines(finding, 0.05)[3]
         == "swap reversed the fst TPR gap: light is now worse off (gap 0.400 to 0.300)."
     )
+
+
+def test_fairness_section_names_the_underpowered_gaps():
+    from fairmed.report.core.fairness import underpowered_note
+    from fairmed.report.tidy import gap_rows
+
+    gaps = gap_rows(split_results(_audit((0.2, 0.4), mdg=0.2319, light=0.72, dark=0.68)))
+    assert underpowered_note(gaps, 0.05) == (
+        "Too few images to see a gap of 0.05: the minimum detectable gap (80% power, alpha 0.05) exceeds it "
+        "for fst TPR (0.232). There, a gap within the tolerance or a criterion that holds may hide a real gap "
+        "up to that size; `fairmed power` gives the images per group needed."
+    )
+    assert underpowered_note(gaps, 0.3) == ""
+    assert underpowered_note(gaps.drop(columns=["mdg"]), 0.05) == ""
