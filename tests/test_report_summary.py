@@ -248,3 +248,17 @@ def test_fairness_section_names_the_underpowered_gaps():
     )
     assert underpowered_note(gaps, 0.3) == ""
     assert underpowered_note(gaps.drop(columns=["mdg"]), 0.05) == ""
+
+
+def test_alpha_reaches_the_summary_from_the_report_command(tmp_path, capsys):
+    from fairmed.cli import main
+
+    folder = tmp_path / "audit"
+    folder.mkdir()
+    _audit((0.001, 0.02)).to_parquet(folder / "results.parquet")
+    main(["report", str(folder)])
+    assert "- It is unlikely to be chance: adjusted p = 0.02 <= 0.05." in capsys.readouterr().out
+    main(["report", str(folder), "--alpha", "0.01"])
+    out = capsys.readouterr().out
+    assert "- It could be chance: adjusted p = 0.02 > 0.01, so the audit cannot call it significant." in out
+    assert "significant means adjusted p <= 0.01." in out

@@ -547,19 +547,19 @@ def footnote(f: Finding, split: SplitResults) -> str:
     return text
 
 
-def report_summary(out_dir, tolerance: float | None = None) -> list[str]:
+def report_summary(out_dir, tolerance: float | None = None, alpha: float | None = None) -> list[str]:
     """The summary sentences of a study or audit folder, for the terminal (``fairmed report``, the demo);
     ``tolerance`` None: the folder's own."""
     from fairmed.report.context import load_context
     from fairmed.report.core.fairness import criteria_table
     from fairmed.report.tidy import split_results
 
-    ctx = load_context(out_dir, tolerance=tolerance)
+    ctx = load_context(out_dir, tolerance=tolerance, alpha=alpha)
     if ctx.results is None:
         return []
     tolerance = ctx.tolerance
     split = split_results(ctx.results, hint=ctx.predictions)
-    finding = find(split, tolerance, adjust=audit_adjustment(ctx.audit))
+    finding = find(split, tolerance, alpha=ctx.alpha, adjust=audit_adjustment(ctx.audit))
     if finding is None:
         return []
     return summary_lines(finding, tolerance, criteria_table(split, tolerance))
@@ -571,9 +571,13 @@ def audit_adjustment(options: dict | None) -> str:
 
 
 def summary_section(
-    split: SplitResults, tolerance: float, criteria: pd.DataFrame | None, adjust: str = "holm"
+    split: SplitResults,
+    tolerance: float,
+    criteria: pd.DataFrame | None,
+    adjust: str = "holm",
+    alpha: float = ALPHA,
 ) -> Section:
-    finding = find(split, tolerance, adjust=adjust)
+    finding = find(split, tolerance, alpha=alpha, adjust=adjust)
     if finding is None:
         body = "<p>No per-group results with gaps were found, so there is nothing to summarise.</p>"
     else:
