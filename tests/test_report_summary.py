@@ -262,3 +262,16 @@ def test_alpha_reaches_the_summary_from_the_report_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "- It could be chance: adjusted p = 0.02 > 0.01, so the audit cannot call it significant." in out
     assert "significant means adjusted p <= 0.01." in out
+
+
+def test_significance_per_seed_is_counted_not_pooled():
+    seeds = []
+    for seed, p_adj in ((0, 0.01), (1, 0.2), (2, 0.03)):
+        frame = _audit((p_adj / 2, p_adj), method="erm")
+        seeds.append(frame.assign(seed=seed))
+    finding = find(split_results(pd.concat(seeds)), 0.05)
+    assert finding.p_adjusted == [0.01, 0.2, 0.03] and finding.significant is False
+    # median of 0.01, 0.2, 0.03 is 0.03
+    assert summary_lines(finding, 0.05)[1] == (
+        "It is significant (adjusted p <= 0.05) in 2 of 3 seeds (median adjusted p = 0.03)."
+    )
