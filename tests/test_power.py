@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import special
 
 from fairmed.metrics import power as pw
@@ -132,3 +134,19 @@ def test_power_command(capsys):
         main(["power", "--n", "400"])
     assert exc.value.code == 2
     assert capsys.readouterr().err.strip() == "error: --n: give one size per group, at least two (got 1)"
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.sampled_from(pw.METRICS),
+    st.integers(20, 2000),
+    st.integers(20, 2000),
+    st.floats(0.1, 0.9),
+    st.floats(0.55, 0.95),
+)
+def test_mdg_reaches_the_power_and_shrinks_with_more_images(metric, n1, n2, prevalence, value):
+    d = pw.minimum_detectable_gap(metric, [n1, n2], prevalence, value)
+    assert d > 0
+    if math.isfinite(d):
+        assert pw.power(metric, d, [n1, n2], prevalence, value) == pytest.approx(0.8, abs=1e-3)
+    assert pw.minimum_detectable_gap(metric, [4 * n1, 4 * n2], prevalence, value) <= d
