@@ -234,6 +234,9 @@ def test_a_reversed_gap_is_called_reversed():
         summary_lines(finding, 0.05)[3]
         == "swap reversed the fst TPR gap: light is now worse off (gap 0.400 to 0.300)."
     )
+    assert footnote(finding, split_results(frame)).endswith(
+        "Changes against the baseline are not tested: one seed per configuration, nothing to test them over."
+    )
 
 
 def test_fairness_section_names_the_underpowered_gaps():

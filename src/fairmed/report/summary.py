@@ -544,6 +544,8 @@ def footnote(f: Finding, split: SplitResults) -> str:
             if floor > f.alpha
             else "."
         )
+    elif tested:
+        text += " Changes against the baseline are not tested: one seed per configuration, nothing to test them over."
     return text
 
 
