@@ -278,3 +278,11 @@ def test_significance_per_seed_is_counted_not_pooled():
     assert summary_lines(finding, 0.05)[1] == (
         "It is significant (adjusted p <= 0.05) in 2 of 3 seeds (median adjusted p = 0.03)."
     )
+
+
+def test_signed_rows_are_not_groups():
+    frame = _audit((0.001, 0.002))
+    signed = frame[frame["group"] == "difference"].assign(group="signed", value=-0.4)
+    split = split_results(pd.concat([frame, signed]))
+    assert "signed" not in set(split.groups["group"]) and "signed" in set(split.gaps["group"])
+    assert find(split, 0.05).worst_group == "dark"

@@ -192,7 +192,8 @@ def split_results(results: pd.DataFrame, hint: pd.DataFrame | None = None) -> Sp
     )
 
 
-GAP_GROUPS = frozenset((*GAP_FORMS, CRITERION))
+# + the audit's signed two-group difference rows (group "signed": first minus second group)
+GAP_GROUPS = frozenset((*GAP_FORMS, CRITERION, "signed"))
 
 
 def is_gap_label(text: str) -> bool:
