@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import special
 
 from fairmed.errors import InputError, SpecError, first_rows
+from fairmed.metrics.delong import auc_variance
 from fairmed.metrics.groups import cross_entropy_terms, direction
 from fairmed.metrics.validate import as_binary_labels, as_probabilities, require_columns
 from fairmed.schema import Y_SCORE, Y_TRUE
@@ -230,10 +231,10 @@ class AucStatistic:
 
     def test(self, member: np.ndarray, idx: np.ndarray, ci: float) -> dict[str, float]:
         y, s = self.y[idx], self.s[idx]
-        a, va = delong(y[member], s[member])
-        b, vb = delong(y[~member], s[~member])
+        a, va = auc_variance(y[member], s[member])
+        b, vb = auc_variance(y[~member], s[~member])
         out = {"n": int(member.sum()), "n_rest": int((~member).sum())}
-        if np.isnan(a) or np.isnan(b):
+        if np.isnan([a, b, va, vb]).any():
             return out | dict.fromkeys(TEST_FIELDS, np.nan)
         se = np.sqrt(va + vb)
         q = float(special.ndtri(0.5 + ci / 2))
@@ -249,22 +250,6 @@ class AucStatistic:
             "z": z,
             "p": float(special.ndtr(-z)),
         }
-
-
-def delong(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
-    """AUC (mid-ranks) and its DeLong variance var(V10)/P + var(V01)/N; NaN without both classes."""
-    from scipy.stats import rankdata
-
-    pos, neg = s[y == 1], s[y == 0]
-    n1, n0 = len(pos), len(neg)
-    if n1 < 2 or n0 < 2:
-        return float("nan"), float("nan")
-    r_all = rankdata(np.concatenate([pos, neg]))
-    r_pos, r_neg = rankdata(pos), rankdata(neg)
-    v10 = (r_all[:n1] - r_pos) / n0  # per positive: share of negatives below (ties half)
-    v01 = 1 - (r_all[n1:] - r_neg) / n1  # per negative: share of positives above
-    auc = float(v10.mean())
-    return auc, float(v10.var(ddof=1) / n1 + v01.var(ddof=1) / n0)
 
 
 def make_statistic(

@@ -337,7 +337,7 @@ class SliceResult:
         )
         frame = pd.concat([value_rows, effect_rows]).sort_values(["rank", "metric"], kind="stable")
         extra = [c for c in frame.columns if c not in RESULT_COLUMNS]
-        return frame[[*RESULT_COLUMNS, *extra]].reset_index(drop=True)
+        return frame.reindex(columns=[*RESULT_COLUMNS, *extra]).reset_index(drop=True)
 
     def report_table(self) -> pd.DataFrame:
         """The tested slices with the search's settings on every row (what the report reads)."""
