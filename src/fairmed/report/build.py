@@ -34,10 +34,13 @@ def collect_sections(ctx: ReportContext) -> list[Section]:
     """Every section of the report in reading order."""
     split = _split(ctx)
     criteria = criteria_table(split, ctx.tolerance) if not split.groups.empty else None
-    sections = [summary_section(split, ctx.tolerance, criteria), overview_section(ctx, split)]
+    sections = [
+        summary_section(split, ctx.tolerance, criteria, ctx.baseline_keys),
+        overview_section(ctx, split),
+    ]
     sections += [s for s in (performance_section(ctx, split), fairness_section(ctx, split)) if s is not None]
     sections += curve_sections(ctx, split)
-    finding = find(split, ctx.tolerance)
+    finding = find(split, ctx.tolerance, ctx.baseline_keys)
     comparison = comparison_section(ctx, split, lead_gap=finding.metric if finding else None)
     if comparison is not None:
         sections.append(comparison)

@@ -49,6 +49,7 @@ class Mitigation:
 
     name: str
     narrowed: list[Change] = field(default_factory=list)
+    baseline: str = ""  # compared with this run, when not the finding's baseline (its own configuration's)
     widened: list[Change] = field(default_factory=list)
     cost: list[Change] = field(default_factory=list)
 
@@ -81,6 +82,22 @@ def _baseline(labels: list[str]) -> str:
     return labels[0]
 
 
+def _baselines(gaps: pd.DataFrame, keys: list[str], labels: list[str], baseline_keys) -> dict[str, str]:
+    """Run label -> the label of its baseline: among the runs that share its keys other than
+    ``baseline_keys`` (a method against ERM of the same configuration); one baseline without them."""
+    held = [k for k in keys if k not in baseline_keys]
+    if not held or len(held) == len(keys):
+        base = _baseline(labels)
+        return dict.fromkeys(labels, base)
+    runs = gaps.drop_duplicates("_run").set_index("_run")
+    cell = run_label(runs, held)
+    out: dict[str, str] = {}
+    for _, members in cell.groupby(cell, sort=False):
+        names = [label for label in labels if label in members.index]
+        out.update(dict.fromkeys(names, _baseline(names)))
+    return out
+
+
 def summary_metrics(split: SplitResults, gaps: pd.DataFrame) -> list[str]:
     """The gap metrics compared for "largest": those on a 0-1 scale (comparable with each other),
     else the lead metric alone (an MSE and a latent std share no unit)."""
@@ -106,8 +123,9 @@ def _largest(base_gaps: pd.DataFrame, metrics: list[str]) -> tuple[str, str]:
     return ranked[0][0]
 
 
-def find(split: SplitResults, tolerance: float = 0.05) -> Finding | None:
-    """Compute the summary's numbers from Results (test split)."""
+def find(split: SplitResults, tolerance: float = 0.05, baseline_keys: tuple[str, ...] = ()) -> Finding | None:
+    """Compute the summary's numbers from Results (test split); ``baseline_keys``: the study kind's
+    (:class:`fairmed.studies.kinds.StudyKind`), so each run meets the baseline of its own configuration."""
     if split.groups.empty:
         return None
     keys = comparison_keys(split.varying)
@@ -122,20 +140,26 @@ def find(split: SplitResults, tolerance: float = 0.05) -> Finding | None:
     gaps = gaps.assign(_run=run_label(gaps, keys))
     labels = list(dict.fromkeys(gaps["_run"]))
     base = _baseline(labels)
+    bases = _baselines(gaps, keys, labels, baseline_keys)
     base_gaps = gaps[gaps["_run"] == base]
     attribute, metric = _largest(base_gaps, metrics)
     finding = _gap_finding(split, keys, base, base_gaps, attribute, metric)
     if finding is None:
         return None
-    others = [label for label in labels if label != base]
+    others = [label for label in labels if label not in set(bases.values())]
     changes = [
-        _mitigation(split, keys, gaps, base, other, (attribute, metric), tolerance) for other in others
+        _mitigation(split, keys, gaps, bases[other], other, (attribute, metric), tolerance)
+        for other in others
     ]
+    for m in changes:
+        m.baseline = "" if bases[m.name] == base else bases[m.name]
     narrowing = sorted(
         (m for m in changes if m.narrowed), key=lambda m: -max(c.before - c.after for c in m.narrowed)
     )
     finding.mitigations = narrowing[:MAX_MITIGATIONS]
-    finding.unhelpful = [m.name for m in changes if not m.narrowed]
+    finding.unhelpful = [
+        m.name + (f" (against {m.baseline})" if m.baseline else "") for m in changes if not m.narrowed
+    ]
     return finding
 
 
@@ -305,7 +329,9 @@ def _listing(parts: list[str]) -> str:
 
 def mitigation_line(m: Mitigation) -> str:
     """One sentence: which gaps a configuration narrowed (and widened) and its overall cost."""
-    text = f"{m.name} narrowed " + _listing([_gap_change(c) for c in m.narrowed[:MAX_CHANGES]])
+    text = f"{m.name}{f' (against {m.baseline})' if m.baseline else ''} narrowed " + _listing(
+        [_gap_change(c) for c in m.narrowed[:MAX_CHANGES]]
+    )
     if m.widened:
         text += " but widened " + _listing([_gap_change(c) for c in m.widened[:MAX_CHANGES]])
     if m.cost:
@@ -380,14 +406,16 @@ def report_summary(out_dir, tolerance: float | None = None) -> list[str]:
         return []
     tolerance = ctx.tolerance
     split = split_results(ctx.results, hint=ctx.predictions)
-    finding = find(split, tolerance)
+    finding = find(split, tolerance, ctx.baseline_keys)
     if finding is None:
         return []
     return summary_lines(finding, tolerance, criteria_table(split, tolerance))
 
 
-def summary_section(split: SplitResults, tolerance: float, criteria: pd.DataFrame | None) -> Section:
-    finding = find(split, tolerance)
+def summary_section(
+    split: SplitResults, tolerance: float, criteria: pd.DataFrame | None, baseline_keys: tuple[str, ...] = ()
+) -> Section:
+    finding = find(split, tolerance, baseline_keys)
     if finding is None:
         body = "<p>No per-group results with gaps were found, so there is nothing to summarise.</p>"
     else:

@@ -88,6 +88,7 @@ STUDY_KIND = StudyKind(
     analyse=analyse,
     fields=BenchmarkFields,
     description="every fairmed mitigation on the same cohort, splits and seeds, per injected bias mechanism",
+    baseline_keys=("method",),  # a method against ERM of its own mechanism
 )
 
 __all__ = [
