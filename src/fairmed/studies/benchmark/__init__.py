@@ -7,14 +7,14 @@ dark skin); a real-data study has one configuration. Methods:
 - training strategies (the spec's ``strategies``): ``erm``, ``reweight``, ``resample``, ``multitask``,
   ``adversarial``, ``groupdro`` — :func:`fairmed.train.fit_predict`;
 - ``gce``: GCE-guided resampling (:func:`fairmed.mitigate.gce.resample_and_fit`);
-- ``thresholds`` / ``reject_option``: post-processing of the ERM model's scores
-  (:mod:`fairmed.mitigate.thresholds`, fitted on the ERM model's validation Predictions);
+- ``thresholds`` / ``reject_option`` / ``calibrated_eqodds``: post-processing of the ERM model's
+  scores (:mod:`fairmed.mitigate.thresholds`, fitted on the ERM model's validation Predictions);
 - ``fairprune`` / ``scp``: FairPrune and SNNL channel pruning of the ERM model
   (:func:`fairmed.studies.pruning.run_pruning`).
 
 Every method sees the same split of a configuration and seed, and the same ``train`` settings
 (model selection ``train.select`` included). The methods that start from the ERM model (ERM
-itself, thresholds, reject option, FairPrune, SCP: the "ERM family") are computed together, once
+itself, thresholds, reject option, calibrated equalized odds, FairPrune, SCP: the "ERM family") are computed together, once
 per configuration and seed, and kept in a deterministic on-disk cache (``<cache>/benchmark/<key>
 .parquet``, key = a hash of the spec, configuration, seed, split tables and fairmed's source code;
 ``<cache>`` = ``train.cache_dir`` / ``$FAIRMED_CACHE`` / ``~/.cache/fairmed``) behind a per-key
@@ -28,7 +28,9 @@ mapped monotonically so that the group's fitted threshold lands on the audit thr
 ``y_score >= threshold`` reproduces the rule's decisions; the raw score stays in ``y_score_raw``).
 Per-group AUCs are therefore the ERM model's; overall AUC is that of the group-recalibrated score.
 Rules are deterministic (``randomize=False``): Hardt et al.'s randomised equalized-odds rules cannot be
-carried by one score column (use ``fairmed postprocess`` for them).
+carried by one score column (use ``fairmed postprocess`` for them). Calibrated equalized odds is
+randomised too, but its output is a score (some rows take their group's base rate, drawn with the
+run's seed), which is its ``y_score`` as it stands.
 
 A method that cannot apply (SCP on an MLP or frozen-feature head: no conv layer; FairPrune/SCP with
 other than two groups; post-processing and GCE on a multi-class label) returns one row with split
@@ -72,6 +74,7 @@ from fairmed.studies.benchmark.settings import (
     KIND,
     MITIGATIONS,
     NOT_APPLICABLE,
+    POST_PROCESSING,
     STRATEGIES,
     BenchmarkFields,
     BenchmarkSettings,
@@ -101,6 +104,7 @@ __all__ = [
     "KIND",
     "MITIGATIONS",
     "NOT_APPLICABLE",
+    "POST_PROCESSING",
     "STRATEGIES",
     "STUDY_KIND",
     "BenchmarkFields",

@@ -1,8 +1,10 @@
 """Analysing the benchmark: per-run measures, summaries over seeds against ERM, the Pareto table,
-notes, group sizes and the plain-language statements."""
+notes, group sizes, the plain-language statements, model selection on validation
+(:mod:`.selection`) and ranks across mechanisms (:mod:`.ranking`)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,9 @@ from fairmed.metrics.criteria import fate
 from fairmed.metrics.ranks import pareto_front
 from fairmed.metrics.stats import mean_interval, paired_p, stars
 from fairmed.schema import OVERALL, Y_TRUE
+from fairmed.studies.benchmark.ranking import ranking_tables
+from fairmed.studies.benchmark.run import methods_of
+from fairmed.studies.benchmark.selection import front_table, selection_summary, selection_table
 from fairmed.studies.benchmark.settings import (
     BASE_METRICS,
     CRITERIA,
@@ -219,15 +224,45 @@ def statements(
     return out
 
 
+def validation_runs(spec: StudySpec, predictions: pd.DataFrame, attribute: str) -> pd.DataFrame:
+    """The run table of the ``val`` split, for model selection: the runner audits the test split
+    only, so the val Predictions are audited here (point values: no bootstrap)."""
+    from fairmed.metrics.audit import audit
+
+    val = predictions[predictions["split"] == "val"] if "split" in predictions.columns else predictions[:0]
+    if val.empty or not spec.groups:
+        return pd.DataFrame(columns=["config", "method", "seed"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small groups in val: the audit's warnings are the test split's too
+        result = audit(
+            val,
+            spec.group_specs()[:1],
+            threshold=float(spec.audit.threshold),
+            bootstrap=0,
+            min_group_size=spec.audit.min_group_size,
+        )
+    return run_table(result.to_frame(), attribute, split="val")
+
+
+def variants(spec: StudySpec) -> dict[str, str]:
+    """method -> the strategy it is a variant of (its ``name``; a mitigation is its own)."""
+    return {m: str((p.get("strategy") or {}).get("name", m)) for m, p in methods_of(spec).items()}
+
+
 def analyse(out_dir: Path, spec: StudySpec, predictions: pd.DataFrame, results: pd.DataFrame) -> None:
     """``tables/benchmark_runs``, ``benchmark_summary``, ``benchmark_pareto``, ``benchmark_notes``,
-    ``benchmark_groups``."""
+    ``benchmark_groups``, ``benchmark_selection`` (+ ``_runs``), ``benchmark_front``,
+    ``benchmark_ranks``, ``benchmark_friedman``."""
     settings = spec.settings().benchmark
     attribute = spec.group_specs()[0].name if spec.groups else OVERALL
     runs = add_fate(run_table(results, attribute), settings.accuracy)
     summary = summary_table(runs, settings.test, spec.audit.ci)
     summary["family"] = summary["method"].map(FAMILY).fillna("in-processing")
     pareto = pareto_table(summary, settings.accuracy, settings.gap)
+    val = validation_runs(spec, predictions, attribute)
+    picks = selection_table(val, runs, settings.gap, variants(spec), settings.accuracy)
+    ranked = {settings.accuracy: True, "auc_worst": True, settings.gap: False}
+    ranks, friedman = ranking_tables(runs, ranked)
     write_tables(
         out_dir,
         {
@@ -238,5 +273,10 @@ def analyse(out_dir: Path, spec: StudySpec, predictions: pd.DataFrame, results: 
             "benchmark_groups": group_sizes(predictions, spec.groups[0])
             if spec.groups
             else pd.DataFrame(columns=["config", "group", "n", "positives"]),
+            "benchmark_selection_runs": picks,
+            "benchmark_selection": selection_summary(picks, spec.audit.ci).assign(gap=settings.gap),
+            "benchmark_front": front_table(val, runs, settings.gap) if len(val) else pd.DataFrame(),
+            "benchmark_ranks": ranks,
+            "benchmark_friedman": friedman,
         },
     )

@@ -14,7 +14,7 @@ import pandas as pd
 from fairmed.errors import FairmedError, SpecError
 from fairmed.schema import Y_SCORE, Y_TRUE
 from fairmed.studies.benchmark.run import methods_of, model_spec, not_applicable, train_config
-from fairmed.studies.benchmark.settings import CONV_ARCHS, BenchmarkSettings
+from fairmed.studies.benchmark.settings import CONV_ARCHS, POST_PROCESSING, BenchmarkSettings
 from fairmed.studies.kinds import RunSpec
 from fairmed.studies.spec import StudySpec
 
@@ -71,10 +71,10 @@ def erm_family(
             frames.append(fairprune_linear(trained, parts, settings, seed).assign(method="fairprune"))
     frames.insert(0, erm.assign(method="erm"))
     tau = float(spec.audit.threshold)
-    for method in ("thresholds", "reject_option"):
+    for method in POST_PROCESSING:
         if method in wanted and not reasons.get(method):
             try:
-                frames.append(post_process(erm, method, groups, settings, tau).assign(method=method))
+                frames.append(post_process(erm, method, groups, settings, tau, seed).assign(method=method))
             except FairmedError as exc:  # e.g. a group without positives in val: the others still stand
                 frames.append(
                     not_applicable(f"cannot fit on the ERM model's val split: {exc}").assign(method=method)
@@ -119,16 +119,26 @@ def fairprune_linear(trained, parts: dict, settings: BenchmarkSettings, seed: in
 
 
 def post_process(
-    erm: pd.DataFrame, method: str, groups, settings: BenchmarkSettings, threshold: float
+    erm: pd.DataFrame, method: str, groups, settings: BenchmarkSettings, threshold: float, seed: int = 0
 ) -> pd.DataFrame:
-    """The ERM Predictions after per-group thresholds or reject option fitted on its ``val`` rows."""
+    """The ERM Predictions after per-group thresholds, reject option or calibrated equalized odds
+    fitted on its ``val`` rows. Calibrated equalized odds' mixed score (drawn with ``seed``) is itself
+    the post-processed ``y_score``: it stays calibrated, and ``>= threshold`` gives its decisions."""
     from fairmed.data.groups import GroupSpec
-    from fairmed.mitigate.thresholds import fit_reject_option, fit_thresholds
+    from fairmed.mitigate.thresholds import fit_calibrated_eqodds, fit_reject_option, fit_thresholds
 
     spec = GroupSpec.parse(groups) if isinstance(groups, str) else GroupSpec.model_validate(groups)
     g = spec.assign(erm).groups.astype(object)
     val = (erm["split"] == "val").to_numpy()
     s, y = erm[Y_SCORE].to_numpy(dtype=float), erm[Y_TRUE].to_numpy()
+    if method == "calibrated_eqodds":
+        rules = fit_calibrated_eqodds(
+            s[val], y[val], g[val], settings.calibrated_cost, threshold=threshold, attribute=spec.name
+        )
+        out = erm.copy()
+        out["y_score_raw"] = s
+        out[Y_SCORE] = rules.mixed_scores(s, g.to_numpy(), seed)
+        return out
     if method == "thresholds":
         rules = fit_thresholds(
             s[val],

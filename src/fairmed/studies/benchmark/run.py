@@ -9,7 +9,14 @@ import pandas as pd
 
 from fairmed.errors import SpecError
 from fairmed.schema import Y_TRUE
-from fairmed.studies.benchmark.settings import CONV_ARCHS, ERM_FAMILY, MITIGATIONS, NOT_APPLICABLE, STRATEGIES
+from fairmed.studies.benchmark.settings import (
+    CONV_ARCHS,
+    ERM_FAMILY,
+    MITIGATIONS,
+    NOT_APPLICABLE,
+    POST_PROCESSING,
+    STRATEGIES,
+)
 from fairmed.studies.kinds import RunSpec, grid_runs
 from fairmed.studies.spec import StudySpec, deep_merge
 
@@ -87,10 +94,10 @@ def applicability(spec: StudySpec, parts: dict, binary: bool) -> dict[str, str]:
     arch = f"{mspec.arch} (frozen features)" if mspec.frozen else mspec.arch
     out = {m: "" for m in (*STRATEGIES, *MITIGATIONS)}
     if not binary:
-        for m in ("gce", "thresholds", "reject_option"):
+        for m in ("gce", *POST_PROCESSING):
             out[m] = "needs a binary label (one score per sample)"
     if n_groups < 2:
-        for m in ("thresholds", "reject_option"):
+        for m in POST_PROCESSING:
             out[m] = out[m] or f"needs at least two groups, found {n_groups}"
     if n_groups != 2:
         for m in ("fairprune", "scp"):

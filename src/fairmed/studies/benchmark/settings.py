@@ -11,8 +11,9 @@ from fairmed.errors import SpecError
 
 KIND = "benchmark"
 STRATEGIES = ("erm", "reweight", "resample", "multitask", "adversarial", "groupdro")
-MITIGATIONS = ("gce", "thresholds", "reject_option", "fairprune", "scp")
-ERM_FAMILY = ("erm", "thresholds", "reject_option", "fairprune", "scp")
+MITIGATIONS = ("gce", "thresholds", "reject_option", "calibrated_eqodds", "fairprune", "scp")
+ERM_FAMILY = ("erm", "thresholds", "reject_option", "calibrated_eqodds", "fairprune", "scp")
+POST_PROCESSING = ("thresholds", "reject_option", "calibrated_eqodds")
 FAMILY = {
     "erm": "in-processing",
     "reweight": "in-processing",
@@ -23,6 +24,7 @@ FAMILY = {
     "gce": "pre-processing",
     "thresholds": "post-processing",
     "reject_option": "post-processing",
+    "calibrated_eqodds": "post-processing",
     "fairprune": "pruning",
     "scp": "pruning",
 }
@@ -85,7 +87,7 @@ class BenchmarkSettings(BaseModel):
 
     mitigations: list[str] = Field(
         default_factory=lambda: list(MITIGATIONS),
-        description="methods beyond the training strategies: gce, thresholds, reject_option, fairprune, scp",
+        description="methods beyond the training strategies: " + ", ".join(MITIGATIONS),
     )
     mechanisms: list[Mechanism] = Field(default_factory=lambda: [Mechanism(name="data")])
     thresholds_target: Literal["equal_opportunity", "demographic_parity", "tpr", "fpr"] = "equal_opportunity"
@@ -93,6 +95,9 @@ class BenchmarkSettings(BaseModel):
     thresholds_tolerance: float = Field(0.02, ge=0.0, description="largest realised gap on val")
     reject_criterion: Literal["equal_opportunity", "demographic_parity"] = "equal_opportunity"
     reject_max_accuracy_loss: float = Field(0.05, ge=0.0, le=1.0)
+    calibrated_cost: Literal["fpr", "fnr", "weighted"] = Field(
+        "weighted", description="calibrated_eqodds: the generalized rate (or weighted cost) to equalise"
+    )
     gce: GceSettings = Field(default_factory=GceSettings)
     pruning: dict[str, Any] = Field(
         default_factory=dict,
