@@ -113,18 +113,30 @@ def test_not_applicable_methods_are_listed(tmp_path, monkeypatch):
             "strategies": ["erm"],
             "train": {"epochs": 2},
             "audit": {"bootstrap": 0, "min_group_size": 5},
-            "benchmark": {"mitigations": ["thresholds", "fairprune", "scp"]},
+            "benchmark": {
+                "mitigations": ["thresholds", "fairprune", "scp"],
+                "mechanisms": [{"name": "a"}, {"name": "b", "source": {"seed": 1}}],
+            },
         }
     )
     out = run_study(spec, tmp_path / "out", jobs=2, report=True)  # two processes share the ERM cache
-    assert len(list((tmp_path / "cache" / "benchmark").glob("*.parquet"))) == 2  # one ERM per seed
+    assert (
+        len(list((tmp_path / "cache" / "benchmark").glob("*.parquet"))) == 4
+    )  # one ERM per seed and mechanism
     notes = pd.read_parquet(out.out_dir / "tables" / "benchmark_notes.parquet")
-    assert notes[["method", "note"]].values.tolist() == [
-        ["scp", "not applicable to arch mlp: SCP prunes conv channels"]
+    assert notes[["config", "method", "note"]].values.tolist() == [
+        [c, "scp", "not applicable to arch mlp: SCP prunes conv channels"] for c in ("a", "b")
     ]
     assert set(out.results["method"]) == {"erm", "thresholds", "fairprune"}
     html = (out.out_dir / "index.html").read_text(encoding="utf-8")
     assert "not applicable to arch mlp" in html
+    # the summary pairs each method of mechanism b with b's ERM, and b's ERM is no mitigation of a's
+    from fairmed.report.summary import report_summary
+
+    lines = report_summary(out.out_dir)
+    named = [line for line in lines if "b · thresholds" in line or "b · fairprune" in line]
+    assert named and all("(against b · erm)" in line for line in named)
+    assert not any(line.startswith("b · erm") or ", b · erm" in line for line in lines)
 
 
 def test_builtin_profiles_validate():
