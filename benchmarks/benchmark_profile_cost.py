@@ -104,8 +104,8 @@ def main() -> None:
     a_cpu = sum(c for _, c in audit_cost) / len(audit_cost)
     print(f"  audit of one run (bootstrap {spec.audit.bootstrap}): {a_wall:.2f} s wall, {a_cpu:.2f} s CPU")
 
-    def per_seed(which: int) -> float:
-        """Seconds of one seed of every configuration and method (+ the extra methods), audits included."""
+    def per_seed(which: int, extra: dict[str, float]) -> float:
+        """Seconds of one seed of every configuration and method (+ ``extra`` methods), audits included."""
         total = 0.0
         for config in configs:
             params = next(r.params for r in runs if r.config == config)
@@ -119,13 +119,16 @@ def main() -> None:
         return total
 
     for which, name in ((1, "CPU seconds (2 idle cores)"), (0, "wall seconds (this machine, now)")):
-        one = per_seed(which) / args.jobs
-        fit = int(args.budget // one) if one > 0 else len(seeds)
-        print(
-            f"from {name}: {one:.0f} s per seed -> {one * len(seeds) / 60:.1f} min for {len(seeds)} seeds; "
-            f"at most {fit} seeds within {args.budget / 60:.0f} min"
-            + (f" (with {len(extra)} extra methods: {', '.join(extra)})" if extra else "")
-        )
+        for label, more in (("this build", {}), (f"+ {len(extra)} extra methods", extra)):
+            if label != "this build" and not more:
+                continue
+            one = per_seed(which, more) / args.jobs
+            fit = int(args.budget // one) if one > 0 else len(seeds)
+            print(
+                f"from {name}, {label} ({len(methods) + len(more)} methods): {one:.0f} s per seed -> "
+                f"{one * len(seeds) / 60:.1f} min for {len(seeds)} seeds; at most {fit} seeds within "
+                f"{args.budget / 60:.0f} min"
+            )
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ class Mitigation:
 
     name: str
     narrowed: list[Change] = field(default_factory=list)
-    baseline: str = ""  # compared with this run, when not the finding's baseline (its own configuration's)
     widened: list[Change] = field(default_factory=list)
     cost: list[Change] = field(default_factory=list)
+    baseline: str = ""  # compared with this run, when not the finding's baseline (its own configuration's)
 
 
 @dataclass
