@@ -124,8 +124,8 @@ def pareto_display(pareto: pd.DataFrame, front: pd.DataFrame | None = None) -> p
         config = pareto["config"].iloc[0]
         shares = front[front["config"] == config].set_index("method")
         for column, heading in (
-            ("val_front", "on val front (seeds)"),
-            ("test_front", "on test front (seeds)"),
+            ("val_front", "on val AUC-gap front (share of seeds)"),
+            ("test_front", "on test AUC-gap front"),
         ):
             out[heading] = out["method"].map(shares[column]).round(2).to_numpy()
     out["method"] = out["method"].map(lambda m: TITLES.get(m, m))
