@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fairmed.errors import InputError, SpecError
 from fairmed.mitigate.thresholds import (
@@ -153,3 +155,26 @@ def test_cli_postprocess_calibrated_eqodds(tmp_path, capsys):
     rules = GroupRules.load(tmp_path / "r.json")
     applied = pd.read_csv(tmp_path / "applied.csv")
     assert applied["y_pred"].tolist() == rules.predict(SCORES, frame["sex"].to_numpy(), 0).tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 4), st.sampled_from(["fpr", "fnr", "weighted"]))
+def test_every_group_is_raised_to_the_costliest(seed, k, constraint):
+    # the expected cost of a mixed group is linear in its share: (1 - m) C_g + m C_trivial,g = C_max
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, k, 400).astype(str)
+    score = rng.beta(1 + rng.random(k)[g.astype(int)] * 3, 2)
+    y = (rng.random(400) < score).astype(int)
+    y[:k], g[:k] = 1, np.arange(k).astype(str)  # every group has both classes
+    y[k : 2 * k], g[k : 2 * k] = 0, np.arange(k).astype(str)
+    rules = fit_calibrated_eqodds(score, y, g, constraint)
+    costs, trivial = {}, {}
+    for name in rules.mix_rates:
+        m = g == name
+        mu = y[m].mean()
+        costs[name] = calibrated_cost(*generalized_rates(score[m], y[m]), mu, constraint)
+        trivial[name] = calibrated_cost(mu, 1 - mu, mu, constraint)
+    top = max(costs.values())
+    for name, mix in rules.mix_rates.items():
+        reached = (1 - mix) * costs[name] + mix * trivial[name]
+        assert reached == pytest.approx(top, abs=1e-12) or (mix == 1.0 and trivial[name] < top)

@@ -19,6 +19,7 @@ from fairmed.metrics.ranks import (
     friedman_statistic,
     iman_davenport,
     nemenyi_q,
+    pareto_front,
 )
 
 # Demsar 2006, Table 5(a): critical values q_alpha of the two-tailed Nemenyi test, k = 2..10
@@ -95,3 +96,12 @@ def test_distance_to_utopia_by_hand():
     assert distance_to_utopia([0.5, 0.5], [0.3, 0.1]).tolist() == [1.0, 0.0]
     d = distance_to_utopia([0.9, np.nan, 0.7], [0.2, 0.1, 0.0])
     assert d[0] == pytest.approx(1.0) and np.isnan(d[1]) and d[2] == pytest.approx(1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=12))
+def test_the_dto_pick_is_on_the_pareto_front(points):
+    # a dominated candidate has no smaller shortfall on either axis and a larger one on one: larger DTO
+    u, g = np.array(points).T
+    d = distance_to_utopia(u, g)
+    assert pareto_front(u, g)[int(np.argmin(d))]
