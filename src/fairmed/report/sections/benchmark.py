@@ -237,10 +237,8 @@ def cd_figure(ranks: pd.DataFrame, tests: pd.DataFrame):
     for ax, (_, t) in zip(axes, tests.iterrows()):
         part = ranks[ranks["measure"].astype(str) == str(t["measure"])]
         names = [TITLES.get(m, m) for m in part["method"].astype(str)]
-        title = (
-            f"{label_of(str(t['measure']))}: Friedman (Iman-Davenport) p = {t['p']:.2g}, "
-            f"{int(t['n'])} blocks ({t['unit']})"
-        )
+        blocks = "configurations" if str(t["unit"]).startswith("configuration") else "seeds"
+        title = f"{label_of(str(t['measure']))}: Friedman p = {t['p']:.2g} over {int(t['n'])} {blocks}"
         draw_cd(ax, names, part["average_rank"].to_numpy(dtype=float), float(t["cd"]), title)
     return fig
 
