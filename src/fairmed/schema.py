@@ -19,6 +19,15 @@ PROBA_PREFIX = "p_"
 REGRESSION_VALUES: tuple[str, ...] = ("recon_mse", "latent_std", "elbo")
 RESULT_COLUMNS: tuple[str, ...] = ("attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "mdg")
 OVERALL = "overall"  # the ``group`` (and ``attribute``) of whole-population rows
+# Predictions columns that are neither attributes nor scores: a post-processed method's raw score, a
+# not-applicable row's note, a pruned model's channel count, GCE's plan rows (``plan_*``)
+AUXILIARY_COLUMNS: tuple[str, ...] = ("y_score_raw", "note", "channels")
+AUXILIARY_PREFIXES: tuple[str, ...] = ("plan_",)
+
+
+def is_auxiliary(column: str) -> bool:
+    """True for a Predictions column that carries bookkeeping, not a sensitive attribute."""
+    return column in AUXILIARY_COLUMNS or column.startswith(AUXILIARY_PREFIXES)
 
 
 def proba_column(k: int) -> str:

@@ -1,5 +1,6 @@
 """Uncertainty and tests: stratified bootstrap weights, percentile intervals, Mann-Whitney U with
-significance stars, and a paired (by seed) Wilcoxon signed-rank test.
+significance stars, paired (by seed) Wilcoxon signed-rank and t-tests, and t-intervals of a mean over
+seeds (ranks, Friedman and Nemenyi: :mod:`fairmed.metrics.ranks`).
 
 The bootstrap never materialises resampled tables: a replicate is a vector of multinomial counts
 (how often each sample was drawn), drawn within each group so that group sizes stay fixed
@@ -302,3 +303,41 @@ def compare_table(
                 table.insert(0, k, v)
             parts.append(table)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+# ------------------------------------------------------------------ over seeds
+def paired_p(a: np.ndarray, b: np.ndarray, test: str = "ttest") -> float:
+    """Two-sided p of a paired test (by seed) of ``a`` vs ``b``: scipy's paired t-test or the
+    Wilcoxon signed-rank test (:func:`paired_test`). NaN pairs are dropped; NaN with
+    fewer than two pairs; 1 when every difference is 0."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    if len(a) < 2:
+        return float("nan")
+    if np.all(a == b):
+        return 1.0
+    if test == "wilcoxon":
+        return paired_test(a, b)[1]
+    from scipy.stats import ttest_rel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # near-identical pairs: scipy's precision note
+        return float(ttest_rel(a, b).pvalue)
+
+
+def mean_interval(values: np.ndarray, ci: float = 0.95) -> tuple[float, float, float, float, int]:
+    """Mean, sd, t-interval (NaN bounds with one value) and n over seeds; NaN values dropped."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    n = len(v)
+    if n == 0:
+        return (np.nan,) * 4 + (0,)
+    mean = float(v.mean())
+    if n == 1:
+        return mean, np.nan, np.nan, np.nan, 1
+    from scipy.stats import t
+
+    sd = float(v.std(ddof=1))
+    half = float(t.ppf(0.5 + ci / 2, n - 1)) * sd / np.sqrt(n)
+    return mean, sd, mean - half, mean + half, n

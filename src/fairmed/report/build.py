@@ -37,12 +37,12 @@ def collect_sections(ctx: ReportContext) -> list[Section]:
     criteria = criteria_table(split, ctx.tolerance) if not split.groups.empty else None
     adjust = audit_adjustment(ctx.audit)
     sections = [
-        summary_section(split, ctx.tolerance, criteria, adjust, ctx.alpha),
+        summary_section(split, ctx.tolerance, criteria, adjust, ctx.alpha, ctx.baseline_keys),
         overview_section(ctx, split),
     ]
     sections += [s for s in (performance_section(ctx, split), fairness_section(ctx, split)) if s is not None]
     sections += curve_sections(ctx, split)
-    finding = find(split, ctx.tolerance, alpha=ctx.alpha, adjust=adjust)
+    finding = find(split, ctx.tolerance, alpha=ctx.alpha, adjust=adjust, baseline_keys=ctx.baseline_keys)
     comparison = comparison_section(ctx, split, lead_gap=finding.metric if finding else None)
     if comparison is not None:
         sections.append(comparison)

@@ -63,6 +63,19 @@ class ReportContext:
             return str(self.spec["name"])
         return f"Fairness audit: {self.out_dir.resolve().name}"
 
+    @property
+    def baseline_keys(self) -> tuple[str, ...]:
+        """The run keys that name the baseline of a comparison (the study kind's; () for audits)."""
+        if not self.is_study:
+            return ()
+        from fairmed.errors import SpecError
+        from fairmed.studies.kinds import get_kind
+
+        try:
+            return get_kind(self.kind).baseline_keys
+        except SpecError:  # a folder written by a kind this installation does not know
+            return ()
+
     def color(self, group: str) -> str:
         """The report-wide colour of a group (grey for a name never seen)."""
         return self.colors.get(str(group), NEUTRAL_COLOR)

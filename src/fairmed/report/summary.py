@@ -64,6 +64,7 @@ class Mitigation:
     widened: list[Change] = field(default_factory=list)
     reversed: list[Change] = field(default_factory=list)  # the other group is now worse off
     cost: list[Change] = field(default_factory=list)
+    baseline: str = ""  # compared with this run, when not the finding's baseline (its own configuration's)
 
 
 @dataclass
@@ -107,6 +108,22 @@ def _baseline(labels: list[str]) -> str:
     return labels[0]
 
 
+def _baselines(gaps: pd.DataFrame, keys: list[str], labels: list[str], baseline_keys) -> dict[str, str]:
+    """Run label -> the label of its baseline: among the runs that share its keys other than
+    ``baseline_keys`` (a method against ERM of the same configuration); one baseline without them."""
+    held = [k for k in keys if k not in baseline_keys]
+    if not held or len(held) == len(keys):
+        base = _baseline(labels)
+        return dict.fromkeys(labels, base)
+    runs = gaps.drop_duplicates("_run").set_index("_run")
+    cell = run_label(runs, held)
+    out: dict[str, str] = {}
+    for _, members in cell.groupby(cell, sort=False):
+        names = [label for label in labels if label in members.index]
+        out.update(dict.fromkeys(names, _baseline(names)))
+    return out
+
+
 def summary_metrics(split: SplitResults, gaps: pd.DataFrame) -> list[str]:
     """The gap metrics compared for "largest": those on a 0-1 scale (comparable with each other),
     else the lead metric alone (an MSE and a latent std share no unit)."""
@@ -133,10 +150,15 @@ def _largest(base_gaps: pd.DataFrame, metrics: list[str]) -> tuple[str, str]:
 
 
 def find(
-    split: SplitResults, tolerance: float = 0.05, alpha: float = ALPHA, adjust: str = "holm"
+    split: SplitResults,
+    tolerance: float = 0.05,
+    alpha: float = ALPHA,
+    adjust: str = "holm",
+    baseline_keys: tuple[str, ...] = (),
 ) -> Finding | None:
     """Compute the summary's numbers from Results (test split); ``adjust``: the audit's multiplicity
-    adjustment, named in the summary."""
+    adjustment, named in the summary; ``baseline_keys``: the study kind's
+    (:class:`fairmed.studies.kinds.StudyKind`), so each run meets the baseline of its own configuration."""
     if split.groups.empty:
         return None
     keys = comparison_keys(split.varying)
@@ -151,6 +173,7 @@ def find(
     gaps = gaps.assign(_run=run_label(gaps, keys))
     labels = list(dict.fromkeys(gaps["_run"]))
     base = _baseline(labels)
+    bases = _baselines(gaps, keys, labels, baseline_keys)
     base_gaps = gaps[gaps["_run"] == base]
     attribute, metric = _largest(base_gaps, metrics)
     finding = _gap_finding(split, keys, base, base_gaps, attribute, metric, alpha)
@@ -158,15 +181,22 @@ def find(
         return None
     finding.adjust = adjust
     _power(finding, split, keys, base, tolerance)
-    others = [label for label in labels if label != base]
+    others = [label for label in labels if label not in set(bases.values())]
     changes = [
-        _mitigation(split, keys, gaps, base, other, (attribute, metric), tolerance) for other in others
+        _mitigation(split, keys, gaps, bases[other], other, (attribute, metric), tolerance)
+        for other in others
     ]
+    for m in changes:
+        m.baseline = "" if bases[m.name] == base else bases[m.name]
     _adjust_changes(changes)
     helped = [m for m in changes if m.narrowed or m.reversed]
     narrowing = sorted(helped, key=lambda m: -max(c.before - c.after for c in m.narrowed + m.reversed))
     finding.mitigations = narrowing[:MAX_MITIGATIONS]
-    finding.unhelpful = [m.name for m in changes if not (m.narrowed or m.reversed)]
+    finding.unhelpful = [
+        m.name + (f" (against {m.baseline})" if m.baseline else "")
+        for m in changes
+        if not (m.narrowed or m.reversed)
+    ]
     return finding
 
 
@@ -473,7 +503,7 @@ def mitigation_line(m: Mitigation) -> str:
         parts.append("narrowed " + _listing([_gap_change(c) for c in m.narrowed[:MAX_CHANGES]]))
     if m.reversed:
         parts.append("reversed " + _listing([_reversed_change(c) for c in m.reversed[:MAX_CHANGES]]))
-    text = f"{m.name} " + " and ".join(parts)
+    text = f"{m.name}{f' (against {m.baseline})' if m.baseline else ''} " + " and ".join(parts)
     if m.widened:
         text += " but widened " + _listing([_gap_change(c) for c in m.widened[:MAX_CHANGES]])
     if m.cost:
@@ -561,7 +591,9 @@ def report_summary(out_dir, tolerance: float | None = None, alpha: float | None 
         return []
     tolerance = ctx.tolerance
     split = split_results(ctx.results, hint=ctx.predictions)
-    finding = find(split, tolerance, alpha=ctx.alpha, adjust=audit_adjustment(ctx.audit))
+    finding = find(
+        split, tolerance, alpha=ctx.alpha, adjust=audit_adjustment(ctx.audit), baseline_keys=ctx.baseline_keys
+    )
     if finding is None:
         return []
     return summary_lines(finding, tolerance, criteria_table(split, tolerance))
@@ -578,8 +610,9 @@ def summary_section(
     criteria: pd.DataFrame | None,
     adjust: str = "holm",
     alpha: float = ALPHA,
+    baseline_keys: tuple[str, ...] = (),
 ) -> Section:
-    finding = find(split, tolerance, alpha=alpha, adjust=adjust)
+    finding = find(split, tolerance, alpha=alpha, adjust=adjust, baseline_keys=baseline_keys)
     if finding is None:
         body = "<p>No per-group results with gaps were found, so there is nothing to summarise.</p>"
     else:

@@ -12,6 +12,10 @@ A study kind turns a validated :class:`~fairmed.studies.spec.StudySpec` into run
   fields; ``spec.settings()`` returns them validated. Without it, unknown fields are errors.
 - ``terminal(out_dir) -> list[str]`` (optional): lines `fairmed run` prints at the end (e.g. the
   paper-shaped tables), read from what ``analyse`` wrote.
+- ``baseline_keys`` (optional): the run keys whose value names the baseline (e.g. ``("method",)``):
+  the report's summary compares each run with the baseline that shares its other keys (the same
+  ``config``: a method with ERM on the same mechanism, never on another data set). Empty: one
+  baseline for the whole study.
 
 The registry maps a name to ``"module:attribute"`` so that importing it (``fairmed studies list``,
 spec validation) imports no torch. Add a kind with one line in :data:`KINDS`, or at run time with
@@ -92,6 +96,7 @@ class StudyKind:
     fields: type[BaseModel] | None = None
     description: str = ""
     terminal: Callable[[Path], list[str]] | None = None
+    baseline_keys: tuple[str, ...] = ()
 
 
 def register_kind(name: str, target: str | StudyKind) -> None:
