@@ -89,6 +89,8 @@ CSV_FIELDS: dict[str, tuple[str, ...]] = {
     "isic_archive": ("csv*",),
     "ham10000": ("metadata",),
     "isic2019": ("ground_truth", "metadata"),
+    "pad_ufes20": ("csv",),
+    "covid_cxr": ("csv",),
 }
 IMAGE_FIELDS: dict[str, str] = {
     "fitzpatrick17k": "images",
@@ -96,6 +98,8 @@ IMAGE_FIELDS: dict[str, str] = {
     "isic_archive": "images",
     "isic2019": "images",
     "ham10000": "images*",
+    "pad_ufes20": "images",
+    "covid_cxr": "images",
 }
 
 

@@ -9,8 +9,9 @@ a new cache is made; otherwise the second call opens the array instantly.
 
 A missing or corrupt image is reported with its id and path: ``strict=True`` raises a
 one-line :class:`DataError`, ``strict=False`` drops it (``kept`` is False there, the
-pixels are zero) and lists it in ``dropped``. A path that resolves outside the image
-root is always an error.
+pixels are zero) and lists it in ``dropped``. A path whose text leaves the image root
+(``..``, an absolute path) is always an error; symlinked folders and files below the
+root are the user's own and are followed.
 
 Cohorts with in-memory images (the generator) are resized with a vectorized
 area/bilinear filter instead.
@@ -82,10 +83,14 @@ def check_relative_paths(paths: pd.Series, where: str, column: str = PATH) -> No
 
 
 def resolve_inside(root: Path, relative: str) -> Path | None:
-    """The real path of ``root/relative``, or None when it escapes ``root`` (symlinks too)."""
-    real_root = os.path.realpath(root)
-    full = os.path.realpath(os.path.join(real_root, relative))
-    if os.path.commonpath([real_root, full]) != real_root:
+    """``root/relative``, or None when the path *text* climbs out of ``root`` ('..', absolute).
+
+    The rule: the CSV's own path text may not leave the image root, but symlinks on disk are the
+    user's and are followed (data sets usually live on another disk behind a symlinked folder).
+    """
+    full = os.path.normpath(os.path.join(root, relative))
+    base = os.path.normpath(root)
+    if os.path.isabs(relative) or os.path.commonpath([base, full]) != base:
         return None
     return Path(full)
 

@@ -2,7 +2,7 @@
 
 ``load_source({"kind": "fitzpatrick17k", "csv": "...", "images": "..."})`` or with a spec
 object. Kinds: ``synth``, ``synth_embeddings``, ``fitzpatrick17k``, ``isic_archive``,
-``isic2019``, ``ham10000``, ``cxr_embeddings``, ``folder``, ``cohort`` (a saved Parquet
+``isic2019``, ``ham10000``, ``cxr_embeddings``, ``folder``, ``pad_ufes20``, ``covid_cxr``, ``cohort`` (a saved Parquet
 cohort). Relative paths in a spec are resolved against ``base_dir`` (the folder of the
 YAML file that holds the spec) when given. Each module's docstring (and docs/data.md)
 gives the exact file layout it expects.
@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from fairmed.data.cohort import Cohort
 from fairmed.data.sources import (
+    covid_cxr,
     cxr_embeddings,
     fitzpatrick17k,
     folder,
@@ -24,6 +25,7 @@ from fairmed.data.sources import (
     ham10000,
     isic2019,
     isic_archive,
+    pad_ufes20,
 )
 from fairmed.data.sources._common import resolve
 from fairmed.errors import SpecError
@@ -37,7 +39,9 @@ SourceSpec = Annotated[
     | isic2019.Isic2019Spec
     | ham10000.Ham10000Spec
     | cxr_embeddings.CxrEmbeddingsSpec
-    | folder.FolderSpec,
+    | folder.FolderSpec
+    | pad_ufes20.PadUfes20Spec
+    | covid_cxr.CovidCxrSpec,
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter = TypeAdapter(SourceSpec)
@@ -52,6 +56,8 @@ LOADERS = {
     "ham10000": ham10000.load,
     "cxr_embeddings": cxr_embeddings.load,
     "folder": folder.load,
+    "pad_ufes20": pad_ufes20.load,
+    "covid_cxr": covid_cxr.load,
 }
 KINDS = tuple(LOADERS)
 DESCRIPTIONS = {
@@ -67,6 +73,8 @@ DESCRIPTIONS = {
             ("ham10000", ham10000),
             ("cxr_embeddings", cxr_embeddings),
             ("folder", folder),
+            ("pad_ufes20", pad_ufes20),
+            ("covid_cxr", covid_cxr),
         )
     },
 }

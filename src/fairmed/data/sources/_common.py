@@ -142,3 +142,51 @@ def resolve(path: Path | None, base_dir: Path | None) -> Path | None:
         return None
     path = Path(os.path.expanduser(str(path)))
     return path if path.is_absolute() or base_dir is None else base_dir / path
+
+
+def find_files(root: Path, names: pd.Series, file: Path | str, column: str) -> pd.Series:
+    """Each file name's path relative to ``root``, wherever it lies below ``root`` (None if absent).
+
+    Published archives split their images into parts (``imgs_part_1..3``, ``images_001..012``);
+    one walk of the tree finds them. Symlinked folders below ``root`` are followed (once each);
+    a name found in two folders is an error naming both.
+    """
+    if not root.is_dir():
+        raise DataError(f"{file}: image folder {root} not found")
+    where: dict[str, str] = {}
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink loop or a folder linked twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        rel = os.path.relpath(folder, root)
+        for name in files:
+            path = name if rel == "." else f"{rel}/{name}"
+            if name in where:
+                raise DataError(
+                    f"{file}: column {column!r}: image {name!r} is in two folders: {where[name]}, {path}"
+                )
+            where[name] = path
+    return names.astype(str).map(where)
+
+
+def place_images(
+    table: pd.DataFrame, root: Path, file: Path | str, column: str, names: pd.Series, on_missing: str
+) -> tuple[pd.DataFrame, int]:
+    """``table`` with a ``path`` column from :func:`find_files` (``names``: the file name of each row,
+    from CSV column ``column``); a row whose image is absent is an error naming it, or is dropped
+    (and counted) with ``on_missing="drop"``."""
+    table = table.assign(path=find_files(root, names, file, column).to_numpy())
+    found = table["path"].notna().to_numpy()
+    if found.all():
+        return table, 0
+    if on_missing == "drop":
+        return table[found].reset_index(drop=True), int((~found).sum())
+    r = int(np.flatnonzero(~found)[0])
+    raise DataError(
+        f"{file}: column {column!r} row {r}: image {names.iloc[r]!r} not found under {root}"
+        f" ({int((~found).sum())} missing; set missing_images: drop to skip them)"
+    )
