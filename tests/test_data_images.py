@@ -59,13 +59,15 @@ def test_strict_names_the_first_bad_image_and_lenient_drops_it(tmp_path):
         load_images(cohort, size=8, cache_dir=tmp_path / "c")
     msg = str(err.value)
     assert "\n" not in msg
-    assert msg.startswith(f"{tmp_path / 'imgs' / 'img04.jpg'}: image of id 'id4' is corrupt")
+    assert msg.startswith(
+        f"{tmp_path / 'imgs' / 'img04.jpg'}: image of id 'id4' is not an image (no known image format)"
+    )
     assert "2 unreadable image(s): ids id4, id7" in msg
     arr = load_images(cohort, size=8, cache_dir=tmp_path / "c", strict=False)
     assert list(np.flatnonzero(~arr.kept)) == [4, 7]
     assert arr.dropped["id"].tolist() == ["id4", "id7"]
     assert arr.dropped["reason"].tolist()[1] == "missing"
-    assert arr.dropped["reason"].tolist()[0].startswith("corrupt")
+    assert arr.dropped["reason"].tolist()[0] == "not an image (no known image format)"
     assert arr.pixels[4].max() == 0
 
 
