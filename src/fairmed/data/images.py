@@ -314,6 +314,18 @@ def load_images(
     return ImageArray(pixels, kept, dropped[["id", "path", "reason"]].reset_index(drop=True), array_file)
 
 
+def readable_subset(cohort: Cohort, size: int, cache_dir: str | Path | None = None) -> Cohort:
+    """The cohort without the rows whose image is missing or cannot be decoded (lenient mode).
+
+    Decodes at ``size`` into the cache the runs read; the dropped rows (id, path, reason) are
+    listed in ``meta["dropped_images"]`` for the study's output folder and report.
+    """
+    arr = load_images(cohort, size, cache_dir=cache_dir, strict=False)
+    kept = cohort if arr.kept.all() else cohort.subset(arr.kept)
+    kept.meta = {**kept.meta, "dropped_images": arr.dropped.astype(str).to_dict(orient="records")}
+    return kept
+
+
 def _empty_dropped() -> pd.DataFrame:
     return pd.DataFrame(
         {"id": pd.Series(dtype=object), "path": pd.Series(dtype=object), "reason": pd.Series(dtype=object)}

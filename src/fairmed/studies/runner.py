@@ -159,6 +159,22 @@ def _cohort_summary(spec: StudySpec) -> pd.DataFrame | None:
     return table[["split", *[c for c in table.columns if c != "split"]]]
 
 
+DROPPED_IMAGES = "dropped_images"  # OUT/tables/dropped_images.parquet: id, path, reason
+
+
+def write_dropped_images(out: Path, spec: StudySpec) -> pd.DataFrame:
+    """``lenient: true``: find the unreadable images once, before the runs (which then read the
+    decoded cache), and list them in ``OUT/tables/dropped_images.parquet`` for the report."""
+    from fairmed.studies.classification import load_cohort
+    from fairmed.studies.kinds import write_tables
+
+    dropped = pd.DataFrame(
+        load_cohort(spec).meta.get("dropped_images") or [], columns=["id", "path", "reason"], dtype=object
+    )
+    write_tables(out, {DROPPED_IMAGES: dropped})
+    return dropped
+
+
 def run_study(
     spec: StudySpec | str | Path,
     out_dir: str | Path | None = None,
@@ -197,6 +213,8 @@ def run_study(
     write_json(out / "versions.json", versions())
 
     remove_stale_temps(out)
+    if spec.lenient:
+        write_dropped_images(out, spec)
     todo = [with_run_checkpoints(r) for r in runs if not run_file(out, r).exists()]
     skipped = [r.run_id for r in runs if run_file(out, r).exists()]
     executed = []

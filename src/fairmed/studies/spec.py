@@ -94,6 +94,9 @@ class StudySpec(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     base_dir: str | None = None  # relative source paths resolve here (the YAML's folder)
+    lenient: bool = Field(
+        False, description="drop images that cannot be decoded (listed in the output) instead of failing"
+    )
 
     def group_specs(self) -> list:
         """The groups as GroupSpecs."""
