@@ -10,7 +10,14 @@ attributes. Results: run keys, ``attribute``, ``group``, ``metric``, ``value``,
 
 from __future__ import annotations
 
-RUN_KEYS: tuple[str, ...] = ("study", "config", "method", "seed", "split")
+RUN_KEYS: tuple[str, ...] = (
+    "study",
+    "config",
+    "method",
+    "seed",
+    "fold",
+    "split",
+)  # fold: with design.cv_folds
 ID = "id"
 Y_TRUE = "y_true"
 Y_SCORE = "y_score"

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from fairmed.data.cohort import Cohort
-from fairmed.design.splits import split_cohort
+from fairmed.design.splits import cv_split, split_cohort
 from fairmed.studies.kinds import RunSpec, StudyKind, grid_runs, write_tables
 from fairmed.studies.spec import StudySpec
 
@@ -96,11 +96,17 @@ def training_cohort(spec: StudySpec, train: dict[str, Any]) -> tuple[Cohort, dic
     return cohort, head_spec(model).model_dump(mode="json")
 
 
-def split_parts(spec: StudySpec, cohort: Cohort, seed: int) -> dict[str, Cohort]:
-    """The study's train/val/test cohorts for one seed."""
+def split_parts(spec: StudySpec, cohort: Cohort, seed: int, fold: int | None = None) -> dict[str, Cohort]:
+    """The study's train/val/test cohorts for one seed (and fold, with ``design.cv_folds``; fold 0
+    when not given)."""
+    design = spec.design
     label = spec.label or cohort.label
-    stratify = spec.design.stratify if spec.design.stratify is not None else [label]
-    parts = split_cohort(cohort, spec.design.fractions, seed, spec.design.group_by, stratify)
+    stratify = design.stratify if design.stratify is not None else [label]
+    if design.cv_folds:
+        val = design.fractions["val"] / max(design.fractions["train"] + design.fractions["val"], 1e-12)
+        parts = cv_split(cohort, design.cv_folds, fold or 0, seed, val, design.group_by, stratify)
+    else:
+        parts = split_cohort(cohort, design.fractions, seed, design.group_by, stratify)
     return {name: cohort.subset(pos) for name, pos in parts.items()}
 
 
@@ -114,7 +120,7 @@ def execute(run: RunSpec) -> pd.DataFrame:
     # share the cores
     train = {"num_threads": 1, **spec.train_settings()}
     cohort, model = training_cohort(spec, train)
-    parts = split_parts(spec, cohort, run.seed)
+    parts = split_parts(spec, cohort, run.seed, run.fold)
     groups = spec.groups[0] if spec.groups else None
     return fit_predict(
         parts["train"],

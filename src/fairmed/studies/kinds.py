@@ -62,17 +62,19 @@ class RunSpec:
     spec: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
     base_dir: str | None = None
+    fold: int | None = None  # the cross-validation fold (design.cv_folds), None without
 
     @property
     def run_id(self) -> str:
-        """A file-name-safe id, unique within a study: ``<config>__<method>__s<seed>``."""
-        raw = f"{self.config}__{self.method}__s{self.seed}"
+        """A file-name-safe id, unique within a study: ``<config>__<method>__s<seed>[__f<fold>]``."""
+        raw = f"{self.config}__{self.method}__s{self.seed}" + ("" if self.fold is None else f"__f{self.fold}")
         return re.sub(r"[^A-Za-z0-9_.=-]+", "-", raw)
 
     @property
     def keys(self) -> dict[str, Any]:
         """The run keys of the Predictions/Results tables (``split`` comes from the kind)."""
-        return {"study": self.study, "config": self.config, "method": self.method, "seed": self.seed}
+        keys = {"study": self.study, "config": self.config, "method": self.method, "seed": self.seed}
+        return keys if self.fold is None else {**keys, "fold": self.fold}
 
     def study_spec(self) -> StudySpec:
         """The validated StudySpec back from the dict (cheap; no file access)."""
@@ -125,7 +127,8 @@ def grid_runs(
     methods: Mapping[str, dict[str, Any]],
     configs: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[RunSpec]:
-    """The common grid: every configuration x method x seed, params merged (method wins)."""
+    """The common grid: every configuration x method x seed (x fold with ``design.cv_folds``), params
+    merged (method wins)."""
     configs = configs or {"default": {}}
     dumped = spec.model_dump(mode="json")
     return [
@@ -137,10 +140,12 @@ def grid_runs(
             spec=dumped,
             params={**cparams, **mparams},
             base_dir=spec.base_dir,
+            fold=fold,
         )
         for config, cparams in configs.items()
         for method, mparams in methods.items()
         for seed in spec.design.seed_list()
+        for fold in spec.design.fold_list()
     ]
 
 

@@ -117,6 +117,10 @@ def _audit(spec: StudySpec, predictions: pd.DataFrame) -> pd.DataFrame:
     a = spec.audit
     splits = list(a.splits) + (["val"] if isinstance(a.threshold, str) else [])
     frame = predictions[predictions["split"].isin(splits)] if "split" in predictions else predictions
+    if spec.design.cv_folds and "fold" in frame.columns:
+        # cross-validation: the folds of one repeat together are its out-of-fold predictions, every
+        # image once; the repeat (seed) stays the unit of replication
+        frame = frame.drop(columns="fold")
     values = None
     if "y_true" not in frame.columns:  # generative kinds: per-sample values
         from fairmed.schema import REGRESSION_VALUES
