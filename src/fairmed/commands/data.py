@@ -91,6 +91,12 @@ CSV_FIELDS: dict[str, tuple[str, ...]] = {
     "isic2019": ("ground_truth", "metadata"),
     "pad_ufes20": ("csv",),
     "covid_cxr": ("csv",),
+    "chexpert": ("csv*",),
+    "mimic_cxr": ("metadata", "labels", "patients", "admissions"),
+    "nih_cxr14": ("csv",),
+    "padchest": ("csv",),
+    "papila": ("od", "os"),
+    "ddi": ("csv",),
 }
 IMAGE_FIELDS: dict[str, str] = {
     "fitzpatrick17k": "images",
@@ -100,6 +106,12 @@ IMAGE_FIELDS: dict[str, str] = {
     "ham10000": "images*",
     "pad_ufes20": "images",
     "covid_cxr": "images",
+    "chexpert": "root",
+    "mimic_cxr": "images",
+    "nih_cxr14": "images",
+    "padchest": "images",
+    "papila": "images",
+    "ddi": "images",
 }
 
 

@@ -2,7 +2,8 @@
 
 ``load_source({"kind": "fitzpatrick17k", "csv": "...", "images": "..."})`` or with a spec
 object. Kinds: ``synth``, ``synth_embeddings``, ``fitzpatrick17k``, ``isic_archive``,
-``isic2019``, ``ham10000``, ``cxr_embeddings``, ``folder``, ``pad_ufes20``, ``covid_cxr``, ``cohort`` (a saved Parquet
+``isic2019``, ``ham10000``, ``cxr_embeddings``, ``folder``, ``pad_ufes20``, ``covid_cxr``, ``chexpert``, ``mimic_cxr``,
+``nih_cxr14``, ``padchest``, ``papila``, ``ddi``, ``cohort`` (a saved Parquet
 cohort). Relative paths in a spec are resolved against ``base_dir`` (the folder of the
 YAML file that holds the spec) when given. Each module's docstring (and docs/data.md)
 gives the exact file layout it expects.
@@ -17,15 +18,21 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from fairmed.data.cohort import Cohort
 from fairmed.data.sources import (
+    chexpert,
     covid_cxr,
     cxr_embeddings,
+    ddi,
     fitzpatrick17k,
     folder,
     generated,
     ham10000,
     isic2019,
     isic_archive,
+    mimic_cxr,
+    nih_cxr14,
     pad_ufes20,
+    padchest,
+    papila,
 )
 from fairmed.data.sources._common import resolve
 from fairmed.errors import SpecError
@@ -41,7 +48,13 @@ SourceSpec = Annotated[
     | cxr_embeddings.CxrEmbeddingsSpec
     | folder.FolderSpec
     | pad_ufes20.PadUfes20Spec
-    | covid_cxr.CovidCxrSpec,
+    | covid_cxr.CovidCxrSpec
+    | chexpert.ChexpertSpec
+    | mimic_cxr.MimicCxrSpec
+    | nih_cxr14.NihCxr14Spec
+    | padchest.PadChestSpec
+    | papila.PapilaSpec
+    | ddi.DdiSpec,
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter = TypeAdapter(SourceSpec)
@@ -58,6 +71,12 @@ LOADERS = {
     "folder": folder.load,
     "pad_ufes20": pad_ufes20.load,
     "covid_cxr": covid_cxr.load,
+    "chexpert": chexpert.load,
+    "mimic_cxr": mimic_cxr.load,
+    "nih_cxr14": nih_cxr14.load,
+    "padchest": padchest.load,
+    "papila": papila.load,
+    "ddi": ddi.load,
 }
 KINDS = tuple(LOADERS)
 DESCRIPTIONS = {
@@ -75,6 +94,12 @@ DESCRIPTIONS = {
             ("folder", folder),
             ("pad_ufes20", pad_ufes20),
             ("covid_cxr", covid_cxr),
+            ("chexpert", chexpert),
+            ("mimic_cxr", mimic_cxr),
+            ("nih_cxr14", nih_cxr14),
+            ("padchest", padchest),
+            ("papila", papila),
+            ("ddi", ddi),
         )
     },
 }

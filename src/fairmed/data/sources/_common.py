@@ -190,3 +190,46 @@ def place_images(
         f"{file}: column {column!r} row {r}: image {names.iloc[r]!r} not found under {root}"
         f" ({int((~found).sum())} missing; set missing_images: drop to skip them)"
     )
+
+
+def map_categories(values: pd.Series, rules: Sequence[tuple[str, str]], other: str = "Other") -> pd.Series:
+    """Free-text categories (e.g. race) -> readable group names.
+
+    ``rules``: (substring, name) pairs tried in order, case-insensitive; a value that no rule
+    matches is ``other``; missing values (:func:`is_missing`, plus 'unable to obtain', 'patient
+    refused', 'declined') stay missing."""
+    text = values.astype("string").str.strip().str.lower()
+    refused = text.str.contains("unable to obtain|refused|declined", regex=True).fillna(False).to_numpy(bool)
+    missing = is_missing(values) | refused
+    out = np.full(len(values), other, dtype=object)
+    decided = np.zeros(len(values), dtype=bool)
+    for needle, name in rules:
+        hit = ~decided & text.str.contains(needle.lower(), regex=False).fillna(False).to_numpy(bool)
+        out[hit] = name
+        decided |= hit
+    out[missing] = None
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def cxr_finding(
+    values: pd.Series, uncertain: str, file: Path | str, column: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A CheXpert-labeller column (1 positive, 0 negative, -1 uncertain, empty not mentioned) as
+    (label 0/1, keep mask): empty = 0; -1 = 0 (``uncertain="zeros"``), 1 (``"ones"``) or the row is
+    dropped (``"drop"``)."""
+    num = pd.to_numeric(values, errors="coerce")
+    bad = (values.notna() & ~num.isin([1, 0, -1])).to_numpy(bool)
+    if bad.any():
+        raise fail(file, column, bad, values, "1, 0, -1 (uncertain) or empty")
+    num = num.fillna(0).to_numpy()
+    unsure = num == -1
+    label = np.where(unsure, 1 if uncertain == "ones" else 0, num).astype(np.int64)
+    keep = ~unsure if uncertain == "drop" else np.ones(len(num), dtype=bool)
+    return label, keep
+
+
+def finding_names(label: str) -> list[str]:
+    """Class names of a binary chest X-ray finding: 'No Finding' -> [finding, no finding]."""
+    if label.strip().lower() in ("no finding", "normal"):
+        return ["finding", "no finding"]
+    return [f"no {label}", label]
