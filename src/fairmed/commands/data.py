@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
 from fairmed.data.images import load_images
-from fairmed.data.sources import DESCRIPTIONS, KINDS, load_source
+from fairmed.data.sources import DESCRIPTIONS, KINDS, LAYOUTS, load_source
 from fairmed.data.synth import SynthConfig, generate
 from fairmed.errors import SpecError
 from fairmed.io import atomic_write, write_table, write_text
@@ -296,7 +296,10 @@ def sources() -> None:
     """List the source kinds and the file layout each expects."""
     for kind in KINDS:
         click.echo(f"{kind:18s} {DESCRIPTIONS[kind]}")
-    click.echo("\nThe exact file layouts: docs/data.md (and each fairmed.data.sources.<kind> docstring).")
+        if LAYOUTS.get(kind):
+            click.echo(LAYOUTS[kind] + "\n")
+    click.echo("More on each (labels, attributes, missing values): docs/data.md and the")
+    click.echo("fairmed.data.sources.<kind> docstrings.")
 
 
 @data.command()

@@ -79,30 +79,46 @@ LOADERS = {
     "ddi": ddi.load,
 }
 KINDS = tuple(LOADERS)
+# the published layouts: kind -> module (its docstring: first line = description, then the layout)
+MODULES = {
+    "fitzpatrick17k": fitzpatrick17k,
+    "isic_archive": isic_archive,
+    "isic2019": isic2019,
+    "ham10000": ham10000,
+    "cxr_embeddings": cxr_embeddings,
+    "folder": folder,
+    "pad_ufes20": pad_ufes20,
+    "covid_cxr": covid_cxr,
+    "chexpert": chexpert,
+    "mimic_cxr": mimic_cxr,
+    "nih_cxr14": nih_cxr14,
+    "padchest": padchest,
+    "papila": papila,
+    "ddi": ddi,
+}
 DESCRIPTIONS = {
     "synth": "the built-in skin-lesion image generator (fairmed.data.synth)",
     "synth_embeddings": "the built-in embedding generator (fairmed.data.synth_embeddings)",
     "cohort": "a cohort saved with Cohort.save (Parquet + .npy arrays)",
-    **{
-        kind: (module.__doc__ or "").strip().splitlines()[0]
-        for kind, module in (
-            ("fitzpatrick17k", fitzpatrick17k),
-            ("isic_archive", isic_archive),
-            ("isic2019", isic2019),
-            ("ham10000", ham10000),
-            ("cxr_embeddings", cxr_embeddings),
-            ("folder", folder),
-            ("pad_ufes20", pad_ufes20),
-            ("covid_cxr", covid_cxr),
-            ("chexpert", chexpert),
-            ("mimic_cxr", mimic_cxr),
-            ("nih_cxr14", nih_cxr14),
-            ("padchest", padchest),
-            ("papila", papila),
-            ("ddi", ddi),
-        )
-    },
+    **{kind: (module.__doc__ or "").strip().splitlines()[0] for kind, module in MODULES.items()},
 }
+
+
+def _layout(module) -> str:
+    """The indented block after "Expected layout::" in a source module's docstring."""
+    doc = module.__doc__ or ""
+    _, found, rest = doc.partition("::\n")
+    if not found:
+        return ""
+    lines = []
+    for line in rest.splitlines()[1:]:
+        if line and not line.startswith(" "):
+            break
+        lines.append(line)
+    return "\n".join(lines).rstrip()
+
+
+LAYOUTS = {kind: _layout(module) for kind, module in MODULES.items()}
 
 
 def parse_source(spec: dict[str, Any] | BaseModel) -> BaseModel:
@@ -143,4 +159,4 @@ def load_source(spec: dict[str, Any] | BaseModel, base_dir: str | Path | None = 
     return LOADERS[parsed.kind](parsed)  # type: ignore[attr-defined]
 
 
-__all__ = ["DESCRIPTIONS", "KINDS", "SourceSpec", "load_source", "parse_source"]
+__all__ = ["DESCRIPTIONS", "KINDS", "LAYOUTS", "SourceSpec", "load_source", "parse_source"]

@@ -101,7 +101,8 @@ def load(spec: ChexpertSpec) -> Cohort:
         require(demo, ["PATIENT", "PRIMARY_RACE"], spec.demographics)
         check_unique(demo, "PATIENT", spec.demographics)
         race = map_categories(demo["PRIMARY_RACE"], RACE_RULES)
-        table["race"] = patient.map(dict(zip(demo["PATIENT"].astype(str), race))).astype(object).to_numpy()
+        by_patient = patient.map(dict(zip(demo["PATIENT"].astype(str), race))).astype(object)
+        table["race"] = by_patient.where(by_patient.notna(), None).to_numpy()
         attributes.append("race")
     table = table[use].reset_index(drop=True)
     if table.empty:

@@ -138,8 +138,9 @@ def load(spec: MimicCxrSpec) -> Cohort:
         race = _per_patient(adm, race_column, map_categories(adm[race_column], RACE_RULES), "same")
         insurance = adm["insurance"].astype(object).where(~is_missing(adm["insurance"]), None)
         insured = _per_patient(adm, "insurance", insurance, "most")
-        table["race"] = rows["subject_id"].map(race).astype(object).to_numpy()
-        table["insurance"] = rows["subject_id"].map(insured).astype(object).to_numpy()
+        for column, values in (("race", race), ("insurance", insured)):
+            mapped = rows["subject_id"].map(values).astype(object)
+            table[column] = mapped.where(mapped.notna(), None).to_numpy()
         attributes += ["race", "insurance"]
     table = table[keep].reset_index(drop=True)
     dropped = 0
