@@ -45,3 +45,23 @@ def test_strict_fails_with_one_line_and_lenient_drops_and_lists(tmp_path, monkey
     assert "lenient: true" in (out / "spec.yaml").read_text()
     html = (out / "index.html").read_text()
     assert "Images dropped as unreadable (2; lenient mode)" in html and bad[1] in html
+
+
+def test_lenient_and_cv_folds_are_spec_fields():
+    from fairmed import SpecError
+    from fairmed.studies.kinds import get_kind
+    from fairmed.studies.spec import resolve_spec
+
+    spec = resolve_spec({"name": "s", "lenient": True, "design": {"cv_folds": 3, "seeds": [0, 1]}})
+    assert spec.lenient and spec.design.fold_list() == [0, 1, 2]
+    runs = get_kind("classification").expand(spec)
+    assert [r.run_id for r in runs[:3]] == [
+        "default__erm__s0__f0",
+        "default__erm__s0__f1",
+        "default__erm__s0__f2",
+    ]
+    assert len(runs) == 6 and runs[0].keys["fold"] == 0
+    with pytest.raises(
+        SpecError, match=r"s.yaml: design.cv_folds: Input should be greater than or equal to 2"
+    ):
+        resolve_spec({"design": {"cv_folds": 1}}, where="s.yaml")
