@@ -186,7 +186,15 @@ def summary(spec, kind, csv, images, seed, settings, groups, out) -> None:
     specs = [GroupSpec.parse(g) for g in groups] if groups else default_groups(cohort)
     table = cohort.describe(specs)
     click.echo(f"{cohort.name}: {len(cohort)} rows, label {cohort.label!r}, pixels: {cohort.pixel_source}")
-    for key in ("dropped_missing_images", "dropped_other_labels", "dropped_uncertain"):
+    for key in (
+        "dropped_missing_images",
+        "dropped_other_labels",
+        "dropped_uncertain",
+        "dropped_other_views",
+        "dropped_unlabelled",
+        "dropped_suspect",
+        "implausible_ages",
+    ):
         if cohort.meta.get(key):
             click.echo(f"  {key.replace('_', ' ')}: {cohort.meta[key]}")
     click.echo(table.to_string(index=False))
