@@ -65,3 +65,7 @@ def test_lenient_and_cv_folds_are_spec_fields():
         SpecError, match=r"s.yaml: design.cv_folds: Input should be greater than or equal to 2"
     ):
         resolve_spec({"design": {"cv_folds": 1}}, where="s.yaml")
+    with pytest.raises(
+        SpecError, match=r"design.cv_folds: study kind 'vae_fairness' does not take cross-validation"
+    ):
+        resolve_spec({"kind": "vae_fairness", "design": {"cv_folds": 5}}, where="s.yaml")

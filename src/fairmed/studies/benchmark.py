@@ -856,6 +856,7 @@ STUDY_KIND = StudyKind(
     analyse=analyse,
     fields=BenchmarkFields,
     description="every fairmed mitigation on the same cohort, splits and seeds, per injected bias mechanism",
+    cross_validation=True,
 )
 
 __all__ = [

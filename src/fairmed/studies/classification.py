@@ -157,6 +157,7 @@ KIND = StudyKind(
     execute=execute,
     analyse=analyse,
     description="train a classifier per strategy x seed on a patient-level split; audit the test split",
+    cross_validation=True,
 )
 
 __all__ = [

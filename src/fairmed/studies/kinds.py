@@ -12,6 +12,8 @@ A study kind turns a validated :class:`~fairmed.studies.spec.StudySpec` into run
   fields; ``spec.settings()`` returns them validated. Without it, unknown fields are errors.
 - ``terminal(out_dir) -> list[str]`` (optional): lines `fairmed run` prints at the end (e.g. the
   paper-shaped tables), read from what ``analyse`` wrote.
+- ``cross_validation``: True when its runs honour ``design.cv_folds`` (split by ``run.fold``); a spec
+  with ``cv_folds`` for any other kind is refused.
 
 The registry maps a name to ``"module:attribute"`` so that importing it (``fairmed studies list``,
 spec validation) imports no torch. Add a kind with one line in :data:`KINDS`, or at run time with
@@ -94,6 +96,7 @@ class StudyKind:
     fields: type[BaseModel] | None = None
     description: str = ""
     terminal: Callable[[Path], list[str]] | None = None
+    cross_validation: bool = False  # its runs honour design.cv_folds (the fold of each RunSpec)
 
 
 def register_kind(name: str, target: str | StudyKind) -> None:

@@ -205,6 +205,8 @@ def _check_parts(spec: StudySpec, where: str) -> None:
         raise SpecError(f"{where}: {exc}") from None
     except ValidationError as exc:
         raise validation_error(f"{where}: groups", exc) from None
+    if spec.design.cv_folds and not kind.cross_validation:
+        raise SpecError(f"{where}: design.cv_folds: study kind {spec.kind!r} does not take cross-validation")
     extra = spec.model_extra or {}
     if kind.fields is None:
         if extra:
