@@ -131,3 +131,26 @@ def test_cv_split_rejects_bad_folds():
         cv_split(table, 3, 3)
     with pytest.raises(SpecError, match="fold 0 of 1"):
         cv_split(table, 1, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    patients=st.integers(1, 30),
+    folds=st.integers(2, 7),
+    seed=st.integers(0, 10_000),
+    val=st.sampled_from([0.0, 0.2, 0.5]),
+)
+def test_cv_split_partitions_rows_and_patients_for_any_table(n, patients, folds, seed, val):
+    from fairmed.design.splits import cv_split
+
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame({"patient_id": rng.integers(0, patients, n), "y": rng.integers(0, 2, n)})
+    tested = np.zeros(n, dtype=int)
+    for fold in range(folds):
+        parts = cv_split(table, folds, fold, seed=seed, val_fraction=val, stratify=["y"])
+        assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(n))
+        tested[parts["test"]] += 1
+        for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
+            assert not set(table["patient_id"].iloc[parts[a]]) & set(table["patient_id"].iloc[parts[b]])
+    assert (tested == 1).all()
