@@ -4,7 +4,8 @@ Expected layout (as the Stanford AIMI release ships it)::
 
     ddi_metadata.csv        (index), DDI_ID, DDI_file, skin_tone (12, 34 or 56), malignant
                             (True/False), disease
-    images/<DDI_file>       one image per row (``images``: the folder of the PNGs)
+    <images>/<DDI_file>     one PNG per row; ``images`` is their folder (in the release the
+                            CSV's own folder: ``images: .``)
 
 ``label``: ``malignant`` (default) or ``disease`` (the 78 diagnoses, sorted). The attribute
 ``skin_tone`` holds DDI's three Fitzpatrick pairs as group names "FST 1-2", "FST 3-4", "FST 5-6"
