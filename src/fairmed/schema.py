@@ -10,7 +10,8 @@ attributes. Results: run keys, ``attribute``, ``group``, ``metric``, ``value``,
 
 from __future__ import annotations
 
-RUN_KEYS: tuple[str, ...] = ("study", "config", "method", "seed", "split")
+# fold: only with design.cv_folds (cross-validation)
+RUN_KEYS: tuple[str, ...] = ("study", "config", "method", "seed", "fold", "split")
 ID = "id"
 Y_TRUE = "y_true"
 Y_SCORE = "y_score"

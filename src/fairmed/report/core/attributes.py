@@ -29,9 +29,10 @@ COUNT_COLUMNS = ("attribute", "value", "label", "n", "group")
 
 def one_run(predictions: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The rows of the first run (study order) on the test split (else the first split), one per
-    image; and a description such as "seed 0, erm, test split"."""
+    image; and a description such as "seed 0, erm, test split". Cross-validation folds are kept
+    together: the test folds of one repeat hold every image once."""
     rows, parts = predictions, []
-    for key in (k for k in RUN_KEYS if k in predictions.columns):
+    for key in (k for k in RUN_KEYS if k in predictions.columns and k != "fold"):
         values = list(dict.fromkeys(rows[key]))
         value = "test" if key == "split" and "test" in values else values[0]
         rows = rows[rows[key] == value]

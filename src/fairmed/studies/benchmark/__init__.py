@@ -92,6 +92,7 @@ STUDY_KIND = StudyKind(
     fields=BenchmarkFields,
     description="every fairmed mitigation on the same cohort, splits and seeds, per injected bias mechanism",
     baseline_keys=("method",),  # a method against ERM of its own mechanism
+    cross_validation=True,
 )
 
 __all__ = [

@@ -125,7 +125,7 @@ def execute(run: RunSpec) -> pd.DataFrame:
     spec = mechanism_spec(run.study_spec(), run.params)
     settings = spec.settings().benchmark
     cohort = load_cohort(spec)
-    parts = split_parts(spec, cohort, run.seed)
+    parts = split_parts(spec, cohort, run.seed, run.fold)
     label = spec.label or cohort.label
     reasons = applicability(spec, parts, _is_binary(cohort, label))
     if reasons.get(run.method):
