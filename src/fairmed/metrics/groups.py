@@ -25,79 +25,20 @@ import numpy as np
 import pandas as pd
 
 from fairmed.metrics.calibration import DEFAULT_BINS, bin_index
-from fairmed.metrics.roc import roc_counts
-
-BINARY_METRICS: tuple[str, ...] = (
-    "n",
-    "prevalence",
-    "auc",
-    "accuracy",
-    "balanced_accuracy",
-    "ppv",
-    "npv",
-    "tpr",
-    "tnr",
-    "fpr",
-    "fnr",
-    "f1",
-    "selection_rate",
-    "bce",
-    "ece",
-    "brier",
+from fairmed.metrics.criteria import binary_criteria
+from fairmed.metrics.names import (  # noqa: F401 (re-exported: callers import them from here)
+    BINARY_METRICS,
+    BOUNDED,
+    DIRECTION,
+    SCORE_METRICS,
+    direction,
 )
-# metrics that need scores (probabilities), not only hard decisions
-SCORE_METRICS = frozenset({"auc", "bce", "ece", "brier"})
-
-# True: higher is better; False: lower is better; None: neither (a description, not a quality)
-DIRECTION: dict[str, bool | None] = {
-    "n": None,
-    "prevalence": None,
-    "selection_rate": None,
-    "auc": True,
-    "accuracy": True,
-    "balanced_accuracy": True,
-    "ppv": True,
-    "npv": True,
-    "tpr": True,
-    "tnr": True,
-    "f1": True,
-    "fpr": False,
-    "fnr": False,
-    "bce": False,
-    "ece": False,
-    "brier": False,
-    # multi-class
-    "precision_macro": True,
-    "recall_macro": True,
-    "f1_macro": True,
-    "auc_ovr": True,
-    # regression-style values
-    "recon_mse": False,
-    "elbo": True,  # the ELBO itself (fairmed.models.vae.evaluate), not the loss -ELBO
-    "latent_std": None,
-}
-# metrics whose range is [0, 1], so that an error rate 1 - m is meaningful for SER
-BOUNDED = frozenset(BINARY_METRICS) - {"n", "bce"} | {
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "auc_ovr",
-}
+from fairmed.metrics.roc import roc_counts
 
 EPS = float(np.finfo(np.float64).eps)
 
 # feature columns of the layout (after them: one calibration-gap column per ECE bin)
 _ONE, _Y, _PRED, _TP, _BCE, _BRIER, _FIRST_BIN = range(7)
-
-
-def direction(metric: str) -> bool | None:
-    """Whether higher values of ``metric`` are better (None: neither), by name or name prefix."""
-    if metric in DIRECTION:
-        return DIRECTION[metric]
-    for name in sorted(DIRECTION, key=len, reverse=True):
-        if metric.startswith(name + "_"):
-            return DIRECTION[name]
-    return None
 
 
 def cross_entropy_terms(y: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -280,6 +221,25 @@ def metrics_from_sums(
     return {m: out[m] for m in BINARY_METRICS if m in out}
 
 
+def rate_denominators(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Denominator n of each metric that is a proportion k / n, from the metrics themselves."""
+    n = values["n"]
+    pos = np.rint(values["prevalence"] * n)
+    pp = np.rint(values["selection_rate"] * n)
+    neg = n - pos
+    return {
+        "prevalence": n,
+        "accuracy": n,
+        "selection_rate": n,
+        "tpr": pos,
+        "fnr": pos,
+        "tnr": neg,
+        "fpr": neg,
+        "ppv": pp,
+        "npv": n - pp,
+    }
+
+
 def point_metrics(layout: BinaryLayout) -> dict[str, np.ndarray]:
     """Per-group metrics of the data as they are: arrays of shape (G,)."""
     sums, auc_num = weighted_sums(layout, np.ones((1, layout.n)))
@@ -379,13 +339,34 @@ class BinaryEngine:
     def bounds(self) -> np.ndarray:
         return self.layout.bounds
 
-    def evaluate(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        from fairmed.metrics.criteria import binary_criteria
+    @property
+    def row_order(self) -> np.ndarray:
+        """Sorted (weight) position -> input row: which row each weight column refers to."""
+        return self.layout.order
 
+    @property
+    def strata(self) -> np.ndarray:
+        """The label of each sorted position (permutation tests shuffle groups within labels)."""
+        return self.layout.features[:, _Y].astype(np.int64)
+
+    def parts(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per-group metrics (R, G) for weights (R, n); no extra state (criteria need only them)."""
         sums, auc_num = weighted_sums(self.layout, weights)
-        values = metrics_from_sums(sums, auc_num, self.layout.has_scores)
-        crit = binary_criteria(values) if len(self.groups) >= 2 else {}
+        return metrics_from_sums(sums, auc_num, self.layout.has_scores), {}
+
+    @staticmethod
+    def criteria(values: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return binary_criteria(values)
+
+    def evaluate(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        values, state = self.parts(weights)
+        crit = self.criteria(values, state) if len(self.groups) >= 2 else {}
         return values, crit
+
+    @staticmethod
+    def proportions(point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Denominators of the metrics that are proportions k / n (Wilson intervals): {metric: n}."""
+        return rate_denominators(point)
 
     def reasons(self, point: dict[str, np.ndarray]) -> list[tuple[str, str, str]]:
         return undefined_reasons(point, self.groups)

@@ -31,8 +31,27 @@ class ValuesEngine:
             first = np.argsort(v, kind="stable")
             order = first[np.argsort(c[first], kind="stable")]
             self._sorted[name] = v[order]
+        self.row_order = keep  # one order per column: the rows are exchangeable (see ``strata``)
         cs = np.sort(c)
         self.bounds = np.searchsorted(cs, np.arange(len(groups) + 1))
+
+    @property
+    def strata(self) -> np.ndarray:
+        """One stratum: a permutation test shuffles group membership over all rows. Weights are
+        applied to each column's own sorted order, so a random membership is random for every
+        column (each column's test is exact; their joint draw is not needed: no criteria)."""
+        return np.zeros(len(self.row_order), dtype=np.int64)
+
+    def parts(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        return self.evaluate(weights)[0], {}
+
+    @staticmethod
+    def proportions(point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {}  # means and quantiles: bootstrap intervals only
+
+    @staticmethod
+    def criteria(values: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {}
 
     def evaluate(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         n_rep, n_groups = weights.shape[0], len(self.groups)

@@ -9,7 +9,10 @@ The bootstrap never materialises resampled tables: a replicate is a vector of mu
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,8 @@ _CACHE_CELLS = 1 << 16  # per-block cells: counting is fastest while the block f
 # bincount out of cache (64 replicates, CPU time: 500,000 rows 0.26 s at 1 vs 0.36 s at 8;
 # 70,000 rows 0.028 s vs 0.032 s)
 _MIN_BLOCK = 1
+
+T = TypeVar("T")
 
 STAR_LEVELS: tuple[tuple[float, str], ...] = ((1e-4, "****"), (1e-3, "***"), (1e-2, "**"), (0.1, "*"))
 
@@ -57,6 +62,44 @@ def replicate_chunks(n_rep: int, n: int, budget: int = 1 << 23) -> list[tuple[in
     """(start, stop) chunks of replicates so that a chunk's weight matrix stays ~``budget`` cells."""
     step = max(1, min(n_rep, budget // max(n, 1)))
     return [(s, min(s + step, n_rep)) for s in range(0, n_rep, step)]
+
+
+def single_threaded_blas():
+    """BLAS threads only spin on the audit's skinny products (and fight the workers): use one.
+
+    ``threadpoolctl`` is optional (it comes with scikit-learn); without it nothing changes.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - depends on the environment
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def map_chunks(
+    fn: Callable[[np.random.Generator, int], T],
+    n_rep: int,
+    n: int,
+    seed_seq: np.random.SeedSequence,
+    workers: int = 1,
+) -> list[T]:
+    """``fn(rng, replicates)`` over chunks of ``n_rep`` replicates of ``n`` samples, in order.
+
+    Chunks bound memory (:func:`replicate_chunks`); each has its own child seed, so results do
+    not depend on ``workers`` (threads: numpy releases the GIL).
+    """
+    chunks = replicate_chunks(n_rep, n)
+    seeds = seed_seq.spawn(len(chunks))
+
+    def run(i: int) -> T:
+        start, stop = chunks[i]
+        return fn(np.random.default_rng(seeds[i]), stop - start)
+
+    with single_threaded_blas():
+        if workers > 1 and len(chunks) > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return list(pool.map(run, range(len(chunks))))
+        return [run(i) for i in range(len(chunks))]
 
 
 def percentile_interval(replicates: np.ndarray, ci: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
