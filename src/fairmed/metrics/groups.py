@@ -270,6 +270,25 @@ def undefined_reasons(values: dict[str, np.ndarray], groups: Sequence[str]) -> l
     return reasons
 
 
+def group_auc(y: np.ndarray, scores: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+    """AUC of each group (codes 0..G-1; negative: left out; None: one group) with the audit's
+    engine (mid-ranks for ties); NaN for a group without both classes. No input validation:
+    for internal callers (model selection) whose arrays are already clean."""
+    y = np.asarray(y, dtype=np.int64)
+    codes = np.zeros(len(y), dtype=np.int64) if codes is None else np.asarray(codes, dtype=np.int64)
+    n_groups = int(codes.max(initial=-1)) + 1
+    if n_groups == 0:
+        return np.full(0, np.nan)
+    layout = layout_binary(
+        y, np.zeros(len(y), dtype=np.int64), codes, [str(g) for g in range(n_groups)], scores
+    )
+    _, auc_num = weighted_sums(layout, np.ones((1, layout.n)))
+    pos = np.add.reduceat(layout.features[:, _Y], layout.bounds[:-1]) if layout.n else np.zeros(n_groups)
+    sizes = np.diff(layout.bounds)
+    pos = np.where(sizes > 0, pos, 0.0)
+    return _div(auc_num[0], pos * (sizes - pos))
+
+
 def choose_threshold(y_true, y_score, rule: str = "youden") -> float:
     """A decision threshold chosen on validation data (decisions are ``score >= threshold``).
 
