@@ -14,7 +14,7 @@ from fairmed.cli import main
 from fairmed.metrics import audit, binary_metrics
 from fairmed.metrics.criteria import binary_criteria
 from fairmed.metrics.intervals import wilson_interval
-from fairmed.metrics.permutation import Shuffler, log_arrangements
+from fairmed.metrics.permutation import SharedShuffles, Shuffler, log_arrangements
 
 # 10 rows: group a (5) and b (5); 2 + 2 positives; distinct scores; decisions at 0.5
 TINY = pd.DataFrame(
@@ -98,17 +98,23 @@ def test_random_shuffles_use_the_plus_one_rule():
 
 def test_shuffles_keep_each_groups_label_counts():
     codes = np.array([0, 0, 1, 1, 1, -1, 0, 1])
+    other = np.array([2, 1, 0, 0, 1, 2, 2, 0])
     strata = np.array([0, 1, 0, 1, 1, 0, 0, 1])
+    shared = SharedShuffles([codes, other], strata)
+    draws = shared.draw(50, np.random.default_rng(0))
+    assert len(draws) == 2 and draws[0].shape == (50, 8)
+    for c, d in zip((codes, other), draws):
+        for s in (0, 1):
+            for g in (-1, 0, 1, 2):  # every stratum keeps its count of each code
+                assert ((d[:, strata == s] == g).sum(1) == ((c == g) & (strata == s)).sum()).all()
+    # one permutation serves both groupings: the pairs (code, other) travel together
+    pairs = {tuple(p) for p in np.stack([codes, other], 1)}
+    assert all(tuple(p) in pairs for p in np.stack([draws[0], draws[1]], -1).reshape(-1, 2))
     shuffler = Shuffler(codes, strata, 2)
-    draws = shuffler.random(50, np.random.default_rng(0))
-    assert (draws[:, 5] == -1).all()  # a row in no group stays out
-    for s in (0, 1):
-        inside = (strata == s) & (codes >= 0)
-        for g in (0, 1):
-            assert ((draws[:, inside] == g).sum(1) == ((codes == g) & inside).sum()).all()
     # strata: {0,1,0 | -1 out} and {0,1,1,1}: 3 * 4 = 12 arrangements, all enumerated once
     assert np.exp(log_arrangements(shuffler.counts)) == pytest.approx(12)
     assert len({tuple(r) for r in shuffler.enumerate()}) == 12
+    assert (shuffler.enumerate()[:, 5] == -1).all()  # a row in no group stays out
 
 
 def test_clear_gap_is_detected_and_null_is_not():

@@ -204,6 +204,9 @@ def audit(
         for spec in specs:
             all_codes, names = codes[spec.name]
             groupings.append((spec.name, _present(all_codes[positions], names)))
+        run_pvalues = _run_pvalues(
+            data, positions, groupings, permutations, thr, n_bins, cache, workers, (seed, run_seed)
+        )
         for g_index, (attribute, (run_codes, names)) in enumerate(groupings):
             where = f" in run {run_label}" if run_label else ""
             if not names:
@@ -211,20 +214,10 @@ def audit(
                     f"attribute {attribute!r}: no row{where} falls in any group (all missing or excluded)"
                 )
             engines = _engines(data, positions, run_codes, names, thr, n_bins, cache)
-            tested = permutations > 0 and len(names) >= 2
-            if tested and "pooled" not in cache:  # one group: shuffles reuse its sort and ranks
-                every = np.zeros(len(positions), dtype=np.int64)
-                cache["pooled"] = _engines(data, positions, every, ["all"], thr, n_bins, cache)
             for e_index, engine in enumerate(engines):
                 stream = np.random.SeedSequence([seed, run_seed, g_index, e_index])
                 rows, why = _evaluate(engine, bootstrap, ci, stream, workers)
-                pvals = {}
-                if tested:
-                    perm_stream = np.random.SeedSequence([seed, run_seed, g_index, e_index, 1])
-                    pooled = cache["pooled"][e_index]
-                    pvals = permutation_pvalues(
-                        pooled, run_codes, len(names), permutations, perm_stream, workers
-                    )
+                pvals = run_pvalues.get((g_index, e_index), {})
                 ids = test_ids(rows["group"], rows["metric"], pvals)
                 rows["p_value"] = pvalue_column(ids, pvals)
                 rows["_test"] = [None if k is None else f"{g_index}:{e_index}:{k}" for k in ids]
@@ -287,6 +280,25 @@ def _with_notes(frame: pd.DataFrame, notes: pd.DataFrame, keys: list[str]) -> pd
     merged = frame.merge(reasons, on=on, how="left", validate="many_to_one")
     merged["note"] = merged["note"].fillna("").astype(object)
     return merged
+
+
+def _run_pvalues(data, positions, groupings, permutations, thr, n_bins, cache, workers, seeds) -> dict:
+    """Permutation p-values of one run: {(grouping index, engine index): {statistic: p}}.
+
+    The engines are built once over all the run's rows as one group (shuffles reuse their sort
+    and ranks) and the groupings share the random shuffles (``fairmed.metrics.permutation``).
+    """
+    tested = [i for i, (attr, (_, names)) in enumerate(groupings) if attr != OVERALL and len(names) >= 2]
+    if permutations == 0 or not tested:
+        return {}
+    every = np.zeros(len(positions), dtype=np.int64)
+    codings = [(groupings[i][1][0], len(groupings[i][1][1])) for i in tested]
+    out = {}
+    for e_index, pooled in enumerate(_engines(data, positions, every, ["all"], thr, n_bins, cache)):
+        stream = np.random.SeedSequence([*seeds, e_index, 1])
+        for i, pvals in zip(tested, permutation_pvalues(pooled, codings, permutations, stream, workers)):
+            out[(i, e_index)] = pvals
+    return out
 
 
 def _adjusted(frame: pd.DataFrame, keys: list[str], method: str) -> np.ndarray:

@@ -75,7 +75,7 @@ def _multiset_arrangements(base: np.ndarray) -> np.ndarray:
 
 
 class Shuffler:
-    """Shuffled group codes (R, n) of the pooled positions: within strata, -1 rows stay -1."""
+    """One grouping's codes at the pooled positions, its per-stratum counts and exact enumeration."""
 
     def __init__(self, codes: np.ndarray, strata: np.ndarray, n_groups: int):
         self.codes = np.asarray(codes, dtype=np.int64)
@@ -95,22 +95,48 @@ class Shuffler:
         """Whether all distinct shuffles number at most ``limit``."""
         return log_arrangements(self.counts) <= math.log(max(limit, 1)) + 1e-9
 
-    def random(self, n_rep: int, rng: np.random.Generator) -> np.ndarray:
-        out = np.full((n_rep, len(self.codes)), -1, dtype=self.dtype)
-        for pos, base in self.blocks:
-            block = np.broadcast_to(base, (n_rep, len(base))).copy()
-            rng.permuted(block, axis=1, out=block)
-            out[:, pos] = block
-        return out
-
     def enumerate(self) -> np.ndarray:
-        """Every distinct shuffle, one per row (the product over strata)."""
+        """Every distinct shuffle (R, n), one per row (the product over strata; -1 rows stay)."""
         per_block = [_multiset_arrangements(base) for _, base in self.blocks]
         total = math.prod(len(a) for a in per_block)
         out = np.full((total, len(self.codes)), -1, dtype=self.dtype)
         grids = np.meshgrid(*[np.arange(len(a)) for a in per_block], indexing="ij")
         for (pos, _), arr, grid in zip(self.blocks, per_block, grids):
             out[:, pos] = arr[grid.ravel()]
+        return out
+
+
+class SharedShuffles:
+    """Random shuffles of all rows within label strata, shared by the groupings of a run.
+
+    A shuffle is a permutation of the positions of each stratum, drawn once and applied to every
+    grouping's codes (one draw per replicate, however many groupings). Rows in no group of a
+    grouping (missing attribute) are shuffled with the others and ignored by its statistics: the
+    test then treats "missing" as one more exchangeable category. Within a stratum the codes are
+    put in a canonical order (by all groupings' codes) before the permutation is applied, so the
+    p-values do not depend on the order of the input rows.
+    """
+
+    def __init__(self, codes: Sequence[np.ndarray], strata: np.ndarray):
+        self.n = len(strata)
+        self.dtype = (
+            np.int16 if max((int(c.max(initial=0)) for c in codes), default=0) < (1 << 15) else np.int32
+        )
+        self.blocks = []  # per stratum: positions, and each grouping's codes in canonical order
+        for s in np.unique(strata):
+            pos = np.flatnonzero(strata == s)
+            canon = np.lexsort([c[pos] for c in reversed(codes)]) if codes else np.arange(len(pos))
+            self.blocks.append((pos, [np.asarray(c[pos][canon], dtype=self.dtype) for c in codes]))
+
+    def draw(self, n_rep: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """Shuffled codes (R, n) of every grouping, from one permutation per stratum and replicate."""
+        n_codes = len(self.blocks[0][1]) if self.blocks else 0
+        out = [np.empty((n_rep, self.n), dtype=self.dtype) for _ in range(n_codes)]
+        for pos, bases in self.blocks:
+            perm = np.broadcast_to(np.arange(len(pos), dtype=np.int32), (n_rep, len(pos))).copy()
+            rng.permuted(perm, axis=1, out=perm)
+            for target, base in zip(out, bases):
+                target[:, pos] = base[perm]
         return out
 
 
@@ -121,8 +147,9 @@ def grouped_statistics(pooled, shuffled: np.ndarray, n_groups: int) -> dict[str,
     """
     values: dict[str, list] = {}
     state: dict[str, list] = {}
+    weights = np.empty(shuffled.shape, dtype=np.float32)
     for g in range(n_groups):
-        weights = (shuffled == g).astype(np.float32)
+        np.equal(shuffled, g, out=weights, casting="unsafe")  # 0/1 membership, no bool temporary
         v, st = pooled.parts(weights)
         for k, a in v.items():
             values.setdefault(k, []).append(a)
@@ -139,33 +166,47 @@ def grouped_statistics(pooled, shuffled: np.ndarray, n_groups: int) -> dict[str,
 
 def permutation_pvalues(
     pooled,
-    codes: np.ndarray,
-    n_groups: int,
+    groupings: Sequence[tuple[np.ndarray, int]],
     n_perm: int,
     seed_seq: np.random.SeedSequence,
     workers: int = 1,
-) -> dict[str, float]:
-    """p-values of every tested statistic of one grouping (see module docstring).
+) -> list[dict[str, float]]:
+    """p-values of every tested statistic of each grouping of one run (see module docstring).
 
     ``pooled``: an engine over the run's rows with a single group (``parts``, ``criteria``,
-    ``row_order``, ``strata``); ``codes``: the grouping's code of each input row of the run (-1:
-    in no group). Returns {statistic key: p}; NaN where the observed statistic is undefined.
+    ``row_order``, ``strata``); ``groupings``: (code of each input row of the run, -1: in no
+    group; number of groups). Returns per grouping {statistic key: p}; NaN where the observed
+    statistic is undefined. A grouping with at most ``n_perm`` distinct shuffles is enumerated
+    (exact p); the others share ``n_perm`` random shuffles.
     """
     order = pooled.row_order
-    shuffler = Shuffler(np.asarray(codes)[order], pooled.strata, n_groups)
-    n = len(order)
-    observed = grouped_statistics(pooled, shuffler.codes[None, :], n_groups)
-    if shuffler.enumerable(min(n_perm, _MAX_EXACT)):
-        null = grouped_statistics(pooled, shuffler.enumerate(), n_groups)
-        extra = 0  # the observed shuffle is among those enumerated
-    else:
+    strata = pooled.strata
+    shufflers = [Shuffler(np.asarray(codes)[order], strata, g) for codes, g in groupings]
+    observed = [grouped_statistics(pooled, sh.codes[None, :], sh.n_groups) for sh in shufflers]
+    nulls: list[dict[str, np.ndarray]] = [{} for _ in shufflers]
+    extra = [0] * len(shufflers)  # enumerated: the observed shuffle is among those counted
+    rest = []
+    for i, sh in enumerate(shufflers):
+        if sh.enumerable(min(n_perm, _MAX_EXACT)):
+            nulls[i] = grouped_statistics(pooled, sh.enumerate(), sh.n_groups)
+        else:
+            rest.append(i)
+    if rest:
+        shared = SharedShuffles([shufflers[i].codes for i in rest], strata)
 
-        def run(rng: np.random.Generator, n_rep: int) -> dict[str, np.ndarray]:
-            return grouped_statistics(pooled, shuffler.random(n_rep, rng), n_groups)
+        def run(rng: np.random.Generator, n_rep: int) -> list[dict[str, np.ndarray]]:
+            draws = shared.draw(n_rep, rng)
+            return [grouped_statistics(pooled, d, shufflers[i].n_groups) for i, d in zip(rest, draws)]
 
-        parts = map_chunks(run, n_perm, n, seed_seq, workers)
-        null = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        extra = 1
+        parts = map_chunks(run, n_perm, len(order), seed_seq, workers)
+        for j, i in enumerate(rest):
+            nulls[i] = {k: np.concatenate([p[j][k] for p in parts]) for k in parts[0][j]}
+            extra[i] = 1
+    return [_pvalues(o, nl, e) for o, nl, e in zip(observed, nulls, extra)]
+
+
+def _pvalues(observed: dict[str, np.ndarray], null: dict[str, np.ndarray], extra: int) -> dict[str, float]:
+    """(extra + #{null >= observed}) / (extra + #null), NaN null statistics left out."""
     out = {}
     for key, obs in observed.items():
         o = float(obs[0])
