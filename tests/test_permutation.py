@@ -242,3 +242,20 @@ def test_spec_audit_settings():
     assert AuditSettings(permutations=0, adjust="bh").adjust == "bh"
     with pytest.raises(ValueError):
         AuditSettings(adjust="bonferroni")
+
+
+def test_membership_sums_equal_weighted_sums():
+    from fairmed.metrics.groups import layout_binary, membership_sums, weighted_sums
+
+    rng = np.random.default_rng(0)
+    n = 300
+    y = rng.integers(0, 2, n)
+    s = np.round(rng.random(n), 1)  # ties
+    layout = layout_binary(y, (s >= 0.5).astype(int), np.zeros(n, dtype=int), ["all"], s)
+    for n_groups, low in ((2, 0), (3, 0), (3, -1)):  # -1: rows in no group (no complement)
+        codes = rng.integers(low, n_groups, (5, n))
+        sums, auc_num = membership_sums(layout, codes, n_groups)
+        for g in range(n_groups):
+            ref_sums, ref_auc = weighted_sums(layout, (codes == g).astype(np.float32))
+            np.testing.assert_allclose(sums[:, g], ref_sums[:, 0], rtol=1e-6)
+            np.testing.assert_array_equal(auc_num[:, g], ref_auc[:, 0])

@@ -179,6 +179,53 @@ def weighted_sums(layout: BinaryLayout, weights: np.ndarray) -> tuple[np.ndarray
     return sums, auc_num
 
 
+def membership_sums(layout: BinaryLayout, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group feature sums (R, G, F) and AUC numerators (R, G) when the rows of a one-group
+    layout belong to groups by ``codes`` (R, n) (-1: in none): the permutation tests' shuffles.
+
+    Like :func:`weighted_sums` with 0/1 weights, group by group, but the AUC counts stay integers
+    (exact) and, when every row is in a group, the last group's AUC comes from the complement:
+    its negatives below a positive are all negatives below it minus the other groups' (no
+    cumulative sum for it). Feature sums are one product per group, so a group's sums do not
+    depend on which group it is (equal sets give equal statistics, as exact tests need).
+    """
+    if len(layout.groups) != 1:
+        raise ValueError("membership_sums needs a layout with all rows in one group")
+    n_rep, n = codes.shape
+    feats = layout.features_as(np.float32)
+    n0 = int(layout.n_neg[0])
+    klo, khi = layout.klo[0], layout.khi[0]
+    auc_terms = layout.has_scores and 0 < n0 < n
+    complement = n_groups >= 2 and not bool((codes < 0).any())
+    sums = np.empty((n_rep, n_groups, feats.shape[1]), dtype=np.float64)
+    auc_num = np.zeros((n_rep, n_groups), dtype=np.float64)
+    weights = np.empty((n_rep, n), dtype=np.float32)
+    below_all = np.zeros((n_rep, n - n0), dtype=np.int64) if complement and auc_terms else None
+    for g in range(n_groups):
+        member = codes == g
+        np.copyto(weights, member)
+        sums[:, g] = weights @ feats
+        if not auc_terms or (complement and g == n_groups - 1):
+            continue
+        cneg = np.zeros((n_rep, n0 + 1), dtype=np.int32)
+        np.cumsum(member[:, :n0], axis=1, dtype=np.int32, out=cneg[:, 1:])
+        below = np.take(cneg, klo, axis=1)
+        if layout.ties:
+            below += np.take(cneg, khi, axis=1)
+        auc_num[:, g] = np.where(member[:, n0:], below, 0).sum(1, dtype=np.int64)
+        if below_all is not None:
+            below_all += below
+    if complement:
+        last = n_groups - 1
+        if auc_terms:
+            every = (klo + khi) if layout.ties else klo  # all negatives below each positive
+            below_last = every[None, :] - below_all
+            auc_num[:, last] = np.where(codes[:, n0:] == last, below_last, 0).sum(1, dtype=np.int64)
+    if layout.ties:
+        auc_num *= 0.5
+    return sums, auc_num
+
+
 def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.full(np.broadcast(num, den).shape, np.nan)
     np.divide(num, den, out=out, where=den > 0)
@@ -371,6 +418,14 @@ class BinaryEngine:
     def parts(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Per-group metrics (R, G) for weights (R, n); no extra state (criteria need only them)."""
         sums, auc_num = weighted_sums(self.layout, weights)
+        return metrics_from_sums(sums, auc_num, self.layout.has_scores), {}
+
+    def group_parts(
+        self, codes: np.ndarray, n_groups: int
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """:meth:`parts` of every group at once when this one-group engine's rows belong to groups
+        by ``codes`` (R, n) (permutation tests)."""
+        sums, auc_num = membership_sums(self.layout, codes, n_groups)
         return metrics_from_sums(sums, auc_num, self.layout.has_scores), {}
 
     @staticmethod
