@@ -246,7 +246,7 @@ def audit(
         warnings.warn(TWO_CLASS_NOTE, TwoClassWarning, stacklevel=2)
     note_frame = pd.DataFrame(notes, columns=[*keys, "attribute", "group", "metric", "reason"])
     frame = pd.concat(frames, ignore_index=True)
-    frame["p_adjusted"] = _adjusted(frame, keys, adjust)
+    frame["p_adjusted"], n_tests = _adjusted(frame, keys, adjust)
     frame = _with_notes(frame[[*keys, *RESULT_COLUMNS]], note_frame, keys)
     frame["n"] = frame["n"].astype(np.int64)
     options = {
@@ -266,6 +266,7 @@ def audit(
         "workers": workers,
         "permutations": permutations,
         "adjust": adjust,
+        "tests": n_tests,
     }
     return AuditResult(frame=frame, notes=note_frame, warnings=lines, options=options)
 
@@ -301,11 +302,12 @@ def _run_pvalues(data, positions, groupings, permutations, thr, n_bins, cache, w
     return out
 
 
-def _adjusted(frame: pd.DataFrame, keys: list[str], method: str) -> np.ndarray:
+def _adjusted(frame: pd.DataFrame, keys: list[str], method: str) -> tuple[np.ndarray, int]:
     """``p_adjusted`` over the family of this audit: every distinct test of every run and grouping
-    (rows that restate another row's statistic, e.g. FNR's gap and TPR's, count once)."""
+    (rows that restate another row's statistic, e.g. FNR's gap and TPR's, count once), and the
+    number of tests in that family."""
     if "_test" not in frame.columns:
-        return np.full(len(frame), np.nan)
+        return np.full(len(frame), np.nan), 0
     tested = frame[frame["_test"].notna()]
     family = tested.drop_duplicates([*keys, "_test"])
     adjusted = pd.Series(adjust_pvalues(family["p_value"].to_numpy(dtype=float), method), index=family.index)
@@ -315,7 +317,7 @@ def _adjusted(frame: pd.DataFrame, keys: list[str], method: str) -> np.ndarray:
     if len(tested):
         rows = pd.MultiIndex.from_frame(tested[[*keys, "_test"]].astype(str))
         out[frame.index.get_indexer(tested.index)] = lookup.reindex(rows).to_numpy()
-    return out
+    return out, len(family)
 
 
 def _specs(attrs, intersect: bool) -> list[GroupSpec]:
@@ -601,7 +603,7 @@ def render_markdown(
                 for m in shown:
                     if m in sub.index:
                         r = sub.loc[m]
-                        cells.append(_fmt(r["value"], r["ci_low"], r["ci_high"], digits))
+                        cells.append(_fmt(r["value"], r["ci_low"], r["ci_high"], digits) + _fmt_p(r))
                     else:
                         cells.append("")
                 if group in GAP_FORMS and group not in ("difference", "signed", "ratio"):
@@ -611,10 +613,25 @@ def render_markdown(
             crit = rows[rows["group"] == CRITERION]
             if not crit.empty:
                 crows = [
-                    [m, _fmt(v, lo, hi, digits)]
-                    for m, v, lo, hi in crit[["metric", "value", "ci_low", "ci_high"]].itertuples(index=False)
+                    [r["metric"], _fmt(r["value"], r["ci_low"], r["ci_high"], digits) + _fmt_p(r)]
+                    for _, r in crit.iterrows()
                 ]
                 out.append(md_table(["criterion", f"{attribute}: value [CI]"], crows))
+    if "p_adjusted" in frame.columns and frame["p_adjusted"].notna().any():
+        adjust = result.options.get("adjust", "holm")
+        how = {"holm": "Holm-adjusted", "bh": "Benjamini-Hochberg-adjusted", "none": "unadjusted"}[adjust]
+        out.append(
+            f"p: permutation test of the gap (group labels shuffled within label strata, "
+            f"{result.options.get('permutations')} shuffles), {how} over all {result.options.get('tests')} tests of "
+            "this audit. The difference interval (max - min) is biased upward and is not a test."
+        )
     if with_warnings and result.warnings:
         out.append("\n".join(f"warning: {w}" for w in result.warnings))
     return "\n\n".join(out) + "\n"
+
+
+def _fmt_p(row) -> str:
+    p = row.get("p_adjusted", np.nan)
+    if p is None or np.isnan(p):
+        return ""
+    return f" p={p:.3g}" if p >= 0.001 else " p<0.001"
