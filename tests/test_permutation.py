@@ -259,3 +259,21 @@ def test_membership_sums_equal_weighted_sums():
             ref_sums, ref_auc = weighted_sums(layout, (codes == g).astype(np.float32))
             np.testing.assert_allclose(sums[:, g], ref_sums[:, 0], rtol=1e-6)
             np.testing.assert_array_equal(auc_num[:, g], ref_auc[:, 0])
+
+
+def test_values_exact_pvalue_by_enumeration():
+    # interleaved groups: membership must follow the rows, not each column's sorted order
+    v = np.array([0.9, 0.1, 0.8, 0.3, 0.7, 0.2, 0.05, 0.4])
+    w = np.array([5.0, 1.0, 2.0, 8.0, 3.0, 7.0, 4.0, 6.0])
+    g = np.array(["a", "b", "a", "b", "a", "b", "b", "a"])
+    frame = pd.DataFrame({"recon_mse": v, "latent_std": w, "g": g})
+    result = audit(
+        frame, ["g"], values=["recon_mse", "latent_std"], bootstrap=0, permutations=1000, min_group_size=0
+    )
+    for column, x in (("recon_mse", v), ("latent_std", w)):
+        observed = abs(x[g == "a"].mean() - x[g == "b"].mean())
+        stats = [
+            abs(x[list(c)].mean() - np.delete(x, list(c)).mean()) for c in itertools.combinations(range(8), 4)
+        ]
+        expected = np.mean(np.array(stats) >= observed - 1e-12)
+        assert _p(result, "difference", f"{column}_mean") == pytest.approx(expected), column
