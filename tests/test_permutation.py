@@ -257,7 +257,7 @@ def test_membership_sums_equal_weighted_sums():
         sums, auc_num = membership_sums(layout, codes, n_groups)
         for g in range(n_groups):
             ref_sums, ref_auc = weighted_sums(layout, (codes == g).astype(np.float32))
-            np.testing.assert_allclose(sums[:, g], ref_sums[:, 0], rtol=1e-6)
+            np.testing.assert_allclose(sums[:, g], ref_sums[:, 0], rtol=1e-5, atol=1e-4)
             np.testing.assert_array_equal(auc_num[:, g], ref_auc[:, 0])
 
 

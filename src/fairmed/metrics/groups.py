@@ -67,6 +67,10 @@ class BinaryLayout:
     def n(self) -> int:
         return int(self.bounds[-1])
 
+    def totals(self) -> np.ndarray:
+        """Sums of every feature over all rows (float64, float32 features as the products see them)."""
+        return self.features_as(np.float32).sum(0, dtype=np.float64)
+
     def features_as(self, dtype) -> np.ndarray:
         if np.dtype(dtype) == np.float64:
             return self.features
@@ -184,10 +188,11 @@ def membership_sums(layout: BinaryLayout, codes: np.ndarray, n_groups: int) -> t
     layout belong to groups by ``codes`` (R, n) (-1: in none): the permutation tests' shuffles.
 
     Like :func:`weighted_sums` with 0/1 weights, group by group, but the AUC counts stay integers
-    (exact) and, when every row is in a group, the last group's AUC comes from the complement:
-    its negatives below a positive are all negatives below it minus the other groups' (no
-    cumulative sum for it). Feature sums are one product per group, so a group's sums do not
-    depend on which group it is (equal sets give equal statistics, as exact tests need).
+    (exact) and, when every row is in a group, the last group is the complement of the others:
+    its feature sums are the totals minus theirs and its negatives below a positive are all
+    negatives below it minus the other groups' (one product and one cumulative sum fewer). Its
+    float sums then differ from a direct product by float32 rounding (~1e-7 relative); counts
+    and AUC numerators are exact.
     """
     if len(layout.groups) != 1:
         raise ValueError("membership_sums needs a layout with all rows in one group")
@@ -201,14 +206,15 @@ def membership_sums(layout: BinaryLayout, codes: np.ndarray, n_groups: int) -> t
     auc_num = np.zeros((n_rep, n_groups), dtype=np.float64)
     weights = np.empty((n_rep, n), dtype=np.float32)
     below_all = np.zeros((n_rep, n - n0), dtype=np.int64) if complement and auc_terms else None
-    for g in range(n_groups):
+    for g in range(n_groups - 1 if complement else n_groups):
         member = codes == g
         np.copyto(weights, member)
         sums[:, g] = weights @ feats
-        if not auc_terms or (complement and g == n_groups - 1):
+        if not auc_terms:
             continue
         cneg = np.zeros((n_rep, n0 + 1), dtype=np.int32)
-        np.cumsum(member[:, :n0], axis=1, dtype=np.int32, out=cneg[:, 1:])
+        # through an int8 view: measured ~2.5x faster than accumulating bool into int32
+        np.cumsum(member[:, :n0].view(np.int8), axis=1, dtype=np.int32, out=cneg[:, 1:])
         below = np.take(cneg, klo, axis=1)
         if layout.ties:
             below += np.take(cneg, khi, axis=1)
@@ -217,6 +223,7 @@ def membership_sums(layout: BinaryLayout, codes: np.ndarray, n_groups: int) -> t
             below_all += below
     if complement:
         last = n_groups - 1
+        sums[:, last] = layout.totals() - sums[:, :last].sum(1)
         if auc_terms:
             every = (klo + khi) if layout.ties else klo  # all negatives below each positive
             below_last = every[None, :] - below_all
