@@ -5,7 +5,11 @@ per attribute with scikit-learn metrics (the way it is normally used); fairmed c
 its other per-group metrics, gaps and criteria in one `audit` call. Prints both times, the ratio
 and the largest difference between the two sets of values.
 
-    .venv/bin/python benchmarks/audit_vs_fairlearn.py [--rows 1000000] [--repeat 3]
+Then the cost of inference on the same rows: the audit with 1,000 bootstrap replicates only, and
+with 1,000 bootstrap replicates plus the permutation tests of every gap and criterion (1,000
+shuffles), and their ratio (target <= 3x). ``--inference-rows 0`` skips this part.
+
+    .venv/bin/python benchmarks/audit_vs_fairlearn.py [--rows 1000000] [--repeat 3] [--inference-rows N]
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import numpy as np
 import pandas as pd
 from _predictions import make_predictions
 
+ATTRS = ["sex", "fst:each", "age:40,60"]
+
 
 def run_fairmed(df: pd.DataFrame) -> pd.DataFrame:
     from fairmed.metrics import audit
 
-    res = audit(df, ["sex", "fst:each", "age:40,60"], bootstrap=0, min_group_size=0).to_frame()
+    res = audit(df, ATTRS, bootstrap=0, permutations=0, min_group_size=0).to_frame()
     return res[res["metric"].isin(["accuracy", "tpr", "fpr", "selection_rate", "auc"])]
 
 
@@ -63,6 +69,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--inference-rows", type=int, default=None, help="rows of the inference timing (default: --rows)"
+    )
+    parser.add_argument("--replicates", type=int, default=1000, help="bootstrap replicates and shuffles")
     args = parser.parse_args()
     df = make_predictions(args.rows)
     t_fm, fm = best_of(lambda: run_fairmed(df), args.repeat)
@@ -79,6 +89,25 @@ def main() -> None:
     print(f"{'fairlearn MetricFrame':<26}{t_fl:>10.3f} s")
     print(f"{'speed-up':<26}{t_fl / t_fm:>10.1f} x   (target >= 10x)")
     print(f"{'largest |difference|':<26}{worst:>10.2e}")
+    rows = args.rows if args.inference_rows is None else args.inference_rows
+    if rows:
+        inference(df if rows == args.rows else make_predictions(rows), args.replicates)
+
+
+def inference(df: pd.DataFrame, replicates: int) -> None:
+    """Bootstrap only vs bootstrap + permutation tests (one run each: they take a while)."""
+    from fairmed.metrics import audit
+
+    times = {}
+    for label, perms in (("bootstrap only", 0), ("bootstrap + permutations", replicates)):
+        t0 = time.perf_counter()
+        audit(df, ATTRS, bootstrap=replicates, permutations=perms, min_group_size=0)
+        times[label] = time.perf_counter() - t0
+    boot, both = times.values()
+    print(f"\ninference on {len(df):,} rows, {replicates:,} bootstrap replicates / shuffles, 3 groupings")
+    print(f"{'bootstrap only':<26}{boot:>10.1f} s")
+    print(f"{'bootstrap + permutations':<26}{both:>10.1f} s")
+    print(f"{'ratio':<26}{both / boot:>10.2f} x   (target <= 3x)")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def test_tidy_results_columns_and_row_kinds():
     overall = frame[frame["attribute"] == "overall"]
     assert set(overall["group"]) == {"overall"}
     gaps = result.gaps()
-    assert set(gaps["group"]) == {"difference", "ratio", "worst", "std", "ser", "criterion"}
+    assert set(gaps["group"]) == {"difference", "signed", "ratio", "worst", "std", "ser", "criterion"}
     crit = result.criteria()
     assert {"demographic_parity", "equalized_odds", "eopp0", "eopp1", "eodd"} <= set(crit["metric"])
     wide = result.by_group()
@@ -77,14 +77,14 @@ def test_threads_do_not_change_results(monkeypatch):
 
     from fairmed.metrics.stats import replicate_chunks
 
-    audit_module = importlib.import_module("fairmed.metrics.audit")
+    stats_module = importlib.import_module("fairmed.metrics.stats")
 
     chunks = []
     small = lambda n_rep, n: chunks.append(1) or replicate_chunks(n_rep, n, budget=3 * n)  # noqa: E731
-    monkeypatch.setattr(audit_module, "replicate_chunks", small)
+    monkeypatch.setattr(stats_module, "replicate_chunks", small)
     frame = _predictions()
-    one = audit(frame, ["sex"], bootstrap=40, workers=1)
-    two = audit(frame, ["sex"], bootstrap=40, workers=2)
+    one = audit(frame, ["sex"], bootstrap=40, workers=1, permutations=40)
+    two = audit(frame, ["sex"], bootstrap=40, workers=2, permutations=40)
     pd.testing.assert_frame_equal(one.to_frame(), two.to_frame())
     assert chunks  # 14 chunks of 3 replicates per grouping
 

@@ -5,7 +5,9 @@ Predictions: one row per (run, sample): the run keys, ``id``, ``y_true``, and
 (multi-class probabilities), optional ``y_pred``, or for generative models the
 per-sample values (``recon_mse``, ``latent_std``, ``elbo``); plus the sensitive
 attributes. Results: run keys, ``attribute``, ``group``, ``metric``, ``value``,
-``ci_low``, ``ci_high``, ``n``, ``mdg`` (the minimum detectable gap, on difference rows).
+``ci_low``, ``ci_high``, ``n``, ``mdg`` (the minimum detectable gap, on difference rows), ``p_value``
+(permutation test of a gap or criterion row) and ``p_adjusted`` (over the audit's family of tests);
+both NaN on rows without a test.
 """
 
 from __future__ import annotations
@@ -18,7 +20,18 @@ Y_SCORE = "y_score"
 Y_PRED = "y_pred"
 PROBA_PREFIX = "p_"
 REGRESSION_VALUES: tuple[str, ...] = ("recon_mse", "latent_std", "elbo")
-RESULT_COLUMNS: tuple[str, ...] = ("attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "mdg")
+RESULT_COLUMNS: tuple[str, ...] = (
+    "attribute",
+    "group",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "mdg",
+    "p_value",
+    "p_adjusted",
+)
 OVERALL = "overall"  # the ``group`` (and ``attribute``) of whole-population rows
 # Predictions columns that are neither attributes nor scores: a post-processed method's raw score, a
 # not-applicable row's note, a pruned model's channel count, GCE's plan rows (``plan_*``)

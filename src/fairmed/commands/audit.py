@@ -51,7 +51,21 @@ def _threshold(text: str) -> float | str:
 @click.option(
     "--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95, show_default=True
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
+@click.option(
+    "--permutations",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="shuffles of the permutation test of each gap and criterion (p_value); 0: no tests",
+)
+@click.option(
+    "--adjust",
+    type=click.Choice(["holm", "bh", "none"]),
+    default="holm",
+    show_default=True,
+    help="p_adjusted over all tests of the audit: Holm (family-wise), BH (false discovery), none",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap and permutation seed")
 @click.option("--bins", "n_bins", type=click.IntRange(min=1), default=10, show_default=True, help="ECE bins")
 @click.option(
     "--min-group-size", type=click.IntRange(min=0), default=30, show_default=True, help="warn below this n"
@@ -95,6 +109,8 @@ def audit(
     intersect: bool,
     bootstrap: int,
     ci: float,
+    permutations: int,
+    adjust: str,
     seed: int,
     n_bins: int,
     min_group_size: int,
@@ -140,6 +156,8 @@ def audit(
             pred=pred,
             n_bins=n_bins,
             workers=workers,
+            permutations=permutations,
+            adjust=adjust,
         )
     shown = [m.strip() for m in metrics.split(",")] if metrics else None
     click.echo(result.to_markdown(shown, with_warnings=False).rstrip("\n"))

@@ -3,8 +3,8 @@ tests, and the audit (Predictions -> Results). numpy, pandas and scipy only: nev
 
 from fairmed.metrics.audit import AuditResult, AuditWarning, SmallGroupWarning, TwoClassWarning, audit
 from fairmed.metrics.calibration import ece, reliability_table
-from fairmed.metrics.criteria import (
-    GAP_FORMS,
+from fairmed.metrics.criteria import GAP_FORMS, fate, fate_table, gap_values
+from fairmed.metrics.fairness import (
     accuracy_parity_difference,
     demographic_parity_difference,
     eodd,
@@ -12,9 +12,6 @@ from fairmed.metrics.criteria import (
     eopp1,
     equal_opportunity_difference,
     equalized_odds_difference,
-    fate,
-    fate_table,
-    gap_values,
     multiclass_demographic_parity,
 )
 from fairmed.metrics.grouped import by_group, difference, ratio

@@ -30,8 +30,6 @@ import re
 import warnings
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +41,11 @@ from fairmed.errors import InputError, SpecError
 from fairmed.metrics.calibration import DEFAULT_BINS
 from fairmed.metrics.criteria import CRITERION, GAP_FORMS, gap_values
 from fairmed.metrics.groups import BinaryEngine, choose_threshold
+from fairmed.metrics.intervals import wilson_interval
+from fairmed.metrics.multiplicity import ADJUSTMENTS, adjust_pvalues
+from fairmed.metrics.permutation import permutation_pvalues, pvalue_column, test_ids
 from fairmed.metrics.regression import ValuesEngine
-from fairmed.metrics.stats import percentile_interval, replicate_chunks, resample_counts
+from fairmed.metrics.stats import map_chunks, percentile_interval, resample_counts
 from fairmed.metrics.validate import (
     as_binary_labels,
     as_class_codes,
@@ -148,6 +149,8 @@ def audit(
     n_bins: int = DEFAULT_BINS,
     val_split: str = "val",
     workers: int = 1,
+    permutations: int = 1000,
+    adjust: str = "holm",
 ) -> AuditResult:
     """Audit Predictions: per-group metrics, gaps and criteria with stratified bootstrap CIs.
 
@@ -164,11 +167,19 @@ def audit(
       seed (each run and grouping gets its own stream derived from it and the run's keys).
     - ``min_group_size``: groups smaller than this get a warning line.
     - ``workers``: threads computing bootstrap chunks (results do not depend on it).
+    - ``permutations``: shuffles of the permutation test of every ``difference`` gap row and
+      criterion row (``p_value``; 0: no tests); ``adjust``: ``holm``, ``bh`` or ``none``, the
+      multiplicity adjustment (``p_adjusted``) over all tested rows of this audit (every run and
+      grouping together: one family).
     """
     if not isinstance(predictions, pd.DataFrame):
         raise InputError(f"predictions must be a pandas DataFrame, got {type(predictions).__name__}")
     if bootstrap < 0:
         raise SpecError(f"bootstrap must be >= 0 replicates, got {bootstrap}")
+    if permutations < 0:
+        raise SpecError(f"permutations must be >= 0 (0: no permutation tests), got {permutations}")
+    if adjust not in ADJUSTMENTS:
+        raise SpecError(f"adjust {adjust!r}: expected one of {', '.join(ADJUSTMENTS)}")
     if not 0 < ci < 1:
         raise SpecError(f"ci must be a level in (0, 1), e.g. 0.95; got {ci}")
     if n_bins < 1:
@@ -193,6 +204,9 @@ def audit(
         for spec in specs:
             all_codes, names = codes[spec.name]
             groupings.append((spec.name, _present(all_codes[positions], names)))
+        run_pvalues = _run_pvalues(
+            data, positions, groupings, permutations, thr, n_bins, cache, workers, (seed, run_seed)
+        )
         for g_index, (attribute, (run_codes, names)) in enumerate(groupings):
             where = f" in run {run_label}" if run_label else ""
             if not names:
@@ -203,6 +217,10 @@ def audit(
             for e_index, engine in enumerate(engines):
                 stream = np.random.SeedSequence([seed, run_seed, g_index, e_index])
                 rows, why = _evaluate(engine, bootstrap, ci, stream, workers)
+                pvals = run_pvalues.get((g_index, e_index), {})
+                ids = test_ids(rows["group"], rows["metric"], pvals)
+                rows["p_value"] = pvalue_column(ids, pvals)
+                rows["_test"] = [None if k is None else f"{g_index}:{e_index}:{k}" for k in ids]
                 rows["attribute"] = attribute
                 for k, v in zip(keys, key_values):
                     rows[k] = v
@@ -227,7 +245,9 @@ def audit(
         lines.insert(0, TWO_CLASS_NOTE)
         warnings.warn(TWO_CLASS_NOTE, TwoClassWarning, stacklevel=2)
     note_frame = pd.DataFrame(notes, columns=[*keys, "attribute", "group", "metric", "reason"])
-    frame = _with_notes(pd.concat(frames, ignore_index=True)[[*keys, *RESULT_COLUMNS]], note_frame, keys)
+    frame = pd.concat(frames, ignore_index=True)
+    frame["p_adjusted"], n_tests = _adjusted(frame, keys, adjust)
+    frame = _with_notes(frame[[*keys, *RESULT_COLUMNS]], note_frame, keys)
     frame["n"] = frame["n"].astype(np.int64)
     options = {
         "attrs": [s.name for s in specs],
@@ -244,6 +264,9 @@ def audit(
         "task": data["task"],
         "n_bins": n_bins,
         "workers": workers,
+        "permutations": permutations,
+        "adjust": adjust,
+        "tests": n_tests,
     }
     return AuditResult(frame=frame, notes=note_frame, warnings=lines, options=options)
 
@@ -258,6 +281,43 @@ def _with_notes(frame: pd.DataFrame, notes: pd.DataFrame, keys: list[str]) -> pd
     merged = frame.merge(reasons, on=on, how="left", validate="many_to_one")
     merged["note"] = merged["note"].fillna("").astype(object)
     return merged
+
+
+def _run_pvalues(data, positions, groupings, permutations, thr, n_bins, cache, workers, seeds) -> dict:
+    """Permutation p-values of one run: {(grouping index, engine index): {statistic: p}}.
+
+    The engines are built once over all the run's rows as one group (shuffles reuse their sort
+    and ranks) and the groupings share the random shuffles (``fairmed.metrics.permutation``).
+    """
+    tested = [i for i, (attr, (_, names)) in enumerate(groupings) if attr != OVERALL and len(names) >= 2]
+    if permutations == 0 or not tested:
+        return {}
+    every = np.zeros(len(positions), dtype=np.int64)
+    codings = [(groupings[i][1][0], len(groupings[i][1][1])) for i in tested]
+    out = {}
+    for e_index, pooled in enumerate(_engines(data, positions, every, ["all"], thr, n_bins, cache)):
+        stream = np.random.SeedSequence([*seeds, e_index, 1])
+        for i, pvals in zip(tested, permutation_pvalues(pooled, codings, permutations, stream, workers)):
+            out[(i, e_index)] = pvals
+    return out
+
+
+def _adjusted(frame: pd.DataFrame, keys: list[str], method: str) -> tuple[np.ndarray, int]:
+    """``p_adjusted`` over the family of this audit: every distinct test of every run and grouping
+    (rows that restate another row's statistic, e.g. FNR's gap and TPR's, count once), and the
+    number of tests in that family."""
+    if "_test" not in frame.columns:
+        return np.full(len(frame), np.nan), 0
+    tested = frame[frame["_test"].notna()]
+    family = tested.drop_duplicates([*keys, "_test"])
+    adjusted = pd.Series(adjust_pvalues(family["p_value"].to_numpy(dtype=float), method), index=family.index)
+    ids = pd.MultiIndex.from_frame(family[[*keys, "_test"]].astype(str))
+    lookup = pd.Series(adjusted.to_numpy(), index=ids)
+    out = np.full(len(frame), np.nan)
+    if len(tested):
+        rows = pd.MultiIndex.from_frame(tested[[*keys, "_test"]].astype(str))
+        out[frame.index.get_indexer(tested.index)] = lookup.reindex(rows).to_numpy()
+    return out, len(family)
 
 
 def _specs(attrs, intersect: bool) -> list[GroupSpec]:
@@ -437,40 +497,15 @@ def _engines(data, positions, codes, names, threshold, n_bins, cache: dict) -> l
     return engines
 
 
-def _single_threaded_blas():
-    """BLAS threads only spin on the audit's skinny products (and fight the workers): use one.
-
-    ``threadpoolctl`` is optional (it comes with scikit-learn); without it nothing changes.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - depends on the environment
-        return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def bootstrap_replicates(
     engine, bootstrap: int, seed_seq: np.random.SeedSequence, workers: int = 1
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per-group (B, G) and criterion (B,) replicates of an engine's metrics.
+    """Per-group (B, G) and criterion (B,) replicates of an engine's metrics (chunked, seeded)."""
 
-    Replicates are drawn in chunks that bound memory (a chunk's count matrix holds a few million
-    cells); each chunk has its own child seed, so results do not depend on ``workers``.
-    """
-    chunks = replicate_chunks(bootstrap, int(engine.bounds[-1]))
-    seeds = seed_seq.spawn(len(chunks))
+    def run(rng: np.random.Generator, n_rep: int):
+        return engine.evaluate(resample_counts(engine.bounds, n_rep, rng))
 
-    def run(i: int):
-        start, stop = chunks[i]
-        weights = resample_counts(engine.bounds, stop - start, np.random.default_rng(seeds[i]))
-        return engine.evaluate(weights)
-
-    with _single_threaded_blas():
-        if workers > 1 and len(chunks) > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:  # numpy releases the GIL
-                outputs = list(pool.map(run, range(len(chunks))))
-        else:
-            outputs = [run(i) for i in range(len(chunks))]
+    outputs = map_chunks(run, bootstrap, int(engine.bounds[-1]), seed_seq, workers)
     reps = {k: np.concatenate([o[0][k] for o in outputs]) for k in outputs[0][0]}
     crit_reps = {k: np.concatenate([o[1][k] for o in outputs]) for k in outputs[0][1]}
     return reps, crit_reps
@@ -502,6 +537,10 @@ def _evaluate(engine, bootstrap: int, ci: float, seed_seq: np.random.SeedSequenc
         cols["n"].extend(n)
 
     nan_g = np.full(len(engine.groups), np.nan)
+    if bootstrap > 0:  # proportions k / n: Wilson intervals, honest also at 0 and 1
+        ci_group.update(
+            {m: wilson_interval(point[m] * den, den, ci) for m, den in engine.proportions(point).items()}
+        )
     for m, v in point.items():
         lo, hi = ci_group[m] if bootstrap > 0 else (nan_g, nan_g)
         add(engine.groups, [m] * len(v), v, lo, hi, sizes)
@@ -575,20 +614,35 @@ def render_markdown(
                 for m in shown:
                     if m in sub.index:
                         r = sub.loc[m]
-                        cells.append(_fmt(r["value"], r["ci_low"], r["ci_high"], digits))
+                        cells.append(_fmt(r["value"], r["ci_low"], r["ci_high"], digits) + _fmt_p(r))
                     else:
                         cells.append("")
-                if group in GAP_FORMS and group not in ("difference", "ratio"):
+                if group in GAP_FORMS and group not in ("difference", "signed", "ratio"):
                     continue
                 table.append(cells)
             out.append(f"**{attribute}**\n\n" + md_table(["group", "n", *shown], table))
             crit = rows[rows["group"] == CRITERION]
             if not crit.empty:
                 crows = [
-                    [m, _fmt(v, lo, hi, digits)]
-                    for m, v, lo, hi in crit[["metric", "value", "ci_low", "ci_high"]].itertuples(index=False)
+                    [r["metric"], _fmt(r["value"], r["ci_low"], r["ci_high"], digits) + _fmt_p(r)]
+                    for _, r in crit.iterrows()
                 ]
                 out.append(md_table(["criterion", f"{attribute}: value [CI]"], crows))
+    if "p_adjusted" in frame.columns and frame["p_adjusted"].notna().any():
+        adjust = result.options.get("adjust", "holm")
+        how = {"holm": "Holm-adjusted", "bh": "Benjamini-Hochberg-adjusted", "none": "unadjusted"}[adjust]
+        out.append(
+            f"p: permutation test of the gap (group labels shuffled within label strata, "
+            f"{result.options.get('permutations')} shuffles), {how} over all {result.options.get('tests')} tests of "
+            "this audit. The difference interval (max - min) is biased upward and is not a test."
+        )
     if with_warnings and result.warnings:
         out.append("\n".join(f"warning: {w}" for w in result.warnings))
     return "\n\n".join(out) + "\n"
+
+
+def _fmt_p(row) -> str:
+    p = row.get("p_adjusted", np.nan)
+    if p is None or np.isnan(p):
+        return ""
+    return f" p={p:.3g}" if p >= 0.001 else " p<0.001"

@@ -3,7 +3,12 @@
 Gap forms of a per-group metric m_g over the groups with a defined value (all vectorized over a
 leading replicate axis; NaN when fewer than two groups are defined):
 
-- ``difference``: max_g m_g - min_g m_g (fairlearn's ``difference()``; the criteria below);
+- ``difference``: max_g m_g - min_g m_g (fairlearn's ``difference()``; the criteria below); its
+  bootstrap interval is biased upward (max - min of noisy values exceeds the true gap, and is
+  never below 0, so the interval excludes 0 even when there is no gap): it describes, it does not
+  test (the audit's permutation ``p_value`` does);
+- ``signed`` (exactly two groups): m_first - m_second in the grouping's order; unbiased, its
+  bootstrap interval contains 0 at the nominal rate when there is no gap;
 - ``ratio``: min_g m_g / max_g m_g (fairlearn's ``ratio()``; the four-fifths rule);
 - ``worst``: the worst group's value (max-min fairness): min for higher-is-better metrics, max
   for lower-is-better ones; absent for descriptive metrics (prevalence, selection rate);
@@ -24,6 +29,10 @@ groups the worst pair is reported. The signed forms (no absolute value, a = firs
 second) exist for exactly two groups. A class absent from a group contributes a rate of 0 (the
 zero-division rule of scikit-learn's precision/recall). Multi-class demographic parity is
 sum_c |rate_a,c - rate_b,c| of the predicted-class rates (worst pair).
+
+A leaf: everything here is a function of per-group rates (arrays with a group axis), so the
+engines (``groups.py``, ``multiclass.py``) import it and never the reverse; the plain
+``(y_true, y_pred, groups)`` forms live in ``fairness.py``.
 """
 
 from __future__ import annotations
@@ -33,9 +42,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from fairmed.metrics.groups import BOUNDED, direction
+from fairmed.metrics.names import BOUNDED, direction
 
-GAP_FORMS: tuple[str, ...] = ("difference", "ratio", "worst", "std", "ser")
+GAP_FORMS: tuple[str, ...] = ("difference", "signed", "ratio", "worst", "std", "ser")
 CRITERION = "criterion"  # the Results ``group`` of criterion rows
 
 
@@ -60,6 +69,7 @@ def gap_values(values: np.ndarray, metric: str) -> dict[str, np.ndarray]:
     lo = np.where(defined, _safe(np.nanmin, v, axis=-1), np.nan)
     out = {
         "difference": hi - lo,
+        "signed": v[..., 0] - v[..., 1] if v.shape[-1] == 2 else None,
         "ratio": np.where(hi > 0, _div(lo, hi), np.nan),
         "std": np.where(defined, _safe(np.nanstd, v, axis=-1), np.nan),
     }
@@ -69,7 +79,7 @@ def gap_values(values: np.ndarray, metric: str) -> dict[str, np.ndarray]:
         if not better or metric in BOUNDED:
             err_hi, err_lo = (1 - lo, 1 - hi) if better else (hi, lo)
             out["ser"] = _div(err_hi, err_lo)
-    return {form: out[form] for form in GAP_FORMS if form in out}
+    return {form: out[form] for form in GAP_FORMS if out.get(form) is not None}
 
 
 def pairwise_worst(per_group: np.ndarray) -> np.ndarray:
@@ -127,79 +137,6 @@ def multiclass_dp(pred_rates: np.ndarray) -> np.ndarray:
     """Multi-class demographic parity: worst pair of sum_c |rate_a,c - rate_b,c|; input (..., G, C)."""
     d = np.abs(pred_rates[..., :, None, :] - pred_rates[..., None, :, :]).sum(-1)
     return pairwise_worst(d)
-
-
-# ---------------------------------------------------------------- plain metric functions
-def _groups_rates(y_true, y_pred, groups, n_classes: int | None = None) -> dict[str, np.ndarray]:
-    from fairmed.metrics.multiclass import class_counts, rates_from_counts
-    from fairmed.metrics.validate import as_class_codes, as_codes, check_lengths
-
-    check_lengths(y_true=y_true, y_pred=y_pred, groups=groups)
-    y = as_class_codes(y_true, n_classes)
-    p = as_class_codes(y_pred, n_classes, name="y_pred")
-    c = n_classes or int(max(y.max(initial=0), p.max(initial=0)) + 1)
-    codes, names = as_codes(groups, len(y))
-    counts = class_counts(y, p, codes, len(names), c)
-    return rates_from_counts(counts)
-
-
-def demographic_parity_difference(y_true, y_pred, groups) -> float:
-    """max - min over groups of the selection rate P(y_pred = 1 | group)."""
-    return float(binary_criteria(_binary_table(y_true, y_pred, groups))["demographic_parity"])
-
-
-def equal_opportunity_difference(y_true, y_pred, groups) -> float:
-    """max - min over groups of the TPR."""
-    return float(binary_criteria(_binary_table(y_true, y_pred, groups))["equal_opportunity"])
-
-
-def equalized_odds_difference(y_true, y_pred, groups) -> float:
-    """max of the TPR and FPR differences across groups (fairlearn's definition)."""
-    return float(binary_criteria(_binary_table(y_true, y_pred, groups))["equalized_odds"])
-
-
-def accuracy_parity_difference(y_true, y_pred, groups) -> float:
-    """max - min over groups of the accuracy."""
-    return float(binary_criteria(_binary_table(y_true, y_pred, groups))["accuracy_parity"])
-
-
-def _binary_table(y_true, y_pred, groups) -> dict[str, np.ndarray]:
-    from fairmed.metrics.groups import binary_metrics
-
-    frame = binary_metrics(y_true, None, groups, y_pred=y_pred)
-    return {c: frame[c].to_numpy(dtype=float) for c in frame.columns}
-
-
-def eopp0(y_true, y_pred, groups, n_classes: int | None = None, signed: bool = False) -> float:
-    """mean_c |TNR_a,c - TNR_b,c| (worst pair); signed: no absolute value, two groups only."""
-    return _eo(y_true, y_pred, groups, n_classes, "eopp0", signed)
-
-
-def eopp1(y_true, y_pred, groups, n_classes: int | None = None, signed: bool = False) -> float:
-    """mean_c |TPR_a,c - TPR_b,c| (worst pair); signed: no absolute value, two groups only."""
-    return _eo(y_true, y_pred, groups, n_classes, "eopp1", signed)
-
-
-def eodd(y_true, y_pred, groups, n_classes: int | None = None, signed: bool = False) -> float:
-    """mean_c |dTPR_c + dFPR_c| / 2 (worst pair); signed: no absolute value, two groups only."""
-    return _eo(y_true, y_pred, groups, n_classes, "eodd", signed)
-
-
-def _eo(y_true, y_pred, groups, n_classes, name: str, signed: bool) -> float:
-    rates = _groups_rates(y_true, y_pred, groups, n_classes)
-    if n_classes is None and rates["tpr"].shape[-1] == 2:
-        rates = {k: v[..., 1:] for k, v in rates.items()}  # binary: the positive class only
-    out = equal_odds_measures(rates)
-    key = f"{name}_signed" if signed else name
-    if key not in out:
-        raise ValueError(f"{key} needs exactly two groups, got {rates['tpr'].shape[-2]}")
-    return float(np.asarray(out[key]).reshape(-1)[0])
-
-
-def multiclass_demographic_parity(y_true, y_pred, groups, n_classes: int | None = None) -> float:
-    """sum_c |P(pred = c | a) - P(pred = c | b)| for the worst pair of groups."""
-    rates = _groups_rates(y_true, y_pred, groups, n_classes)
-    return float(multiclass_dp(rates["pred_rate"]).reshape(-1)[0])
 
 
 def fate(acc_m: float, acc_b: float, fc_m: float, fc_b: float, lam: float = 1.0) -> float:

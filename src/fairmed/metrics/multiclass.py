@@ -95,6 +95,7 @@ class MulticlassEngine:
         order = keep[np.argsort(codes[keep], kind="stable")]
         self.groups = list(groups)
         self.n_classes = n_classes
+        self.row_order = order  # weight position -> input row
         c = codes[order]
         self.codes = c
         self.y = np.asarray(y)[order]
@@ -127,7 +128,13 @@ class MulticlassEngine:
             index.append(per_class)
         return index
 
-    def evaluate(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    @property
+    def strata(self) -> np.ndarray:
+        """The class of each weight position (permutation tests shuffle groups within classes)."""
+        return np.asarray(self.y, dtype=np.int64)
+
+    def parts(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per-group metrics (R, G) and the per-class rates (R, G, C) the criteria need."""
         n_groups = len(self.groups)
         counts = class_counts(
             self.y, self.pred, self.codes, n_groups, self.n_classes, weights, matrix=self._counts
@@ -137,11 +144,23 @@ class MulticlassEngine:
         values.update({k: rates[k] for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro")})
         if self._auc is not None:
             values["auc_ovr"] = self._auc_ovr(weights)
-        crit: dict[str, np.ndarray] = {}
-        if n_groups >= 2:
-            crit = equal_odds_measures({k: rates[k] for k in ("tpr", "fpr", "tnr")})
-            crit["dp_multiclass"] = multiclass_dp(rates["pred_rate"])
+        return values, {k: rates[k] for k in ("tpr", "fpr", "tnr", "pred_rate")}
+
+    @staticmethod
+    def criteria(values: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        crit = equal_odds_measures({k: state[k] for k in ("tpr", "fpr", "tnr")})
+        crit["dp_multiclass"] = multiclass_dp(state["pred_rate"])
+        return crit
+
+    def evaluate(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        values, state = self.parts(weights)
+        crit = self.criteria(values, state) if len(self.groups) >= 2 else {}
         return values, crit
+
+    @staticmethod
+    def proportions(point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Denominators of the metrics that are proportions k / n (Wilson intervals)."""
+        return {"accuracy": point["n"]}
 
     def _auc_ovr(self, weights: np.ndarray) -> np.ndarray:
         n_rep = weights.shape[0]

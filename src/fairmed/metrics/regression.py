@@ -25,20 +25,50 @@ class ValuesEngine:
         self.groups = list(groups)
         c = codes[keep]
         # one order per column: by group, then value (stable argsort of group after value)
+        base = np.argsort(c, kind="stable")  # the weights' order: by group, then input row
+        where = np.empty(len(c), dtype=np.int64)
+        where[base] = np.arange(len(c))
         self._sorted = {}
+        self._from_base = {}  # per column: sorted position -> weight (base) position
         for name, v in values.items():
             v = np.asarray(v, dtype=float)[keep]
             first = np.argsort(v, kind="stable")
             order = first[np.argsort(c[first], kind="stable")]
             self._sorted[name] = v[order]
+            self._from_base[name] = where[order]
+        self.row_order = keep[base]  # weight position -> input row
         cs = np.sort(c)
         self.bounds = np.searchsorted(cs, np.arange(len(groups) + 1))
 
-    def evaluate(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    @property
+    def strata(self) -> np.ndarray:
+        """One stratum (no labels): a permutation test shuffles group membership over all rows."""
+        return np.zeros(len(self.row_order), dtype=np.int64)
+
+    def parts(self, weights: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per-group values for weights (R, n) of the rows in ``row_order`` (each column's sorted
+        order is mapped from it: a membership means the same rows in every column)."""
+        return self.evaluate(weights, by_row=True)[0], {}
+
+    @staticmethod
+    def proportions(point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {}  # means and quantiles: bootstrap intervals only
+
+    @staticmethod
+    def criteria(values: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {}
+
+    def evaluate(
+        self, weights: np.ndarray, by_row: bool = False
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per-group summaries for weights (R, n). Bootstrap counts (``by_row=False``) apply to
+        each column's sorted positions directly: within a group they are exchangeable draws."""
         n_rep, n_groups = weights.shape[0], len(self.groups)
+        all_weights = weights
         point = n_rep == 1 and bool(np.all(weights == 1))
         out: dict[str, np.ndarray] = {}
         for name, v in self._sorted.items():
+            weights = all_weights[:, self._from_base[name]] if by_row else all_weights
             mean = np.empty((n_rep, n_groups))
             qs = {k: np.empty((n_rep, n_groups)) for k in QUANTILES}
             for g in range(n_groups):

@@ -134,6 +134,8 @@ def _audit(spec: StudySpec, predictions: pd.DataFrame) -> pd.DataFrame:
             threshold=a.threshold,
             bootstrap=a.bootstrap,
             ci=a.ci,
+            permutations=a.permutations,
+            adjust=a.adjust,
             seed=a.seed,
             intersect=a.intersect,
             min_group_size=a.min_group_size,

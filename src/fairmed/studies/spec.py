@@ -77,6 +77,8 @@ class AuditSettings(BaseModel):
     bootstrap: int = Field(200, ge=0)
     threshold: float | str = 0.5
     ci: float = Field(0.95, gt=0.0, lt=1.0)
+    permutations: int = Field(1000, ge=0, description="permutation-test shuffles per gap (0: no p-values)")
+    adjust: Literal["holm", "bh", "none"] = "holm"
     min_group_size: int = Field(30, ge=1)
     intersect: bool = False
     splits: list[str] = Field(default_factory=lambda: ["test"])

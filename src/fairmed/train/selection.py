@@ -1,37 +1,43 @@
 """Validation scores for model selection: AUC overall and of the worst group (no sklearn at runtime).
 
-AUC is the Mann-Whitney statistic from average ranks (ties count one half), vectorized; a
-multi-class AUC is the macro mean of one-vs-rest AUCs. A set with a single class has no AUC (NaN).
+The AUC is the audit's (``fairmed.metrics.groups.group_auc``: the Mann-Whitney statistic with
+mid-ranks for ties), so model selection and the audit agree; a multi-class AUC is the macro mean
+of one-vs-rest AUCs. A set with a single class has no AUC (NaN).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
+
+from fairmed.metrics.groups import group_auc
+
+
+def _aucs(y: np.ndarray, scores: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
+    """Per group (G,): binary AUC for (n,) scores; macro one-vs-rest over present classes for (n, C)."""
+    y = np.asarray(y)
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim == 1:
+        return group_auc(y.astype(bool), scores, codes)
+    per_class = np.array([group_auc(y == k, scores[:, k], codes) for k in range(scores.shape[1])])
+    with np.errstate(all="ignore"):
+        defined = ~np.isnan(per_class)
+        total = np.where(defined, per_class, 0.0).sum(0)
+        count = defined.sum(0)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def binary_auc(y: np.ndarray, score: np.ndarray) -> float:
     """P(score of a positive > score of a negative) + 0.5 P(tie); NaN without both classes."""
-    y = np.asarray(y).astype(bool)
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(group_auc(np.asarray(y).astype(bool), np.asarray(score, dtype=float))[0])
 
 
 def auc(y: np.ndarray, scores: np.ndarray) -> float:
     """Binary AUC for (n,) scores; macro one-vs-rest AUC over the present classes for (n, C)."""
-    if scores.ndim == 1:
-        return binary_auc(y, scores)
-    values = [binary_auc(y == k, scores[:, k]) for k in range(scores.shape[1]) if (y == k).any()]
-    values = [v for v in values if not np.isnan(v)]
-    return float(np.mean(values)) if values else float("nan")
+    return float(_aucs(y, scores, None)[0])
 
 
 def worst_group_auc(y: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
     """Lowest AUC over groups (codes >= 0) where it is defined; NaN when no group has one."""
-    values = [auc(y[groups == k], scores[groups == k]) for k in np.unique(groups[groups >= 0])]
-    values = [v for v in values if not np.isnan(v)]
-    return float(min(values)) if values else float("nan")
+    values = _aucs(y, scores, np.asarray(groups))
+    values = values[~np.isnan(values)]
+    return float(values.min()) if len(values) else float("nan")
