@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -9,17 +10,21 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fairmed.errors import SpecError
 
-Arch = Literal["small_cnn", "resnet18", "resnet50", "vgg11", "mlp"]
-IMAGE_ARCHS: tuple[str, ...] = ("small_cnn", "resnet18", "resnet50", "vgg11")
+# the named architectures; any other torchvision classification model name is accepted too
+Arch = Literal["small_cnn", "resnet18", "resnet50", "vgg11", "densenet121", "mlp"]
+IMAGE_ARCHS: tuple[str, ...] = ("small_cnn", "resnet18", "resnet50", "vgg11", "densenet121")
+_ARCH_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class ModelSpec(BaseModel):
     """A classifier: an image backbone (or an MLP on embeddings) plus a task head.
 
     - ``small_cnn`` (default): conv blocks of ``channels`` (~94k parameters at 32-64-128), fast on 2 CPU cores;
-    - ``resnet18`` / ``resnet50`` / ``vgg11``: torchvision architectures as the papers use them, the
-      classification layer replaced for the task; ``weights`` is a local torchvision ``state_dict`` file
-      (nothing is downloaded);
+    - ``resnet18`` / ``resnet50`` / ``vgg11`` / ``densenet121`` (MEDFAIR's chest X-ray backbone), or
+      any other torchvision classification model by its name (``efficientnet_b0``, ``convnext_tiny``,
+      ...): the torchvision architecture with its last ``Linear`` layer removed (the feature width is
+      that layer's input width) and a new head for the task; ``weights`` is a local torchvision
+      ``state_dict`` file (nothing is downloaded);
     - ``mlp``: the chest X-ray paper's head on embeddings, one hidden layer of ``hidden`` (196) units
       (``hidden=0``: logistic regression).
 
@@ -29,7 +34,10 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    arch: Arch = "small_cnn"
+    arch: str = Field(
+        "small_cnn",
+        description="small_cnn, resnet18, resnet50, vgg11, densenet121, mlp, or a torchvision model name",
+    )
     image_size: int = Field(32, ge=8, le=1024, description="images are resized to this square size")
     weights: Path | None = Field(None, description="local torchvision state_dict (torch.load weights_only)")
     frozen: bool = Field(False, description="train a head on cached frozen backbone features")
@@ -39,6 +47,11 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
+        if not _ARCH_NAME.match(self.arch):
+            raise SpecError(
+                f"model.arch: {self.arch!r} is not an architecture name (one of {', '.join(Arch.__args__)},"
+                " or a torchvision model name such as efficientnet_b0)"
+            )
         if self.arch == "mlp" and self.frozen:
             raise SpecError("model: 'frozen' applies to image backbones, not arch 'mlp' (already embeddings)")
         if any(c < 1 for c in self.channels):
@@ -47,4 +60,4 @@ class ModelSpec(BaseModel):
 
     @property
     def on_images(self) -> bool:
-        return self.arch in IMAGE_ARCHS
+        return self.arch != "mlp"
