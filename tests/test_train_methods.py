@@ -375,3 +375,21 @@ def test_balance_combines_or_is_refused_in_one_line():
     assert as_spec(StrategySpec, {"name": "swad", "balance": "resample"}, "strategy").balance == "resample"
     with pytest.raises(SpecError, match="already balances"):
         as_spec(StrategySpec, {"name": "resample", "balance": "resample"}, "strategy")
+
+
+@pytest.mark.parametrize("name", ["sam", "gsam", "laftr", "odr", "swad"])
+def test_methods_under_mixed_precision(embeddings, name):
+    """The autocast path (bfloat16 on the CPU; the GPU's AMP takes the same code)."""
+    train, val, test = embeddings
+    config = {**ONE_EPOCH, "amp": "on", "device": "cpu"}
+    preds = fit_predict(
+        train,
+        val,
+        test,
+        model={"arch": "mlp", "hidden": 8},
+        strategy=name,
+        config=config,
+        groups="sex",
+        seed=0,
+    )
+    assert np.isfinite(preds["y_score"]).all()

@@ -150,12 +150,14 @@ def _torchvision_features(arch: str) -> tuple[nn.Module, int, str]:
     """The torchvision network ``arch`` without its last ``Linear``: (net, feature width, its key prefix)."""
     from torchvision import models as tvm
 
-    names = tvm.list_models(module=tvm)
-    if arch not in names:
+    try:
+        tvm.get_model_builder(arch)
+    except ValueError:
+        names = tvm.list_models(module=tvm)  # slow (seconds): only to word the error
         raise SpecError(
             f"model.arch: {arch!r} is neither small_cnn/mlp nor a torchvision classification model"
             f" (torchvision has {len(names)}, e.g. {', '.join(n for n in names if n[:3] in ('den', 'eff', 'con'))[:120]}...)"
-        )
+        ) from None
     extra = {"aux_logits": False, "init_weights": True} if arch in ("googlenet", "inception_v3") else {}
     net = tvm.get_model(arch, weights=None, **extra)
     linears = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear)]
