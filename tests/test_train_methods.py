@@ -393,3 +393,41 @@ def test_methods_under_mixed_precision(embeddings, name):
         seed=0,
     )
     assert np.isfinite(preds["y_score"]).all()
+
+
+def test_benchmark_study_runs_the_new_methods(tmp_path, monkeypatch):
+    """The benchmark kind trains them like any strategy; laftr on six groups is listed, not crashed."""
+    import pandas as pd
+
+    from fairmed.studies.runner import run_study
+    from fairmed.studies.spec import resolve_spec
+
+    monkeypatch.setenv("FAIRMED_CACHE", str(tmp_path / "cache"))
+    spec = resolve_spec(
+        {
+            "name": "bm_methods",
+            "kind": "benchmark",
+            "source": {
+                "kind": "synth_embeddings",
+                "seed": 0,
+                "config": {"preset": "skin", "n": 300, "dim": 8},
+            },
+            "groups": ["fst:each"],
+            "design": {"seeds": [0], "stratify": ["malignant"]},
+            "model": {"arch": "mlp", "hidden": 8},
+            "strategies": [
+                "erm",
+                "laftr",
+                "cfair",
+                {"name": "swad", "balance": "resample", "label": "swad_rs"},
+            ],
+            "train": {"epochs": 2},
+            "audit": {"bootstrap": 0, "min_group_size": 5},
+            "benchmark": {"mitigations": []},
+        }
+    )
+    out = run_study(spec, tmp_path / "out", jobs=1, report=False)
+    assert set(out.results["method"]) == {"erm", "cfair", "swad_rs"}
+    notes = pd.read_parquet(out.out_dir / "tables" / "benchmark_notes.parquet")
+    assert notes["method"].tolist() == ["laftr"]
+    assert notes["note"].iloc[0].startswith("needs exactly two groups (its audit is binary), found ")

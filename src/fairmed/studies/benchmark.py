@@ -60,9 +60,10 @@ from fairmed.metrics.stats import paired_test, stars
 from fairmed.schema import OVERALL, Y_SCORE, Y_TRUE
 from fairmed.studies.kinds import RunSpec, StudyKind, grid_runs, write_tables
 from fairmed.studies.spec import StudySpec, deep_merge
+from fairmed.train.config import STRATEGIES as TRAIN_STRATEGIES
 
 KIND = "benchmark"
-STRATEGIES = ("erm", "reweight", "resample", "multitask", "adversarial", "groupdro")
+STRATEGIES = TRAIN_STRATEGIES  # every training strategy (the MEDFAIR methods included)
 MITIGATIONS = ("gce", "thresholds", "reject_option", "fairprune", "scp")
 ERM_FAMILY = ("erm", "thresholds", "reject_option", "fairprune", "scp")
 FAMILY = {
@@ -260,6 +261,7 @@ def applicability(spec: StudySpec, parts: dict, binary: bool) -> dict[str, str]:
         for m in ("thresholds", "reject_option"):
             out[m] = out[m] or f"needs at least two groups, found {n_groups}"
     if n_groups != 2:
+        out["laftr"] = f"needs exactly two groups (its audit is binary), found {n_groups}"
         for m in ("fairprune", "scp"):
             out[m] = f"needs exactly two groups (privileged, unprivileged), found {n_groups}"
     if mspec.frozen or mspec.arch not in CONV_ARCHS:
@@ -288,8 +290,12 @@ def execute(run: RunSpec) -> pd.DataFrame:
     parts = split_parts(spec, cohort, run.seed)
     label = spec.label or cohort.label
     reasons = applicability(spec, parts, _is_binary(cohort, label))
-    if reasons.get(run.method):
-        return not_applicable(reasons[run.method])
+    strategy = run.params.get("strategy") or {}
+    reason = reasons.get(run.method) or reasons.get(
+        strategy.get("name", "") if isinstance(strategy, dict) else ""
+    )
+    if reason:
+        return not_applicable(reason)
     groups = spec.groups[0] if spec.groups else None
     if run.method in ERM_FAMILY:
         family = cached_family(spec, settings, run, parts, reasons)
