@@ -84,12 +84,14 @@ class QuadGSAM(_Quadratic, GSAM):
         self.quad_init()
 
 
-def _one_step(cls, **fields) -> torch.Tensor:
+def _one_step(cls, scaled: bool = False, **fields) -> torch.Tensor:
     data = _data([0, 1, 0, 1], [0, 0, 1, 1])
     strat = cls(StrategySpec(name="sam", **fields), Task(2, "bce"), 2, data)
     model = build_model(ModelSpec(arch="mlp", hidden=0), 1, in_dim=2)
     cfg = TrainConfig(optimizer="sgd", momentum=0.0, lr=0.1, batch_size=4, device="cpu", amp="off")
     stepper = Stepper.build(model, strat, data, cfg)
+    if scaled:  # float16 AMP's loss scaling (a GPU without bfloat16), here on the CPU
+        stepper.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     stepper.step(torch.arange(4))
     return strat.w.detach()
 
@@ -101,6 +103,8 @@ def test_sam_step_descends_the_gradient_at_the_ascended_point():
     expected = w - 0.1 * c * (w + e)
     got = _one_step(QuadSAM, sam_rho=rho, sam_adaptive=False)
     assert got.tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+    scaled = _one_step(QuadSAM, scaled=True, sam_rho=rho, sam_adaptive=False)
+    assert scaled.tolist() == pytest.approx(expected.tolist(), rel=1e-5)  # the ascent is unscaled
 
 
 def test_gsam_step_removes_alpha_times_the_orthogonal_part():
@@ -109,8 +113,9 @@ def test_gsam_step_removes_alpha_times_the_orthogonal_part():
     gp = c * (w + rho * g / np.linalg.norm(g))
     perp = g - (g @ gp) / (gp @ gp) * gp
     expected = w - 0.1 * (gp - alpha * perp)
-    got = _one_step(QuadGSAM, gsam_rho=rho, gsam_alpha=alpha)
-    assert got.tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+    for scaled in (False, True):
+        got = _one_step(QuadGSAM, scaled=scaled, gsam_rho=rho, gsam_alpha=alpha)
+        assert got.tolist() == pytest.approx(expected.tolist(), rel=1e-5)
     (d,) = gsam_direction([torch.tensor(g)], [torch.tensor(gp)], 0.0)
     assert d.tolist() == pytest.approx(gp.tolist())  # alpha 0: SAM
 
@@ -431,3 +436,21 @@ def test_benchmark_study_runs_the_new_methods(tmp_path, monkeypatch):
     notes = pd.read_parquet(out.out_dir / "tables" / "benchmark_notes.parquet")
     assert notes["method"].tolist() == ["laftr"]
     assert notes["note"].iloc[0].startswith("needs exactly two groups (its audit is binary), found ")
+
+
+def test_laftr_audit_steps_move_the_adversary_only():
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(4))
+    data = _data([0, 1, 0, 1, 1, 0, 1, 0], [0, 0, 0, 1, 1, 1, 1, 0], x)
+    cfg = TrainConfig(optimizer="sgd", momentum=0.0, lr=0.1, batch_size=8, device="cpu", amp="off")
+    after = {}
+    for steps in (1, 3):
+        torch.manual_seed(0)
+        model = build_model(ModelSpec(arch="mlp", hidden=4), 1, in_dim=2)
+        strat = make_strategy(StrategySpec(name="laftr", aud_steps=steps), Task(2, "bce"), 4, data)
+        Stepper.build(model, strat, data, cfg).step(torch.arange(8))
+        after[steps] = (
+            [p.detach().clone() for p in model.parameters()],
+            strat.adversary[0].weight.detach().clone(),
+        )
+    assert all(torch.equal(a, b) for a, b in zip(after[1][0], after[3][0]))  # the model: one step each
+    assert not torch.equal(after[1][1], after[3][1])  # the adversary: two more steps

@@ -28,7 +28,7 @@ from torch.func import functional_call
 from fairmed.errors import SpecError
 from fairmed.train.config import StrategySpec
 from fairmed.train.data import TensorData
-from fairmed.train.strategies.base import Strategy, register
+from fairmed.train.strategies.base import Strategy, frozen_bn, register
 from fairmed.train.strategies.losses import Task, negative_entropy, weighted_mean
 
 ADVERSARY_WIDTH = 128  # hidden units of the LAFTR / CFair adversaries (MEDFAIR's adversary_size)
@@ -187,8 +187,8 @@ class LAFTR(Strategy):
         if self.spec.aud_steps > 1:
             batch = stepper.batch(idx)
             for _ in range(self.spec.aud_steps - 1):
-                with torch.no_grad(), stepper.autocast():
-                    z = stepper.model.features(batch.x)
+                with torch.no_grad(), stepper.autocast(), frozen_bn(stepper.model):
+                    z = stepper.model.features(batch.x)  # batch-norm statistics move once per batch
                 stepper.opt.zero_grad(set_to_none=True)  # only the adversary gets a gradient
                 with stepper.autocast():
                     adv = self.spec.fair_coeff * self.audit_loss(z.detach(), batch.y, batch.g)

@@ -19,7 +19,8 @@ in ``StrategyName`` and its settings in :class:`~fairmed.train.config.StrategySp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
@@ -48,6 +49,19 @@ def balancing_weights(cells: Tensor, mass: Tensor | None = None) -> Tensor:
     k = int((per_cell > 0).sum())
     w = base.sum() / (k * per_cell[cells])
     return (w * base).float()
+
+
+@contextmanager
+def frozen_bn(model: nn.Module) -> Iterator[None]:
+    """Batch-norm layers keep their running statistics (momentum 0) inside the block."""
+    saved = {m: m.momentum for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    for m in saved:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in saved.items():
+            m.momentum = momentum
 
 
 class Strategy(nn.Module):

@@ -17,15 +17,12 @@ gradient is unscaled by hand (a step whose first gradient overflows is taken wit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from fairmed.train.config import StrategySpec
 from fairmed.train.data import TensorData
-from fairmed.train.strategies.base import Strategy, cell_codes, register
+from fairmed.train.strategies.base import Strategy, cell_codes, frozen_bn, register
 from fairmed.train.strategies.losses import Task
 
 Grads = list[Tensor | None]
@@ -91,19 +88,6 @@ def gsam_direction(plain: Grads, perturbed: Grads, alpha: float) -> Grads:
     sq = sum((b * b).sum() for _, b in pairs)
     coef = dot / (sq + 1e-12)
     return [b if a is None or b is None else b - alpha * (a - coef * b) for a, b in zip(plain, perturbed)]
-
-
-@contextmanager
-def frozen_bn(model: nn.Module) -> Iterator[None]:
-    """Batch-norm layers keep their running statistics (momentum 0) inside the block."""
-    saved = {m: m.momentum for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
-    for m in saved:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum in saved.items():
-            m.momentum = momentum
 
 
 @register("sam")
