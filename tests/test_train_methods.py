@@ -267,7 +267,7 @@ def test_laftr_audit_matches_the_weighted_l1_and_its_gradient_is_reversed():
     hand = (
         sum(8 / (4 * counts[(int(a), int(b))]) * abs(float(a) - float(pi)) for a, b, pi in zip(g, y, p)) / 8
     )
-    assert float(laftr.audit_loss(z, y, g)) == pytest.approx(hand, rel=1e-5)
+    assert laftr.audit_loss(z, y, g).item() == pytest.approx(hand, rel=1e-5)
     # eqopp audits the positive label's cells only; dp the groups
     eqopp = _strategy("laftr", data, laftr_variant="eqopp")
     assert eqopp.cell_weight.tolist() == pytest.approx([0, 4 / (2 * 1), 0, 4 / (2 * 3)])
@@ -281,7 +281,7 @@ def test_laftr_audit_matches_the_weighted_l1_and_its_gradient_is_reversed():
     rz, rw = _grads(ref, z, laftr.adversary[0].weight)
     assert torch.allclose(gz, -rz, atol=1e-6) and torch.allclose(gw, rw, atol=1e-6)
     task = 0.5 * F.binary_cross_entropy_with_logits(logits[:, 0], y.float())
-    assert float(total) == pytest.approx(float(task + ref), rel=1e-5)
+    assert total.item() == pytest.approx((task + ref).item(), rel=1e-5)
 
 
 def test_laftr_refuses_other_than_two_groups():
@@ -304,12 +304,12 @@ def test_cfair_balanced_losses_and_reversed_gradient():
         wts = cfair.group_weight[j][g[rows]]
         losses.append((wts * ce).sum() / wts.sum())
     adv = torch.stack(losses).mean()
-    assert float(cfair.adversarial_loss(z, y, g)) == pytest.approx(float(adv), rel=1e-5)
+    assert cfair.adversarial_loss(z, y, g).item() == pytest.approx(adv.item(), rel=1e-5)
     logits = torch.tensor([[0.2], [-0.3], [1.0], [0.4]])
     per = F.binary_cross_entropy_with_logits(logits[:, 0], y.float(), reduction="none")
     task = (per * cfair.class_weight[y]).mean()
     total = cfair.loss(z, logits, y, g, None)
-    assert float(total) == pytest.approx(float(task + 0.5 * adv), rel=1e-5)
+    assert total.item() == pytest.approx((task + 0.5 * adv).item(), rel=1e-5)
     (gz,) = _grads(total, z)
     (rz,) = _grads(0.5 * cfair.adversarial_loss(z, y, g), z)
     assert torch.allclose(gz, -rz, atol=1e-6)
@@ -323,12 +323,12 @@ def test_lnl_entropy_and_reversed_bias_gradient():
     z = torch.randn(4, 3, generator=torch.Generator().manual_seed(3)).requires_grad_()
     p = torch.softmax(lnl.bias_head(z), 1)
     neg_h = (p * p.log()).sum(1).mean()
-    assert float(lnl.neg_entropy(z)) == pytest.approx(float(neg_h), rel=1e-5)
+    assert lnl.neg_entropy(z).item() == pytest.approx(neg_h.item(), rel=1e-5)
     ce = F.cross_entropy(lnl.bias_head(z[:3]), g[:3])  # the row without a group is left out
     logits = torch.zeros(4, 1)
     total = lnl.loss(z, logits, y, g, None)
     task = F.binary_cross_entropy_with_logits(logits[:, 0], y.float())
-    assert float(total) == pytest.approx(float(task + 0.3 * neg_h + ce), rel=1e-5)
+    assert total.item() == pytest.approx((task + 0.3 * neg_h + ce).item(), rel=1e-5)
     head_w = lnl.bias_head.weight
     gz, gw = _grads(total, z, head_w)
     (rz_ent,) = _grads(0.3 * lnl.neg_entropy(z), z)
