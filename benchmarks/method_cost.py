@@ -88,12 +88,20 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (a check that it runs)")
+    ap.add_argument("--only", choices=["embeddings", "images"], default=None)
     args = ap.parse_args()
     if args.quick:
         args.n, args.dim, args.n_images, args.size, args.repeats = 400, 32, 96, 16, 1
     default_threads = args.threads or torch.get_num_threads()
     config = TrainConfig(batch_size=args.batch, device=args.device, seed=0, amp="auto")
 
+    if args.only != "images":
+        embeddings(args, config, default_threads)
+    if args.only != "embeddings":
+        images(args, config, default_threads)
+
+
+def embeddings(args, config: TrainConfig, default_threads: int) -> None:
     emb = generate_embeddings(EmbeddingSynthConfig(n=args.n, dim=args.dim), seed=0)
     x = np.asarray(emb.embeddings, dtype=np.float32)
     # as fit() does: one thread for MLP heads on the CPU unless --threads
@@ -104,6 +112,8 @@ def main() -> None:
         x, emb, "sex", ModelSpec(arch="mlp", hidden=args.hidden), config, args.repeats,
     )  # fmt: skip
 
+
+def images(args, config: TrainConfig, default_threads: int) -> None:
     torch.set_num_threads(default_threads)
     img = generate(SynthConfig(n=args.n_images, size=args.size), seed=0)
     pixels = np.asarray(load_images(img, args.size).pixels)
