@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +12,24 @@ from fairmed.errors import SpecError
 # the named architectures; any other torchvision classification model name is accepted too
 Arch = Literal["small_cnn", "resnet18", "resnet50", "vgg11", "densenet121", "mlp"]
 IMAGE_ARCHS: tuple[str, ...] = ("small_cnn", "resnet18", "resnet50", "vgg11", "densenet121")
-_ARCH_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# torchvision 0.29's classification models with a final Linear (squeezenet has none); a spec is checked
+# against this list without importing torch (tests/test_backbones_torchvision.py: each one builds)
+TORCHVISION_ARCHS: tuple[str, ...] = (
+    "alexnet", "convnext_base", "convnext_large", "convnext_small", "convnext_tiny", "densenet121",
+    "densenet161", "densenet169", "densenet201", "efficientnet_b0", "efficientnet_b1",
+    "efficientnet_b2", "efficientnet_b3", "efficientnet_b4", "efficientnet_b5", "efficientnet_b6",
+    "efficientnet_b7", "efficientnet_v2_l", "efficientnet_v2_m", "efficientnet_v2_s", "googlenet",
+    "inception_v3", "maxvit_t", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
+    "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "regnet_x_16gf", "regnet_x_1_6gf",
+    "regnet_x_32gf", "regnet_x_3_2gf", "regnet_x_400mf", "regnet_x_800mf", "regnet_x_8gf",
+    "regnet_y_128gf", "regnet_y_16gf", "regnet_y_1_6gf", "regnet_y_32gf", "regnet_y_3_2gf",
+    "regnet_y_400mf", "regnet_y_800mf", "regnet_y_8gf", "resnet101", "resnet152", "resnet18",
+    "resnet34", "resnet50", "resnext101_32x8d", "resnext101_64x4d", "resnext50_32x4d",
+    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+    "swin_b", "swin_s", "swin_t", "swin_v2_b", "swin_v2_s", "swin_v2_t", "vgg11", "vgg11_bn",
+    "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "vit_b_16", "vit_b_32",
+    "vit_h_14", "vit_l_16", "vit_l_32", "wide_resnet101_2", "wide_resnet50_2",
+)  # fmt: skip
 
 
 class ModelSpec(BaseModel):
@@ -47,10 +63,10 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
-        if not _ARCH_NAME.match(self.arch):
+        if self.arch not in Arch.__args__ and self.arch not in TORCHVISION_ARCHS:
             raise SpecError(
-                f"model.arch: {self.arch!r} is not an architecture name (one of {', '.join(Arch.__args__)},"
-                " or a torchvision model name such as efficientnet_b0)"
+                f"model.arch: {self.arch!r} is not a known architecture: {', '.join(Arch.__args__)}, or a"
+                " torchvision classification model (efficientnet_b0, convnext_tiny, ...: models.spec.TORCHVISION_ARCHS)"
             )
         if self.arch == "mlp" and self.frozen:
             raise SpecError("model: 'frozen' applies to image backbones, not arch 'mlp' (already embeddings)")
