@@ -11,13 +11,12 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from fairmed.errors import SpecError
+from fairmed.metrics.ranks import pareto_front
+from fairmed.metrics.stats import mean_interval, paired_p
 from fairmed.studies.benchmark import (
     BenchmarkSettings,
     add_fate,
     decision_scores,
-    mean_interval,
-    paired_p,
-    pareto_front,
     pareto_table,
     post_process,
     run_table,

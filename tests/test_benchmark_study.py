@@ -61,14 +61,37 @@ def test_smoke_post_processing_uses_the_erm_model(smoke):
     assert len(list(smoke.cache.glob("*.parquet"))) == 2
     pred = smoke.predictions
     erm = pred[(pred["method"] == "erm") & (pred["split"] == "test")].set_index(["seed", "id"])["y_score"]
-    for method in ("thresholds", "reject_option"):
+    for method in ("thresholds", "reject_option", "calibrated_eqodds"):
         rows = pred[(pred["method"] == method) & (pred["split"] == "test")].set_index(["seed", "id"])
         assert np.allclose(rows["y_score_raw"], erm.reindex(rows.index))
+    # calibrated equalized odds: a row keeps its ERM score or takes a base rate of its group
+    rows = pred[(pred["method"] == "calibrated_eqodds") & (pred["split"] == "test")]
+    moved = rows[rows["y_score"] != rows["y_score_raw"]]
+    assert moved.groupby(["seed", "fst"])["y_score"].nunique().le(1).all()
+
+
+def test_smoke_selection_and_ranks(smoke):
+    tables = smoke.out_dir / "tables"
+    selection = pd.read_parquet(tables / "benchmark_selection.parquet")
+    assert set(selection["rule"]) == {"auc", "worst_auc", "gap", "dto"}
+    assert set(selection["candidates"]) == {"(any)"}  # no strategy has variants in the smoke profile
+    assert (selection["seeds"] == 2).all() and selection["test_auc"].notna().all()
+    front = pd.read_parquet(tables / "benchmark_front.parquet")
+    assert set(front["method"]) == ALL and front["val_front"].between(0, 1).all()
+    ranks = pd.read_parquet(tables / "benchmark_ranks.parquet")
+    friedman = pd.read_parquet(tables / "benchmark_friedman.parquet")
+    assert set(friedman["measure"]) == {"accuracy", "auc_worst", "equal_opportunity"}
+    assert (friedman["unit"] == "seed").all() and (friedman["n"] == 2).all()  # one mechanism: seeds
+    per = ranks.groupby("measure")["average_rank"].sum()
+    k = len(ALL)
+    assert np.allclose(per, k * (k + 1) / 2)  # ranks 1..k in every block
 
 
 def test_smoke_report_section(smoke):
     html = (smoke.out_dir / "index.html").read_text(encoding="utf-8")
     assert "Benchmark: accuracy against the fairness gap" in html and "Benchmark: contrast" in html
+    assert "Benchmark: ranks across mechanisms" in html and "Model selection on validation" in html
+    assert (smoke.out_dir / "figures" / "benchmark_cd.png").stat().st_size > 10_000
     assert (smoke.out_dir / "figures" / "benchmark_tradeoff.png").stat().st_size > 10_000
     assert label_of("equal_opportunity") in html
 
@@ -90,18 +113,30 @@ def test_not_applicable_methods_are_listed(tmp_path, monkeypatch):
             "strategies": ["erm"],
             "train": {"epochs": 2},
             "audit": {"bootstrap": 0, "min_group_size": 5},
-            "benchmark": {"mitigations": ["thresholds", "fairprune", "scp"]},
+            "benchmark": {
+                "mitigations": ["thresholds", "fairprune", "scp"],
+                "mechanisms": [{"name": "a"}, {"name": "b", "source": {"seed": 1}}],
+            },
         }
     )
     out = run_study(spec, tmp_path / "out", jobs=2, report=True)  # two processes share the ERM cache
-    assert len(list((tmp_path / "cache" / "benchmark").glob("*.parquet"))) == 2  # one ERM per seed
+    assert (
+        len(list((tmp_path / "cache" / "benchmark").glob("*.parquet"))) == 4
+    )  # one ERM per seed and mechanism
     notes = pd.read_parquet(out.out_dir / "tables" / "benchmark_notes.parquet")
-    assert notes[["method", "note"]].values.tolist() == [
-        ["scp", "not applicable to arch mlp: SCP prunes conv channels"]
+    assert notes[["config", "method", "note"]].values.tolist() == [
+        [c, "scp", "not applicable to arch mlp: SCP prunes conv channels"] for c in ("a", "b")
     ]
     assert set(out.results["method"]) == {"erm", "thresholds", "fairprune"}
     html = (out.out_dir / "index.html").read_text(encoding="utf-8")
     assert "not applicable to arch mlp" in html
+    # the summary pairs each method of mechanism b with b's ERM, and b's ERM is no mitigation of a's
+    from fairmed.report.summary import report_summary
+
+    lines = report_summary(out.out_dir)
+    named = [line for line in lines if "b · thresholds" in line or "b · fairprune" in line]
+    assert named and all("(against b · erm)" in line for line in named)
+    assert not any(line.startswith("b · erm") or ", b · erm" in line for line in lines)
 
 
 def test_builtin_profiles_validate():

@@ -112,10 +112,27 @@ def test_missing_suffix_in_an_intersection_applies_to_its_part(cohort):
     [
         ("sex+drop", "the only suffix is '+missing'"),
         ("+missing", "expected an attribute name"),
-        ("fst:78", "fst takes '12-56', '123-456' or 'each'"),
+        ("fst:78", "fst takes 'each' or groups of types 1-6 joined by '-'"),
+        ("fst:12", "fst takes 'each' or groups of types 1-6"),
+        ("fst:12-", "fst takes 'each' or groups of types 1-6"),
+        ("fst:12-23", "group spec 'fst:12-23': fitzpatrick convention '12-23': a type appears in two groups"),
+        ("fst:21-34", "write the types of a group in increasing order"),
     ],
 )
 def test_bad_short_forms_are_one_line(text, message):
     with pytest.raises(SpecError, match=re.escape(message)) as exc:
         GroupSpec.parse(text)
     assert "\n" not in str(exc.value)
+
+
+def test_any_fitzpatrick_partition():
+    spec = GroupSpec.parse("fst:12-345")
+    assert spec.levels == {"FST 1-2": [1, 2], "FST 3-5": [3, 4, 5]}
+    table = pd.DataFrame({"fst": [1, 2, 3, 4, 5, 6, None]})
+    a = spec.assign(table)
+    assert a.groups.tolist()[:5] == ["FST 1-2", "FST 1-2", "FST 3-5", "FST 3-5", "FST 3-5"]
+    assert (a.n_excluded, a.n_missing) == (1, 1)  # type 6 is in no group; None is missing
+    assert GroupSpec.parse("fst:1-35-6").group_names() == ["FST 1", "FST 3,5", "FST 6"]
+    # the fixed conventions keep their names
+    assert GroupSpec.parse("fst:12-56") == GroupSpec.fitzpatrick("12-56")
+    assert GroupSpec.parse("fst:123-456").group_names() == ["FST 1-3", "FST 4-6"]

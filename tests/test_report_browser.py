@@ -66,7 +66,9 @@ def test_demo_report_structure(report):
     assert page.sections == [*CORE_SECTIONS, "comparison"]
     text = report.read_text(encoding="utf-8")
     assert "The largest gap is the fst " in text and "The study spec (spec.yaml)" in text
-    assert "Images per group in each split (first seed)" in text  # the runner's per-split summary
+    assert (
+        "Images per group in each split (first seed; fold 0 under cross-validation)" in text
+    )  # the runner's per-split summary
 
 
 def test_report_renders_in_chromium(report, tmp_path):

@@ -93,3 +93,64 @@ def test_properties_disjoint_cover_no_straddle(patients, labels, seed, cut):
         owner[v] = k
     frame = pd.DataFrame({"p": patients, "owner": owner})
     assert (frame.groupby("p")["owner"].nunique() == 1).all()
+
+
+def test_cv_folds_test_every_row_once_per_repeat_patient_level_and_stratified():
+    from fairmed.design.splits import cv_split
+
+    rng = np.random.default_rng(3)
+    n = 300
+    table = pd.DataFrame({"patient_id": rng.integers(0, 120, n), "y": (rng.random(n) < 0.3).astype(int)})
+    partitions = []
+    for seed in (0, 1):
+        tested = np.zeros(n, dtype=int)
+        tests = []
+        for fold in range(5):
+            parts = cv_split(table, 5, fold, seed=seed, val_fraction=0.25, stratify=["y"])
+            assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(n))
+            tested[parts["test"]] += 1
+            tests.append(set(parts["test"]))
+            for a, b in (("train", "test"), ("train", "val"), ("val", "test")):  # no patient in two parts
+                assert not set(table["patient_id"].iloc[parts[a]]) & set(table["patient_id"].iloc[parts[b]])
+            # stratified: each test fold has about a fifth of each class (patients of 1-6 rows)
+            for label in (0, 1):
+                share = (table["y"].iloc[parts["test"]] == label).sum() / (table["y"] == label).sum()
+                assert 0.1 < share < 0.3
+            # val: about a quarter of the remaining rows
+            assert 0.15 < len(parts["val"]) / (n - len(parts["test"])) < 0.35
+        assert (tested == 1).all()
+        partitions.append(tests)
+    assert partitions[0] != partitions[1]  # another repeat, another partition
+
+
+def test_cv_split_rejects_bad_folds():
+    from fairmed.design.splits import cv_split
+
+    table = pd.DataFrame({"y": [0, 1, 0, 1]})
+    with pytest.raises(SpecError, match="fold 3 of 3"):
+        cv_split(table, 3, 3)
+    with pytest.raises(SpecError, match="fold 0 of 1"):
+        cv_split(table, 1, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    patients=st.integers(1, 30),
+    folds=st.integers(2, 7),
+    seed=st.integers(0, 10_000),
+    val=st.sampled_from([0.0, 0.2, 0.5]),
+)
+def test_cv_split_partitions_rows_and_patients_for_any_table(n, patients, folds, seed, val):
+    from fairmed.design.splits import cv_split
+
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame({"patient_id": rng.integers(0, patients, n), "y": rng.integers(0, 2, n)})
+    tested = np.zeros(n, dtype=int)
+    for fold in range(folds):
+        parts = cv_split(table, folds, fold, seed=seed, val_fraction=val, stratify=["y"])
+        assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(n))
+        tested[parts["test"]] += 1
+        for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
+            assert not set(table["patient_id"].iloc[parts[a]]) & set(table["patient_id"].iloc[parts[b]])
+    assert (tested == 1).all()

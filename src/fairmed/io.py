@@ -71,19 +71,27 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV or Parquet table with a one-line error when it cannot be read."""
+    """Read a CSV (also ``.csv.gz``), TSV, Parquet or Excel table with a one-line error when it cannot
+    be read (Excel needs the optional ``openpyxl``)."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: file not found")
     suffix = p.suffix.lower()
+    if suffix == ".gz" and p.name.lower().endswith((".csv.gz", ".tsv.gz")):
+        suffix = p.name.lower()[-7:-3]
     try:
+        if suffix == ".xlsx":
+            try:
+                return pd.read_excel(p)
+            except ImportError:
+                raise DataError(f"{p}: reading Excel files needs openpyxl (pip install openpyxl)") from None
         if suffix == ".parquet":
             return pd.read_parquet(p)
         if suffix in {".csv", ".txt"}:
             return pd.read_csv(p, low_memory=False)
         if suffix == ".tsv":
-            return pd.read_csv(p, sep="\t", low_memory=False)
+            return pd.read_csv(p, sep="\t", low_memory=False)  # .tsv and .tsv.gz
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{p}: cannot read table: {first}") from exc
-    raise DataError(f"{p}: unsupported table format {suffix!r} (expected .csv, .tsv or .parquet)")
+    raise DataError(f"{p}: unsupported table format {suffix!r} (expected .csv, .tsv, .parquet or .xlsx)")

@@ -5,20 +5,30 @@ Predictions: one row per (run, sample): the run keys, ``id``, ``y_true``, and
 (multi-class probabilities), optional ``y_pred``, or for generative models the
 per-sample values (``recon_mse``, ``latent_std``, ``elbo``); plus the sensitive
 attributes. Results: run keys, ``attribute``, ``group``, ``metric``, ``value``,
-``ci_low``, ``ci_high``, ``n``.
+``ci_low``, ``ci_high``, ``n``, ``mdg`` (the minimum detectable gap, on difference rows).
 """
 
 from __future__ import annotations
 
-RUN_KEYS: tuple[str, ...] = ("study", "config", "method", "seed", "split")
+# fold: only with design.cv_folds (cross-validation)
+RUN_KEYS: tuple[str, ...] = ("study", "config", "method", "seed", "fold", "split")
 ID = "id"
 Y_TRUE = "y_true"
 Y_SCORE = "y_score"
 Y_PRED = "y_pred"
 PROBA_PREFIX = "p_"
 REGRESSION_VALUES: tuple[str, ...] = ("recon_mse", "latent_std", "elbo")
-RESULT_COLUMNS: tuple[str, ...] = ("attribute", "group", "metric", "value", "ci_low", "ci_high", "n")
+RESULT_COLUMNS: tuple[str, ...] = ("attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "mdg")
 OVERALL = "overall"  # the ``group`` (and ``attribute``) of whole-population rows
+# Predictions columns that are neither attributes nor scores: a post-processed method's raw score, a
+# not-applicable row's note, a pruned model's channel count, GCE's plan rows (``plan_*``)
+AUXILIARY_COLUMNS: tuple[str, ...] = ("y_score_raw", "note", "channels")
+AUXILIARY_PREFIXES: tuple[str, ...] = ("plan_",)
+
+
+def is_auxiliary(column: str) -> bool:
+    """True for a Predictions column that carries bookkeeping, not a sensitive attribute."""
+    return column in AUXILIARY_COLUMNS or column.startswith(AUXILIARY_PREFIXES)
 
 
 def proba_column(k: int) -> str:

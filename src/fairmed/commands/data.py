@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
 from fairmed.data.images import load_images
-from fairmed.data.sources import DESCRIPTIONS, KINDS, load_source
+from fairmed.data.sources import DESCRIPTIONS, KINDS, LAYOUTS, load_source
 from fairmed.data.synth import SynthConfig, generate
 from fairmed.errors import SpecError
 from fairmed.io import atomic_write, write_table, write_text
@@ -89,6 +89,14 @@ CSV_FIELDS: dict[str, tuple[str, ...]] = {
     "isic_archive": ("csv*",),
     "ham10000": ("metadata",),
     "isic2019": ("ground_truth", "metadata"),
+    "pad_ufes20": ("csv",),
+    "covid_cxr": ("csv",),
+    "chexpert": ("csv*",),
+    "mimic_cxr": ("metadata", "labels", "patients", "admissions"),
+    "nih_cxr14": ("csv",),
+    "padchest": ("csv",),
+    "papila": ("od", "os"),
+    "ddi": ("csv",),
 }
 IMAGE_FIELDS: dict[str, str] = {
     "fitzpatrick17k": "images",
@@ -96,6 +104,14 @@ IMAGE_FIELDS: dict[str, str] = {
     "isic_archive": "images",
     "isic2019": "images",
     "ham10000": "images*",
+    "pad_ufes20": "images",
+    "covid_cxr": "images",
+    "chexpert": "root",
+    "mimic_cxr": "images",
+    "nih_cxr14": "images",
+    "padchest": "images",
+    "papila": "images",
+    "ddi": "images",
 }
 
 
@@ -170,7 +186,15 @@ def summary(spec, kind, csv, images, seed, settings, groups, out) -> None:
     specs = [GroupSpec.parse(g) for g in groups] if groups else default_groups(cohort)
     table = cohort.describe(specs)
     click.echo(f"{cohort.name}: {len(cohort)} rows, label {cohort.label!r}, pixels: {cohort.pixel_source}")
-    for key in ("dropped_missing_images", "dropped_other_labels", "dropped_uncertain"):
+    for key in (
+        "dropped_missing_images",
+        "dropped_other_labels",
+        "dropped_uncertain",
+        "dropped_other_views",
+        "dropped_unlabelled",
+        "dropped_suspect",
+        "implausible_ages",
+    ):
         if cohort.meta.get(key):
             click.echo(f"  {key.replace('_', ' ')}: {cohort.meta[key]}")
     click.echo(table.to_string(index=False))
@@ -280,7 +304,10 @@ def sources() -> None:
     """List the source kinds and the file layout each expects."""
     for kind in KINDS:
         click.echo(f"{kind:18s} {DESCRIPTIONS[kind]}")
-    click.echo("\nThe exact file layouts: docs/data.md (and each fairmed.data.sources.<kind> docstring).")
+        if LAYOUTS.get(kind):
+            click.echo(LAYOUTS[kind] + "\n")
+    click.echo("More on each (labels, attributes, missing values): docs/data.md and the")
+    click.echo("fairmed.data.sources.<kind> docstrings.")
 
 
 @data.command()

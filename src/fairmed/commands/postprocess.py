@@ -10,7 +10,13 @@ import pandas as pd
 from fairmed.data.groups import GroupSpec
 from fairmed.errors import InputError
 from fairmed.io import read_table, write_table
-from fairmed.mitigate.thresholds import GroupRules, apply_rules, fit_reject_option, fit_thresholds
+from fairmed.mitigate.thresholds import (
+    GroupRules,
+    apply_rules,
+    fit_calibrated_eqodds,
+    fit_reject_option,
+    fit_thresholds,
+)
 
 TARGETS = ["equal_opportunity", "demographic_parity", "equalized_odds", "tpr", "fpr"]
 
@@ -27,7 +33,17 @@ def _column(df: pd.DataFrame, name: str, path: Path) -> pd.Series:
 @click.option("--target", type=click.Choice(TARGETS), default="equal_opportunity", show_default=True)
 @click.option("--value", type=float, default=None, help="the rate for --target tpr / fpr")
 @click.option(
-    "--method", type=click.Choice(["thresholds", "reject_option"]), default="thresholds", show_default=True
+    "--method",
+    type=click.Choice(["thresholds", "reject_option", "calibrated_eqodds"]),
+    default="thresholds",
+    show_default=True,
+)
+@click.option(
+    "--cost-constraint",
+    type=click.Choice(["fpr", "fnr", "weighted"]),
+    default="weighted",
+    show_default=True,
+    help="calibrated_eqodds: the generalized rate to equalise (--target is not used)",
 )
 @click.option("--privileged", multiple=True, help="reject option: privileged group(s); default: highest rate")
 @click.option("--max-accuracy-loss", type=float, default=0.05, show_default=True, help="reject option")
@@ -53,6 +69,7 @@ def postprocess(
     target: str,
     value: float | None,
     method: str,
+    cost_constraint: str,
     privileged: tuple[str, ...],
     max_accuracy_loss: float,
     label: str,
@@ -62,7 +79,8 @@ def postprocess(
     rules_out: Path | None,
     rules_in: Path | None,
 ) -> None:
-    """FIT_FILE APPLY_FILE: fit per-group thresholds (or reject option) on FIT_FILE, apply to APPLY_FILE.
+    """FIT_FILE APPLY_FILE: fit per-group thresholds (reject option, calibrated equalized odds) on FIT_FILE,
+    apply to APPLY_FILE.
 
     With --rules RULES.json give only APPLY_FILE: the saved rules are applied as they are.
     Works from Predictions alone, so any model benefits without retraining. The applied
@@ -74,7 +92,8 @@ def postprocess(
         rules = _load_matching_rules(rules_in, spec.name)
     else:
         fit_file, apply_file = _two_files(files)
-        rules = _fit(fit_file, spec, target, value, method, privileged, max_accuracy_loss, label, score)
+        options = {"privileged": privileged, "max_accuracy_loss": max_accuracy_loss, "cost": cost_constraint}
+        rules = _fit(fit_file, spec, target, value, method, options, label, score)
     click.echo(_describe(rules))
     if rules_out:
         rules.save(rules_out)
@@ -109,18 +128,20 @@ def _fit(
     target: str,
     value: float | None,
     method: str,
-    privileged: tuple[str, ...],
-    max_accuracy_loss: float,
+    options: dict,
     label: str,
     score: str,
 ) -> GroupRules:
-    """Fit the chosen rule family on FIT_FILE's labels, scores and groups."""
+    """Fit the chosen rule family on FIT_FILE's labels, scores and groups (``options``: the reject
+    option's privileged groups and accuracy loss, calibrated equalized odds' cost constraint)."""
     fit_df = read_table(fit_file)
     groups = spec.assign(fit_df).groups
     y = _column(fit_df, label, fit_file).to_numpy()
     s = _column(fit_df, score, fit_file).to_numpy(dtype=float)
     if method == "thresholds":
         return fit_thresholds(s, y, groups, target, value=value, attribute=spec.name)  # type: ignore[arg-type]
+    if method == "calibrated_eqodds":
+        return fit_calibrated_eqodds(s, y, groups, options["cost"], attribute=spec.name)
     if target not in {"demographic_parity", "equal_opportunity"}:
         raise InputError("reject option tunes its band for demographic_parity or equal_opportunity")
     return fit_reject_option(
@@ -128,8 +149,8 @@ def _fit(
         y,
         groups,
         target,  # type: ignore[arg-type]
-        privileged=list(privileged) or None,
-        max_accuracy_loss=max_accuracy_loss,
+        privileged=list(options["privileged"]) or None,
+        max_accuracy_loss=options["max_accuracy_loss"],
         attribute=spec.name,
     )
 
@@ -160,8 +181,14 @@ def _describe(rules: GroupRules) -> str:
         lines.append(
             f"  band +/-{rules.band:.3f} around {rules.base_threshold}; privileged: {rules.privileged}"
         )
+    if rules.method == "calibrated_eqodds":
+        for name, mix in (rules.mix_rates or {}).items():
+            base = (rules.base_rates or {})[name]
+            lines.append(
+                f"  {name}: {mix:.3f} of its rows take the base rate {base:.4f}, the rest keep their score"
+            )
     for name, rule in rules.rules.items():
-        if rules.method == "reject_option":
+        if rules.method != "thresholds":
             break
         parts = [
             f"{c.weight:.3f} x (score >= {c.threshold:.4f})"

@@ -64,7 +64,13 @@ def study_options(fn):
     default=None,
     help="A source YAML that replaces the spec's source (e.g. OUT/source.yaml of `fairmed data synth`).",
 )
-def run(spec: str, out_dir, profile, executor, address, jobs, no_report, tolerance, source) -> None:
+@click.option(
+    "--lenient",
+    is_flag=True,
+    help="Drop images that cannot be decoded (listed in OUT/tables/dropped_images.parquet and the"
+    " report) instead of failing; the same as lenient: true in the spec.",
+)
+def run(spec: str, out_dir, profile, executor, address, jobs, no_report, tolerance, source, lenient) -> None:
     """Run the study SPEC (a YAML file, or a built-in name from `fairmed studies list`).
 
     Writes OUT/spec.yaml, runs/*.parquet, predictions.parquet, results.parquet, tables/ and
@@ -73,8 +79,11 @@ def run(spec: str, out_dir, profile, executor, address, jobs, no_report, toleran
     from fairmed.studies.runner import run_study
     from fairmed.studies.spec import load_spec
 
+    resolved = load_spec(spec, profile=profile, source=source)
+    if lenient:
+        resolved = resolved.model_copy(update={"lenient": True})
     outcome = run_study(
-        load_spec(spec, profile=profile, source=source),
+        resolved,
         out_dir,
         executor=executor,
         jobs=jobs,
@@ -91,6 +100,12 @@ def run(spec: str, out_dir, profile, executor, address, jobs, no_report, toleran
         f"{outcome.spec.name}: {len(outcome.executed)} run(s) executed, {len(outcome.skipped)} resumed"
         f" -> {outcome.out_dir}"
     )
+    dropped = outcome.out_dir / "tables" / "dropped_images.parquet"
+    if outcome.spec.lenient and dropped.exists():
+        from fairmed.io import read_table
+
+        for row in read_table(dropped).itertuples():
+            click.echo(f"dropped unreadable image {row.path} (id {row.id}): {row.reason}")
     if outcome.report is not None:
         from fairmed.report.summary import report_summary
 

@@ -8,7 +8,7 @@ group of their own. Both are counted, so nothing disappears silently.
 
 Specs are plain pydantic models, so they round-trip through YAML study specs, and a
 short string form serves the command line: ``sex``, ``fst`` (one group per type),
-``fst:12-56``, ``fst:123-456``, ``age:60`` (bins <60 / >=60), ``age:40,60``, ``sex*age:60``
+``fst:12-56``, ``fst:123-456`` (or any partition, ``fst:12-345``), ``age:60`` (bins <60 / >=60), ``age:40,60``, ``sex*age:60``
 (intersection); a ``+missing`` suffix (``sex+missing``, ``age:60+missing``) keeps missing
 values as a group of their own.
 """
@@ -118,16 +118,16 @@ class GroupSpec(BaseModel):
 
         - ``"12-56"``: "FST 1-2" (light) vs "FST 5-6" (dark), FST 3-4 excluded (VAE paper);
         - ``"123-456"``: "FST 1-3" vs "FST 4-6" (channel-pruning paper);
-        - ``"each"``: one group per type "FST 1" ... "FST 6".
+        - ``"each"``: one group per type "FST 1" ... "FST 6";
+        - any other partition of the types into two or more groups, digits joined within a group
+          and groups separated by ``-``: ``"12-345"`` ("FST 1-2" vs "FST 3-5", for a data set
+          without type 6 such as PAD-UFES-20), ``"1-2-3-456"``. A type may be in one group only;
+          types left out are excluded (and counted), as 3-4 under ``"12-56"``.
         """
-        if convention == "12-56":
-            levels = {"FST 1-2": [1, 2], "FST 5-6": [5, 6]}
-        elif convention == "123-456":
-            levels = {"FST 1-3": [1, 2, 3], "FST 4-6": [4, 5, 6]}
-        elif convention == "each":
+        if convention == "each":
             levels = {f"FST {k}": [k] for k in range(1, 7)}
         else:
-            raise SpecError(f"fitzpatrick convention {convention!r}: expected '12-56', '123-456' or 'each'")
+            levels = {_fst_name(part): [int(d) for d in part] for part in _fst_parts(convention)}
         return cls(attribute="fst", levels=levels, missing=missing)
 
     @classmethod
@@ -148,7 +148,7 @@ class GroupSpec(BaseModel):
         """Parse the command-line short form.
 
         ``sex`` (every value its own group), ``fst`` (= ``fst:each``: "FST 1" .. "FST 6"),
-        ``fst:12-56``, ``fst:123-456``, ``age:60`` / ``age:40,60`` (numeric bin edges), and
+        ``fst:12-56``, ``fst:123-456`` or any partition such as ``fst:12-345``, ``age:60`` / ``age:40,60`` (numeric bin edges), and
         ``a*b`` for the intersection of two or more specs. Missing values are dropped (and
         counted) unless the spec ends in ``+missing`` (``sex+missing``, ``fst:12-56+missing``,
         ``age:60+missing``), which keeps them as a group named "missing"; in an intersection
@@ -168,9 +168,10 @@ class GroupSpec(BaseModel):
         if not attribute:
             raise SpecError(f"group spec {text!r}: expected an attribute name before ':' or '+'")
         if attribute == "fst":
-            if arg not in ("", "12-56", "123-456", "each"):
-                raise SpecError(f"group spec {text!r}: fst takes '12-56', '123-456' or 'each'")
-            return cls.fitzpatrick(arg or "each", missing=missing)
+            try:
+                return cls.fitzpatrick(arg or "each", missing=missing)
+            except SpecError as exc:
+                raise SpecError(f"group spec {text!r}: {exc}") from None
         if not arg:
             return cls.categorical(attribute, missing=missing)
         try:
@@ -331,6 +332,31 @@ def _display_names(raw: pd.Series) -> pd.Series:
         names = [None if np.isnan(v) else _norm(v) for v in raw.to_numpy(dtype=float, na_value=np.nan)]
         return pd.Series(names, index=raw.index, dtype=object)
     return raw.astype("string").str.strip().astype(object)
+
+
+def _fst_parts(convention: str) -> list[str]:
+    """The groups of a Fitzpatrick partition such as ``12-345``, checked: types 1-6, each in one
+    group, increasing within a group, at least two groups."""
+    parts = convention.split("-")
+    expected = "fst takes 'each' or groups of types 1-6 joined by '-' (e.g. '12-56', '123-456', '12-345')"
+    if len(parts) < 2 or any(not p or any(c not in "123456" for c in p) for p in parts):
+        raise SpecError(f"fitzpatrick convention {convention!r}: {expected}")
+    digits = "".join(parts)
+    if len(set(digits)) != len(digits):
+        raise SpecError(f"fitzpatrick convention {convention!r}: a type appears in two groups")
+    if any(list(p) != sorted(p) for p in parts):
+        raise SpecError(
+            f"fitzpatrick convention {convention!r}: write the types of a group in increasing order"
+        )
+    return parts
+
+
+def _fst_name(part: str) -> str:
+    """'12' -> 'FST 1-2', '5' -> 'FST 5', '135' -> 'FST 1,3,5' (a run is written as a range)."""
+    types = [int(c) for c in part]
+    if len(types) > 1 and types == list(range(types[0], types[-1] + 1)):
+        return f"FST {types[0]}-{types[-1]}"
+    return "FST " + ",".join(map(str, types))
 
 
 def _fmt(x: float) -> str:

@@ -9,8 +9,9 @@ a new cache is made; otherwise the second call opens the array instantly.
 
 A missing or corrupt image is reported with its id and path: ``strict=True`` raises a
 one-line :class:`DataError`, ``strict=False`` drops it (``kept`` is False there, the
-pixels are zero) and lists it in ``dropped``. A path that resolves outside the image
-root is always an error.
+pixels are zero) and lists it in ``dropped``. A path whose text leaves the image root
+(``..``, an absolute path) is always an error; symlinked folders and files below the
+root are the user's own and are followed.
 
 Cohorts with in-memory images (the generator) are resized with a vectorized
 area/bilinear filter instead.
@@ -27,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fairmed.data.cohort import ID, PATH, Cohort
 from fairmed.errors import DataError, first_rows
 from fairmed.io import atomic_path, write_json
 from fairmed.progress import bar
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: alpha on white, 16-bit scaling, EXIF orientation
 _BATCH = 32  # images per thread task
 
 
@@ -82,10 +83,14 @@ def check_relative_paths(paths: pd.Series, where: str, column: str = PATH) -> No
 
 
 def resolve_inside(root: Path, relative: str) -> Path | None:
-    """The real path of ``root/relative``, or None when it escapes ``root`` (symlinks too)."""
-    real_root = os.path.realpath(root)
-    full = os.path.realpath(os.path.join(real_root, relative))
-    if os.path.commonpath([real_root, full]) != real_root:
+    """``root/relative``, or None when the path *text* climbs out of ``root`` ('..', absolute).
+
+    The rule: the CSV's own path text may not leave the image root, but symlinks on disk are the
+    user's and are followed (data sets usually live on another disk behind a symlinked folder).
+    """
+    full = os.path.normpath(os.path.join(root, relative))
+    base = os.path.normpath(root)
+    if os.path.isabs(relative) or os.path.commonpath([base, full]) != base:
         return None
     return Path(full)
 
@@ -145,12 +150,68 @@ def _cache_key(cohort: Cohort, size: int) -> tuple[str, np.ndarray]:
     return h.hexdigest()[:24], stats
 
 
+WHITE = (255, 255, 255, 255)
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _square(width: int, height: int) -> tuple[int, int, int, int]:
+    """The centred square crop box of a ``width`` x ``height`` image."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return (left, top, left + side, top + side)
+
+
+def to_rgb8(im: Image.Image) -> np.ndarray:
+    """Any decoded image -> (h, w, 3) uint8 RGB.
+
+    - alpha (RGBA, LA, a palette with transparency) is composited on white: a transparent
+      background then looks like the paper it was cut from, not black (dropping alpha would keep
+      whatever colour happens to sit under it);
+    - 16-bit and 32-bit integer images (``I;16``, ``I``) are scaled by 255/65535 (round to
+      nearest), the bit depth's full range mapped onto 0-255, and gray is copied to R, G and B;
+    - CMYK (and YCbCr, LAB) go through Pillow's conversion to RGB.
+    """
+    if im.mode == "I" or im.mode in _SIXTEEN_BIT:
+        values = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
+        gray = np.floor(values * (255 / 65535) + 0.5).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
 def _decode(path: Path, size: int) -> np.ndarray:
-    """One image -> (size, size, 3) uint8: centre crop to square, then resize (JPEG draft mode)."""
+    """One image -> (size, size, 3) uint8: EXIF orientation applied, centre square crop, resize.
+
+    A large image meant for a small target is decoded small: JPEGs at a reduced DCT scale
+    (``draft``), any format reduced by whole factors before the final bilinear resize
+    (``reducing_gap``); see benchmarks/image_cache_speed.py for the speed-up.
+    """
     with Image.open(path) as im:
-        im.draft("RGB", (size, size))
-        im = ImageOps.fit(im.convert("RGB"), (size, size), method=Image.Resampling.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+        if im.format == "JPEG":
+            im.draft(im.mode, (size, size))  # decode at 1/2, 1/4 or 1/8 scale, still >= size
+        im.load()
+        ImageOps.exif_transpose(im, in_place=True)  # a no-op without an EXIF orientation
+        if im.mode in _SIXTEEN_BIT:
+            im = im.convert("I")  # Pillow resizes 32-bit integer images, not 16-bit ones
+        elif im.mode in ("P", "1"):
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")  # resize would use NEAREST
+        box = _square(*im.size)
+        small = im.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
+        return to_rgb8(small)
+
+
+def _reason(exc: Exception) -> str:
+    """Why an image could not be decoded, in a few words."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (no known image format)"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "truncated" in text:
+        return f"truncated ({text})"
+    return f"corrupt ({text})"
 
 
 def _decode_batch(rows, out: np.ndarray, root: Path, size: int) -> list[tuple[int, str]]:
@@ -166,7 +227,7 @@ def _decode_batch(rows, out: np.ndarray, root: Path, size: int) -> list[tuple[in
         try:
             out[i] = _decode(full, size)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            failures.append((i, f"corrupt ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"))
+            failures.append((i, _reason(exc)))
     return failures
 
 
@@ -244,12 +305,25 @@ def load_images(
         r = dropped.iloc[0]
         raise DataError(
             f"{Path(cohort.image_root) / r['path']}: image of id {r['id']!r} is {r['reason']}"
-            f" ({len(dropped)} unreadable image(s): ids {first_rows(dropped['id'])}; use strict=False to drop them)"
+            f" ({len(dropped)} unreadable image(s): ids {first_rows(dropped['id'])}; to drop them: strict=False,"
+            " or lenient: true in a study spec, or fairmed run --lenient)"
         )
     kept = np.ones(len(cohort), dtype=bool)
     kept[dropped["row"].to_numpy(dtype=np.int64)] = False
     pixels = np.load(array_file, mmap_mode="r")
     return ImageArray(pixels, kept, dropped[["id", "path", "reason"]].reset_index(drop=True), array_file)
+
+
+def readable_subset(cohort: Cohort, size: int, cache_dir: str | Path | None = None) -> Cohort:
+    """The cohort without the rows whose image is missing or cannot be decoded (lenient mode).
+
+    Decodes at ``size`` into the cache the runs read; the dropped rows (id, path, reason) are
+    listed in ``meta["dropped_images"]`` for the study's output folder and report.
+    """
+    arr = load_images(cohort, size, cache_dir=cache_dir, strict=False)
+    kept = cohort if arr.kept.all() else cohort.subset(arr.kept)
+    kept.meta = {**kept.meta, "dropped_images": arr.dropped.astype(str).to_dict(orient="records")}
+    return kept
 
 
 def _empty_dropped() -> pd.DataFrame:

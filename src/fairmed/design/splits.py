@@ -6,7 +6,8 @@ patient's images leak between training and testing. Groups are stratified by the
 stratum they are laid out in a seeded random order on a circle of circumference 1 with a random
 start (systematic sampling): each split receives a run of groups whose row mass matches its
 fraction, so split sizes are exact when the groups allow it, even in tiny strata. Vectorized over
-groups; a repeat is a different ``seed``.
+groups; a repeat is a different ``seed``. :func:`cv_split` cuts the same circle into k equal arcs:
+repeated, stratified, patient-level k-fold cross-validation, every row tested once per repeat.
 """
 
 from __future__ import annotations
@@ -66,6 +67,29 @@ def _strata(table: pd.DataFrame, stratify: Sequence[str]) -> np.ndarray:
 _SPLIT_STREAM = 0x5E1177
 
 
+def _layout(
+    table: pd.DataFrame, seed: int, group_by: str | None, stratify: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The group code of each row and each group's place on the circle [0, 1): within each stratum
+    the groups follow a seeded random order from a random start, each taking an arc as long as its
+    share of the stratum's rows (see the module docstring)."""
+    groups = _group_codes(table, group_by)
+    first = np.unique(groups, return_index=True)[1]  # first row of each group (codes are 0..G-1 sorted)
+    sizes = np.bincount(groups).astype(float)
+    strata = _strata(table, stratify)[first]
+    rng = np.random.default_rng([seed, _SPLIT_STREAM])
+    order = np.lexsort((rng.random(len(first)), strata))  # groups by stratum, random within
+    s_sorted, size_sorted = strata[order], sizes[order]
+    cum = np.cumsum(size_sorted)
+    start = np.r_[0.0, cum[:-1]]
+    stratum_begin = np.r_[0.0, cum][np.searchsorted(s_sorted, s_sorted, side="left")]
+    totals = np.bincount(s_sorted, weights=size_sorted)[s_sorted]
+    offset = rng.random(int(strata.max()) + 1)[s_sorted]
+    position = np.empty(len(first))
+    position[order] = ((start - stratum_begin + size_sorted / 2) / totals + offset) % 1.0
+    return groups, position
+
+
 def split_cohort(
     cohort: Cohort | pd.DataFrame,
     fractions: Mapping[str, float] | None = None,
@@ -85,27 +109,45 @@ def split_cohort(
     names, values = _check_fractions(fractions or DEFAULT_FRACTIONS)
     if stratify is None:
         stratify = [cohort.label] if isinstance(cohort, Cohort) else []
-    n = len(table)
-    if n == 0:
+    if len(table) == 0:
         return {name: np.zeros(0, dtype=np.int64) for name in names}
-    groups = _group_codes(table, group_by)
-    first = np.unique(groups, return_index=True)[1]  # first row of each group (codes are 0..G-1 sorted)
-    sizes = np.bincount(groups).astype(float)
-    strata = _strata(table, stratify)[first]
-    rng = np.random.default_rng([seed, _SPLIT_STREAM])
-    order = np.lexsort((rng.random(len(first)), strata))  # groups by stratum, random within
-    s_sorted, size_sorted = strata[order], sizes[order]
-    cum = np.cumsum(size_sorted)
-    start = np.r_[0.0, cum[:-1]]
-    stratum_begin = np.r_[0.0, cum][np.searchsorted(s_sorted, s_sorted, side="left")]
-    totals = np.bincount(s_sorted, weights=size_sorted)[s_sorted]
-    offset = rng.random(int(strata.max()) + 1)[s_sorted]
-    position = ((start - stratum_begin + size_sorted / 2) / totals + offset) % 1.0
-    edges = np.cumsum(values)[:-1]
-    part = np.empty(len(first), dtype=np.int64)
-    part[order] = np.searchsorted(edges, position, side="right")
+    groups, position = _layout(table, seed, group_by, stratify)
+    part = np.searchsorted(np.cumsum(values)[:-1], position, side="right")
     row_part = part[groups]
     return {name: np.flatnonzero(row_part == k) for k, name in enumerate(names)}
 
 
-__all__ = ["DEFAULT_FRACTIONS", "split_cohort"]
+def cv_split(
+    cohort: Cohort | pd.DataFrame,
+    folds: int,
+    fold: int,
+    seed: int = 0,
+    val_fraction: float = 0.25,
+    group_by: str | None = "patient_id",
+    stratify: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Fold ``fold`` of a stratified, patient-level ``folds``-fold cross-validation (repeat = ``seed``).
+
+    The groups' places on the circle (as in :func:`split_cohort`) are cut into ``folds`` equal
+    arcs: fold ``f`` tests the arc ``[f/k, (f+1)/k)``, so over the folds of one seed every row is
+    tested exactly once. ``val_fraction`` of the remaining rows (the arc after the test arc) is
+    the validation set, the rest trains. Returns ``{"train", "val", "test"}`` row positions.
+    """
+    if folds < 2 or not 0 <= fold < folds:
+        raise SpecError(f"cross-validation: fold {fold} of {folds} (expected folds >= 2, 0 <= fold < folds)")
+    if not 0 <= val_fraction < 1:
+        raise SpecError(f"cross-validation: val_fraction must be in [0, 1), got {val_fraction}")
+    table = cohort.table if isinstance(cohort, Cohort) else cohort
+    if stratify is None:
+        stratify = [cohort.label] if isinstance(cohort, Cohort) else []
+    if len(table) == 0:
+        return {name: np.zeros(0, dtype=np.int64) for name in ("train", "val", "test")}
+    groups, position = _layout(table, seed, group_by, stratify)
+    scaled = position[groups] * folds
+    test = np.minimum(np.floor(scaled), folds - 1) == fold  # integer arcs: tested exactly once
+    after = (scaled - fold) % folds  # how far past the start of the test arc, in arcs
+    val = ~test & (after < 1.0 + (folds - 1) * val_fraction)
+    return {"train": np.flatnonzero(~test & ~val), "val": np.flatnonzero(val), "test": np.flatnonzero(test)}
+
+
+__all__ = ["DEFAULT_FRACTIONS", "cv_split", "split_cohort"]

@@ -11,6 +11,10 @@ Two mitigations that need nothing but a model's scores, so they apply to any mod
   inside a band ``|score - threshold| <= theta`` decisions go to the favourable label for
   the unprivileged groups and against it for the privileged group; ``theta`` is tuned on
   validation to minimise a criterion gap within an allowed accuracy loss.
+- :func:`fit_calibrated_eqodds` — calibrated equalized odds (Pleiss, Raghavan, Wu, Kleinberg &
+  Weinberger 2017): each group's calibrated score is replaced, for a random share of its rows, by
+  the group's base rate (which stays calibrated), so that the groups' generalized FPR, FNR or a
+  weighted cost become equal; decisions threshold the mixed score.
 
 A fitted rule is a :class:`GroupRules`: per group, a mixture of deterministic components
 (``score >= threshold`` or a constant decision) with weights summing to one. A single
@@ -36,6 +40,7 @@ from fairmed.metrics.roc import roc_vertices
 
 Target = Literal["equal_opportunity", "demographic_parity", "equalized_odds", "tpr", "fpr"]
 Criterion = Literal["demographic_parity", "equal_opportunity"]
+CostConstraint = Literal["fpr", "fnr", "weighted"]
 
 
 class Component(BaseModel):
@@ -92,7 +97,7 @@ class GroupRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["thresholds", "reject_option"]
+    method: Literal["thresholds", "reject_option", "calibrated_eqodds"]
     target: str
     attribute: str
     rules: dict[str, GroupRule]
@@ -101,6 +106,10 @@ class GroupRules(BaseModel):
     privileged: list[str] | None = None
     favourable: Literal[0, 1] = 1
     base_threshold: float = 0.5
+    base_rates: dict[str, float] | None = Field(None, description="calibrated_eqodds: each group's base rate")
+    mix_rates: dict[str, float] | None = Field(
+        None, description="calibrated_eqodds: the share of each group's rows given its base rate"
+    )
     fit_summary: dict[str, float] = Field(default_factory=dict)
 
     # ----------------------------------------------------------- application
@@ -118,8 +127,27 @@ class GroupRules(BaseModel):
                 p[mask] = rule.positive_probability(scores[mask])
         return p
 
+    def mixed_scores(self, scores: np.ndarray, groups: Sequence, seed: int = 0) -> np.ndarray:
+        """Calibrated equalized odds' scores: each row of a group with mix rate m takes the group's base
+        rate with probability m (a seeded draw per row), else keeps its score; rows of a group not seen
+        at fit time keep theirs."""
+        if self.method != "calibrated_eqodds" or self.mix_rates is None or self.base_rates is None:
+            raise InputError(f"mixed scores need calibrated_eqodds rules, got {self.method}")
+        s = _check_scores(scores)
+        g = np.asarray(pd.Series(groups).astype(object).fillna("").astype(str))
+        if len(g) != len(s):
+            raise InputError(f"{len(s)} scores but {len(g)} group values")
+        u = np.random.default_rng(seed).random(len(s))
+        out = s.copy()
+        for name, mix in self.mix_rates.items():
+            take = (g == name) & (u < mix)
+            out[take] = self.base_rates[name]
+        return out
+
     def predict(self, scores: np.ndarray, groups: Sequence, seed: int = 0) -> np.ndarray:
         """0/1 decisions; randomised rules draw with a seeded generator (reproducible)."""
+        if self.method == "calibrated_eqodds":
+            return (self.mixed_scores(scores, groups, seed) >= self.base_threshold).astype(np.int64)
         p = self.positive_probability(scores, groups)
         if np.all((p == 0.0) | (p == 1.0)):
             return p.astype(np.int64)
@@ -465,6 +493,94 @@ def _reject_option_decisions(rules: GroupRules, s: np.ndarray, g: np.ndarray) ->
     pred[critical & privileged] = unfav
     pred[critical & ~privileged] = fav
     return pred
+
+
+# ---------------------------------------------------- calibrated equalized odds
+def generalized_rates(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(generalized FPR, generalized FNR): the mean score of the negatives and the mean of 1 - score
+    of the positives (Pleiss et al.; NaN without negatives / positives)."""
+    neg, pos = y == 0, y == 1
+    gfpr = float(scores[neg].mean()) if neg.any() else float("nan")
+    gfnr = float((1.0 - scores[pos]).mean()) if pos.any() else float("nan")
+    return gfpr, gfnr
+
+
+def calibrated_cost(gfpr: float, gfnr: float, base_rate: float, constraint: CostConstraint) -> float:
+    """The cost calibrated equalized odds equalises: the generalized FPR, FNR, or (``weighted``) their
+    mean weighted by the shares of negatives and positives, (GFPR (1 - mu) + GFNR mu) / 2, as Pleiss
+    et al.'s code and AIF360 compute it."""
+    if constraint == "fpr":
+        return gfpr
+    if constraint == "fnr":
+        return gfnr
+    return 0.5 * gfpr * (1.0 - base_rate) + 0.5 * gfnr * base_rate
+
+
+def fit_calibrated_eqodds(
+    scores,
+    y,
+    groups,
+    constraint: CostConstraint = "weighted",
+    *,
+    threshold: float = 0.5,
+    attribute: str = "group",
+) -> GroupRules:
+    """Calibrated equalized odds (Pleiss et al. 2017) fitted on validation scores (assumed calibrated).
+
+    Per group: its base rate mu, the cost of its scores and that of the trivial classifier that
+    predicts mu for everyone (under ``constraint``: ``fpr``, ``fnr`` or ``weighted``). The group with
+    the highest cost is left alone; every other group g gives a share
+    ``(C_max - C_g) / (C_trivial,g - C_g)`` of its rows the score mu_g, which equalises the expected
+    costs and keeps each group calibrated. With two groups this is AIF360's
+    ``CalibratedEqOddsPostprocessing``; with more, each group is raised to the costliest one. A share
+    above 1 (the trivial classifier is cheaper than the costliest group) is capped at 1. Decisions:
+    mixed score >= ``threshold``.
+    """
+    if constraint not in ("fpr", "fnr", "weighted"):
+        raise SpecError(f"cost constraint {constraint!r}: expected fpr, fnr or weighted")
+    s, yy, g, names = _check_fit_inputs(scores, y, groups)
+    base, cost, trivial = {}, {}, {}
+    for n in names:
+        m = g == n
+        if yy[m].min() == yy[m].max():
+            raise InputError(
+                f"group {n!r} has a single class: calibrated equalized odds needs positives and negatives"
+            )
+        mu = float(yy[m].mean())
+        base[n] = mu
+        cost[n] = calibrated_cost(*generalized_rates(s[m], yy[m]), mu, constraint)
+        trivial[n] = calibrated_cost(mu, 1.0 - mu, mu, constraint)
+    top = max(cost.values())
+    mix = {}
+    for n in names:
+        room = trivial[n] - cost[n]
+        mix[n] = 0.0 if cost[n] >= top else float(min(1.0, (top - cost[n]) / room)) if room > 0 else 1.0
+    # expected decisions: the score's threshold, or the base rate's constant decision
+    rules = {
+        n: GroupRule(
+            components=[
+                c
+                for c in (
+                    Component(weight=1.0 - mix[n], threshold=float(threshold)),
+                    Component(weight=mix[n], constant=int(base[n] >= threshold)),
+                )
+                if c.weight > 0
+            ]
+        )
+        for n in names
+    }
+    fitted = GroupRules(
+        method="calibrated_eqodds",
+        target=constraint,
+        attribute=attribute,
+        rules=rules,
+        default=GroupRule.threshold(threshold),
+        base_threshold=threshold,
+        base_rates=base,
+        mix_rates=mix,
+    )
+    fitted.fit_summary = _summary(fitted, s, yy, g)
+    return fitted
 
 
 # --------------------------------------------------------------- summaries

@@ -91,7 +91,8 @@ def extract_features(
     backbone = backbone.to(device).eval()
     out = []
     for start in range(0, len(pixels), batch_size):
-        block = torch.from_numpy(np.ascontiguousarray(pixels[start : start + batch_size])).to(device)
+        # a writable copy: torch warns on the read-only memory-mapped cache
+        block = torch.from_numpy(np.array(pixels[start : start + batch_size])).to(device)
         out.append(backbone(image_batch(block)).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 

@@ -44,6 +44,7 @@ class ReportContext:
     audit: dict[str, Any] | None = None
     colors: dict[str, str] = field(default_factory=dict)
     tolerance: float = 0.05
+    alpha: float = 0.05  # "significant": adjusted p <= alpha
 
     @property
     def kind(self) -> str:
@@ -61,6 +62,19 @@ class ReportContext:
         if self.spec and self.spec.get("name"):
             return str(self.spec["name"])
         return f"Fairness audit: {self.out_dir.resolve().name}"
+
+    @property
+    def baseline_keys(self) -> tuple[str, ...]:
+        """The run keys that name the baseline of a comparison (the study kind's; () for audits)."""
+        if not self.is_study:
+            return ()
+        from fairmed.errors import SpecError
+        from fairmed.studies.kinds import get_kind
+
+        try:
+            return get_kind(self.kind).baseline_keys
+        except SpecError:  # a folder written by a kind this installation does not know
+            return ()
 
     def color(self, group: str) -> str:
         """The report-wide colour of a group (grey for a name never seen)."""
@@ -121,10 +135,13 @@ def folder_tolerance(spec: dict | None, audit: dict | None) -> float:
     return DEFAULT_TOLERANCE
 
 
-def load_context(out_dir: str | Path, tolerance: float | None = None) -> ReportContext:
+def load_context(
+    out_dir: str | Path, tolerance: float | None = None, alpha: float | None = None
+) -> ReportContext:
     """Read a study or audit folder into a :class:`ReportContext`.
 
-    ``tolerance`` None: the folder's own (see :func:`folder_tolerance`). Raises :class:`DataError`
+    ``tolerance`` None: the folder's own (see :func:`folder_tolerance`); ``alpha`` None: the audit's
+    recorded ``alpha``, else 0.05. Raises :class:`DataError`
     naming the folder when it holds neither Results nor Predictions.
     """
     out = Path(out_dir)
@@ -155,4 +172,5 @@ def load_context(out_dir: str | Path, tolerance: float | None = None) -> ReportC
         audit=audit,
         colors=colors_by_attribute(_groups_by_attribute(results, summary)),
         tolerance=folder_tolerance(spec, audit) if tolerance is None else tolerance,
+        alpha=float((audit or {}).get("alpha") or 0.05) if alpha is None else alpha,
     )

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from fairmed.data.cohort import Cohort
-from fairmed.design.splits import split_cohort
+from fairmed.design.splits import cv_split, split_cohort
 from fairmed.studies.kinds import RunSpec, StudyKind, grid_runs, write_tables
 from fairmed.studies.spec import StudySpec
 
@@ -28,25 +28,50 @@ def expand(spec: StudySpec) -> list[RunSpec]:
 
 
 @lru_cache(maxsize=2)
-def _load(source_json: str, base_dir: str | None) -> Cohort:
+def _load(source_json: str, base_dir: str | None, screen_json: str | None = None) -> Cohort:
     from fairmed.data.sources import load_source
 
-    return load_source(json.loads(source_json), base_dir=base_dir)
+    cohort = load_source(json.loads(source_json), base_dir=base_dir)
+    if screen_json is not None and cohort.pixel_source == "files":
+        from fairmed.data.images import readable_subset
+
+        size, cache = json.loads(screen_json)
+        cohort = readable_subset(cohort, size, None if cache is None else Path(cache) / "images")
+    return cohort
+
+
+def _screen(spec: StudySpec) -> str | None:
+    """With ``lenient: true``: the image size and cache folder the runs decode at, so that the
+    unreadable files are found (and dropped) once, in the cache the runs then read."""
+    if not spec.lenient:
+        return None
+    from fairmed.models.spec import ModelSpec
+    from fairmed.train.config import TrainConfig, as_spec
+
+    model = as_spec(ModelSpec, spec.model or None, "model")
+    cache = as_spec(TrainConfig, spec.train, "train").cache_dir
+    return json.dumps([model.image_size, None if cache is None else str(cache)])
 
 
 def load_cohort(spec: StudySpec) -> Cohort:
-    """The study's cohort (cached per process, so runs in one worker load it once)."""
-    return _load(json.dumps(spec.source, sort_keys=True), spec.base_dir)
+    """The study's cohort (cached per process, so runs in one worker load it once); with ``lenient:
+    true`` without the rows whose image cannot be decoded (listed in ``meta["dropped_images"]``)."""
+    return _load(json.dumps(spec.source, sort_keys=True), spec.base_dir, _screen(spec))
 
 
 @lru_cache(maxsize=2)
 def _embedded(
-    source_json: str, base_dir: str | None, model_json: str, cache_dir: str | None, device: str
+    source_json: str,
+    base_dir: str | None,
+    model_json: str,
+    cache_dir: str | None,
+    device: str,
+    screen_json: str | None = None,
 ) -> Cohort:
     from fairmed.models.features import embed_cohort
     from fairmed.models.spec import ModelSpec
 
-    cohort = _load(source_json, base_dir)
+    cohort = _load(source_json, base_dir, screen_json)
     return embed_cohort(cohort, ModelSpec.model_validate_json(model_json), cache_dir, device)
 
 
@@ -67,15 +92,21 @@ def training_cohort(spec: StudySpec, train: dict[str, Any]) -> tuple[Cohort, dic
     cache = None if config.cache_dir is None else str(config.cache_dir)
     device = str(resolve_device(config.device))
     source = json.dumps(spec.source, sort_keys=True)
-    cohort = _embedded(source, spec.base_dir, model.model_dump_json(), cache, device)
+    cohort = _embedded(source, spec.base_dir, model.model_dump_json(), cache, device, _screen(spec))
     return cohort, head_spec(model).model_dump(mode="json")
 
 
-def split_parts(spec: StudySpec, cohort: Cohort, seed: int) -> dict[str, Cohort]:
-    """The study's train/val/test cohorts for one seed."""
+def split_parts(spec: StudySpec, cohort: Cohort, seed: int, fold: int | None = None) -> dict[str, Cohort]:
+    """The study's train/val/test cohorts for one seed (and fold, with ``design.cv_folds``; fold 0
+    when not given)."""
+    design = spec.design
     label = spec.label or cohort.label
-    stratify = spec.design.stratify if spec.design.stratify is not None else [label]
-    parts = split_cohort(cohort, spec.design.fractions, seed, spec.design.group_by, stratify)
+    stratify = design.stratify if design.stratify is not None else [label]
+    if design.cv_folds:
+        val = design.fractions["val"] / max(design.fractions["train"] + design.fractions["val"], 1e-12)
+        parts = cv_split(cohort, design.cv_folds, fold or 0, seed, val, design.group_by, stratify)
+    else:
+        parts = split_cohort(cohort, design.fractions, seed, design.group_by, stratify)
     return {name: cohort.subset(pos) for name, pos in parts.items()}
 
 
@@ -89,7 +120,7 @@ def execute(run: RunSpec) -> pd.DataFrame:
     # share the cores
     train = {"num_threads": 1, **spec.train_settings()}
     cohort, model = training_cohort(spec, train)
-    parts = split_parts(spec, cohort, run.seed)
+    parts = split_parts(spec, cohort, run.seed, run.fold)
     groups = spec.groups[0] if spec.groups else None
     return fit_predict(
         parts["train"],
@@ -126,6 +157,7 @@ KIND = StudyKind(
     execute=execute,
     analyse=analyse,
     description="train a classifier per strategy x seed on a patient-level split; audit the test split",
+    cross_validation=True,
 )
 
 __all__ = [

@@ -296,16 +296,6 @@ def execute(run: RunSpec) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ analysis: the paper's tables
-def _interval(values: np.ndarray, ci: float) -> tuple[float, float]:
-    from scipy.stats import t
-
-    n = len(values)
-    if n < 2:
-        return math.nan, math.nan
-    half = t.ppf(0.5 + ci / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
-    return float(values.mean() - half), float(values.mean() + half)
-
-
 def metric_rows(results: pd.DataFrame, attributes: Sequence[str], split: str = "test") -> pd.DataFrame:
     """Per run: overall AUC and the FPR gap (max - min over subgroups) of each attribute.
 
@@ -331,7 +321,7 @@ def summary_table(per_run: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
     interval). ``change_pct`` = (mean - Before) / Before x 100; ``arrow`` ↑/↓/=; ``p_paired``: Wilcoxon
     signed-rank test of the method vs Before paired by seed (:func:`fairmed.metrics.stats.paired_test`).
     """
-    from fairmed.metrics.stats import paired_test
+    from fairmed.metrics.stats import mean_interval, paired_test
 
     rows = []
     keys = ["config", "method", "row", "attribute", "metric"]
@@ -339,7 +329,7 @@ def summary_table(per_run: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
         values = sub["value"].to_numpy(dtype=float)
         finite = values[np.isfinite(values)]
         mean = float(finite.mean()) if len(finite) else math.nan
-        lo, hi = _interval(finite, ci)
+        _, _, lo, hi, _ = mean_interval(finite, ci)
         if len(finite) == 1:
             lo, hi = float(sub["boot_low"].iloc[0]), float(sub["boot_high"].iloc[0])
         rows.append(

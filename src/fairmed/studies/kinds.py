@@ -12,6 +12,12 @@ A study kind turns a validated :class:`~fairmed.studies.spec.StudySpec` into run
   fields; ``spec.settings()`` returns them validated. Without it, unknown fields are errors.
 - ``terminal(out_dir) -> list[str]`` (optional): lines `fairmed run` prints at the end (e.g. the
   paper-shaped tables), read from what ``analyse`` wrote.
+- ``baseline_keys`` (optional): the run keys whose value names the baseline (e.g. ``("method",)``):
+  the report's summary compares each run with the baseline that shares its other keys (the same
+  ``config``: a method with ERM on the same mechanism, never on another data set). Empty: one
+  baseline for the whole study.
+- ``cross_validation``: True when its runs honour ``design.cv_folds`` (split by ``run.fold``); a spec
+  with ``cv_folds`` for any other kind is refused.
 
 The registry maps a name to ``"module:attribute"`` so that importing it (``fairmed studies list``,
 spec validation) imports no torch. Add a kind with one line in :data:`KINDS`, or at run time with
@@ -62,17 +68,19 @@ class RunSpec:
     spec: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
     base_dir: str | None = None
+    fold: int | None = None  # the cross-validation fold (design.cv_folds), None without
 
     @property
     def run_id(self) -> str:
-        """A file-name-safe id, unique within a study: ``<config>__<method>__s<seed>``."""
-        raw = f"{self.config}__{self.method}__s{self.seed}"
+        """A file-name-safe id, unique within a study: ``<config>__<method>__s<seed>[__f<fold>]``."""
+        raw = f"{self.config}__{self.method}__s{self.seed}" + ("" if self.fold is None else f"__f{self.fold}")
         return re.sub(r"[^A-Za-z0-9_.=-]+", "-", raw)
 
     @property
     def keys(self) -> dict[str, Any]:
         """The run keys of the Predictions/Results tables (``split`` comes from the kind)."""
-        return {"study": self.study, "config": self.config, "method": self.method, "seed": self.seed}
+        keys = {"study": self.study, "config": self.config, "method": self.method, "seed": self.seed}
+        return keys if self.fold is None else {**keys, "fold": self.fold}
 
     def study_spec(self) -> StudySpec:
         """The validated StudySpec back from the dict (cheap; no file access)."""
@@ -92,6 +100,8 @@ class StudyKind:
     fields: type[BaseModel] | None = None
     description: str = ""
     terminal: Callable[[Path], list[str]] | None = None
+    baseline_keys: tuple[str, ...] = ()
+    cross_validation: bool = False  # its runs honour design.cv_folds (the fold of each RunSpec)
 
 
 def register_kind(name: str, target: str | StudyKind) -> None:
@@ -125,7 +135,8 @@ def grid_runs(
     methods: Mapping[str, dict[str, Any]],
     configs: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[RunSpec]:
-    """The common grid: every configuration x method x seed, params merged (method wins)."""
+    """The common grid: every configuration x method x seed (x fold with ``design.cv_folds``), params
+    merged (method wins)."""
     configs = configs or {"default": {}}
     dumped = spec.model_dump(mode="json")
     return [
@@ -137,10 +148,12 @@ def grid_runs(
             spec=dumped,
             params={**cparams, **mparams},
             base_dir=spec.base_dir,
+            fold=fold,
         )
         for config, cparams in configs.items()
         for method, mparams in methods.items()
         for seed in spec.design.seed_list()
+        for fold in spec.design.fold_list()
     ]
 
 

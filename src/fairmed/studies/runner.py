@@ -117,6 +117,10 @@ def _audit(spec: StudySpec, predictions: pd.DataFrame) -> pd.DataFrame:
     a = spec.audit
     splits = list(a.splits) + (["val"] if isinstance(a.threshold, str) else [])
     frame = predictions[predictions["split"].isin(splits)] if "split" in predictions else predictions
+    if spec.design.cv_folds and "fold" in frame.columns:
+        # cross-validation: the folds of one repeat together are its out-of-fold predictions, every
+        # image once; the repeat (seed) stays the unit of replication
+        frame = frame.drop(columns="fold")
     values = None
     if "y_true" not in frame.columns:  # generative kinds: per-sample values
         from fairmed.schema import REGRESSION_VALUES
@@ -159,6 +163,22 @@ def _cohort_summary(spec: StudySpec) -> pd.DataFrame | None:
     return table[["split", *[c for c in table.columns if c != "split"]]]
 
 
+DROPPED_IMAGES = "dropped_images"  # OUT/tables/dropped_images.parquet: id, path, reason
+
+
+def write_dropped_images(out: Path, spec: StudySpec) -> pd.DataFrame:
+    """``lenient: true``: find the unreadable images once, before the runs (which then read the
+    decoded cache), and list them in ``OUT/tables/dropped_images.parquet`` for the report."""
+    from fairmed.studies.classification import load_cohort
+    from fairmed.studies.kinds import write_tables
+
+    dropped = pd.DataFrame(
+        load_cohort(spec).meta.get("dropped_images") or [], columns=["id", "path", "reason"], dtype=object
+    )
+    write_tables(out, {DROPPED_IMAGES: dropped})
+    return dropped
+
+
 def run_study(
     spec: StudySpec | str | Path,
     out_dir: str | Path | None = None,
@@ -197,6 +217,8 @@ def run_study(
     write_json(out / "versions.json", versions())
 
     remove_stale_temps(out)
+    if spec.lenient:
+        write_dropped_images(out, spec)
     todo = [with_run_checkpoints(r) for r in runs if not run_file(out, r).exists()]
     skipped = [r.run_id for r in runs if run_file(out, r).exists()]
     executed = []

@@ -44,6 +44,12 @@ class DesignSpec(BaseModel):
     stratify: list[str] | None = None  # None: the label; with attributes, e.g. [malignant, fst]
     seeds: list[int] = Field(default_factory=lambda: [0])
     repeats: int | None = Field(None, ge=1, description="seeds 0..repeats-1 (overrides seeds)")
+    cv_folds: int | None = Field(
+        None,
+        ge=2,
+        description="k-fold cross-validation per seed (a repeat): every image tested once per repeat;"
+        " the fold is a run key, test = one fold, val = fractions.val / (train + val) of the rest",
+    )
 
     @field_validator("fractions")
     @classmethod
@@ -57,6 +63,10 @@ class DesignSpec(BaseModel):
 
     def seed_list(self) -> list[int]:
         return list(range(self.repeats)) if self.repeats else list(self.seeds)
+
+    def fold_list(self) -> list[int | None]:
+        """The folds of each repeat (``[None]``: one split by ``fractions``, no cross-validation)."""
+        return list(range(self.cv_folds)) if self.cv_folds else [None]
 
 
 class AuditSettings(BaseModel):
@@ -94,6 +104,9 @@ class StudySpec(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     base_dir: str | None = None  # relative source paths resolve here (the YAML's folder)
+    lenient: bool = Field(
+        False, description="drop images that cannot be decoded (listed in the output) instead of failing"
+    )
 
     def group_specs(self) -> list:
         """The groups as GroupSpecs."""
@@ -192,6 +205,8 @@ def _check_parts(spec: StudySpec, where: str) -> None:
         raise SpecError(f"{where}: {exc}") from None
     except ValidationError as exc:
         raise validation_error(f"{where}: groups", exc) from None
+    if spec.design.cv_folds and not kind.cross_validation:
+        raise SpecError(f"{where}: design.cv_folds: study kind {spec.kind!r} does not take cross-validation")
     extra = spec.model_extra or {}
     if kind.fields is None:
         if extra:

@@ -2,7 +2,8 @@
 
 ``load_source({"kind": "fitzpatrick17k", "csv": "...", "images": "..."})`` or with a spec
 object. Kinds: ``synth``, ``synth_embeddings``, ``fitzpatrick17k``, ``isic_archive``,
-``isic2019``, ``ham10000``, ``cxr_embeddings``, ``folder``, ``cohort`` (a saved Parquet
+``isic2019``, ``ham10000``, ``cxr_embeddings``, ``folder``, ``pad_ufes20``, ``covid_cxr``, ``chexpert``, ``mimic_cxr``,
+``nih_cxr14``, ``padchest``, ``papila``, ``ddi``, ``cohort`` (a saved Parquet
 cohort). Relative paths in a spec are resolved against ``base_dir`` (the folder of the
 YAML file that holds the spec) when given. Each module's docstring (and docs/data.md)
 gives the exact file layout it expects.
@@ -17,13 +18,21 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from fairmed.data.cohort import Cohort
 from fairmed.data.sources import (
+    chexpert,
+    covid_cxr,
     cxr_embeddings,
+    ddi,
     fitzpatrick17k,
     folder,
     generated,
     ham10000,
     isic2019,
     isic_archive,
+    mimic_cxr,
+    nih_cxr14,
+    pad_ufes20,
+    padchest,
+    papila,
 )
 from fairmed.data.sources._common import resolve
 from fairmed.errors import SpecError
@@ -37,7 +46,15 @@ SourceSpec = Annotated[
     | isic2019.Isic2019Spec
     | ham10000.Ham10000Spec
     | cxr_embeddings.CxrEmbeddingsSpec
-    | folder.FolderSpec,
+    | folder.FolderSpec
+    | pad_ufes20.PadUfes20Spec
+    | covid_cxr.CovidCxrSpec
+    | chexpert.ChexpertSpec
+    | mimic_cxr.MimicCxrSpec
+    | nih_cxr14.NihCxr14Spec
+    | padchest.PadChestSpec
+    | papila.PapilaSpec
+    | ddi.DdiSpec,
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter = TypeAdapter(SourceSpec)
@@ -52,24 +69,56 @@ LOADERS = {
     "ham10000": ham10000.load,
     "cxr_embeddings": cxr_embeddings.load,
     "folder": folder.load,
+    "pad_ufes20": pad_ufes20.load,
+    "covid_cxr": covid_cxr.load,
+    "chexpert": chexpert.load,
+    "mimic_cxr": mimic_cxr.load,
+    "nih_cxr14": nih_cxr14.load,
+    "padchest": padchest.load,
+    "papila": papila.load,
+    "ddi": ddi.load,
 }
 KINDS = tuple(LOADERS)
+# the published layouts: kind -> module (its docstring: first line = description, then the layout)
+MODULES = {
+    "fitzpatrick17k": fitzpatrick17k,
+    "isic_archive": isic_archive,
+    "isic2019": isic2019,
+    "ham10000": ham10000,
+    "cxr_embeddings": cxr_embeddings,
+    "folder": folder,
+    "pad_ufes20": pad_ufes20,
+    "covid_cxr": covid_cxr,
+    "chexpert": chexpert,
+    "mimic_cxr": mimic_cxr,
+    "nih_cxr14": nih_cxr14,
+    "padchest": padchest,
+    "papila": papila,
+    "ddi": ddi,
+}
 DESCRIPTIONS = {
     "synth": "the built-in skin-lesion image generator (fairmed.data.synth)",
     "synth_embeddings": "the built-in embedding generator (fairmed.data.synth_embeddings)",
     "cohort": "a cohort saved with Cohort.save (Parquet + .npy arrays)",
-    **{
-        kind: (module.__doc__ or "").strip().splitlines()[0]
-        for kind, module in (
-            ("fitzpatrick17k", fitzpatrick17k),
-            ("isic_archive", isic_archive),
-            ("isic2019", isic2019),
-            ("ham10000", ham10000),
-            ("cxr_embeddings", cxr_embeddings),
-            ("folder", folder),
-        )
-    },
+    **{kind: (module.__doc__ or "").strip().splitlines()[0] for kind, module in MODULES.items()},
 }
+
+
+def _layout(module) -> str:
+    """The indented block after "Expected layout::" in a source module's docstring."""
+    doc = module.__doc__ or ""
+    _, found, rest = doc.partition("::\n")
+    if not found:
+        return ""
+    lines = []
+    for line in rest.splitlines()[1:]:
+        if line and not line.startswith(" "):
+            break
+        lines.append(line)
+    return "\n".join(lines).rstrip()
+
+
+LAYOUTS = {kind: _layout(module) for kind, module in MODULES.items()}
 
 
 def parse_source(spec: dict[str, Any] | BaseModel) -> BaseModel:
@@ -110,4 +159,4 @@ def load_source(spec: dict[str, Any] | BaseModel, base_dir: str | Path | None = 
     return LOADERS[parsed.kind](parsed)  # type: ignore[attr-defined]
 
 
-__all__ = ["DESCRIPTIONS", "KINDS", "SourceSpec", "load_source", "parse_source"]
+__all__ = ["DESCRIPTIONS", "KINDS", "LAYOUTS", "SourceSpec", "load_source", "parse_source"]

@@ -142,3 +142,94 @@ def resolve(path: Path | None, base_dir: Path | None) -> Path | None:
         return None
     path = Path(os.path.expanduser(str(path)))
     return path if path.is_absolute() or base_dir is None else base_dir / path
+
+
+def find_files(root: Path, names: pd.Series, file: Path | str, column: str) -> pd.Series:
+    """Each file name's path relative to ``root``, wherever it lies below ``root`` (None if absent).
+
+    Published archives split their images into parts (``imgs_part_1..3``, ``images_001..012``);
+    one walk of the tree finds them. Symlinked folders below ``root`` are followed (once each);
+    a name found in two folders is an error naming both.
+    """
+    if not root.is_dir():
+        raise DataError(f"{file}: image folder {root} not found")
+    where: dict[str, str] = {}
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink loop or a folder linked twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        rel = os.path.relpath(folder, root)
+        for name in files:
+            path = name if rel == "." else f"{rel}/{name}"
+            if name in where:
+                raise DataError(
+                    f"{file}: column {column!r}: image {name!r} is in two folders: {where[name]}, {path}"
+                )
+            where[name] = path
+    return names.astype(str).map(where)
+
+
+def place_images(
+    table: pd.DataFrame, root: Path, file: Path | str, column: str, names: pd.Series, on_missing: str
+) -> tuple[pd.DataFrame, int]:
+    """``table`` with a ``path`` column from :func:`find_files` (``names``: the file name of each row,
+    from CSV column ``column``); a row whose image is absent is an error naming it, or is dropped
+    (and counted) with ``on_missing="drop"``."""
+    table = table.assign(path=find_files(root, names, file, column).to_numpy())
+    found = table["path"].notna().to_numpy()
+    if found.all():
+        return table, 0
+    if on_missing == "drop":
+        return table[found].reset_index(drop=True), int((~found).sum())
+    r = int(np.flatnonzero(~found)[0])
+    raise DataError(
+        f"{file}: column {column!r} row {r}: image {names.iloc[r]!r} not found under {root}"
+        f" ({int((~found).sum())} missing; set missing_images: drop to skip them)"
+    )
+
+
+def map_categories(values: pd.Series, rules: Sequence[tuple[str, str]], other: str = "Other") -> pd.Series:
+    """Free-text categories (e.g. race) -> readable group names.
+
+    ``rules``: (substring, name) pairs tried in order, case-insensitive; a value that no rule
+    matches is ``other``; missing values (:func:`is_missing`, plus 'unable to obtain', 'patient
+    refused', 'declined') stay missing."""
+    text = values.astype("string").str.strip().str.lower()
+    refused = text.str.contains("unable to obtain|refused|declined", regex=True).fillna(False).to_numpy(bool)
+    missing = is_missing(values) | refused
+    out = np.full(len(values), other, dtype=object)
+    decided = np.zeros(len(values), dtype=bool)
+    for needle, name in rules:
+        hit = ~decided & text.str.contains(needle.lower(), regex=False).fillna(False).to_numpy(bool)
+        out[hit] = name
+        decided |= hit
+    out[missing] = None
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def cxr_finding(
+    values: pd.Series, uncertain: str, file: Path | str, column: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A CheXpert-labeller column (1 positive, 0 negative, -1 uncertain, empty not mentioned) as
+    (label 0/1, keep mask): empty = 0; -1 = 0 (``uncertain="zeros"``), 1 (``"ones"``) or the row is
+    dropped (``"drop"``)."""
+    num = pd.to_numeric(values, errors="coerce")
+    bad = (values.notna() & ~num.isin([1, 0, -1])).to_numpy(bool)
+    if bad.any():
+        raise fail(file, column, bad, values, "1, 0, -1 (uncertain) or empty")
+    num = num.fillna(0).to_numpy()
+    unsure = num == -1
+    label = np.where(unsure, 1 if uncertain == "ones" else 0, num).astype(np.int64)
+    keep = ~unsure if uncertain == "drop" else np.ones(len(num), dtype=bool)
+    return label, keep
+
+
+def finding_names(label: str) -> list[str]:
+    """Class names of a binary chest X-ray finding: 'No Finding' -> [finding, no finding]."""
+    if label.strip().lower() in ("no finding", "normal"):
+        return ["finding", "no finding"]
+    return [f"no {label}", label]

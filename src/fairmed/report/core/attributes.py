@@ -10,7 +10,16 @@ import pandas as pd
 
 from fairmed.report.context import ReportContext
 from fairmed.report.core.groups import assign, group_specs
-from fairmed.schema import ID, PROBA_PREFIX, REGRESSION_VALUES, RUN_KEYS, Y_PRED, Y_SCORE, Y_TRUE
+from fairmed.schema import (
+    ID,
+    PROBA_PREFIX,
+    REGRESSION_VALUES,
+    RUN_KEYS,
+    Y_PRED,
+    Y_SCORE,
+    Y_TRUE,
+    is_auxiliary,
+)
 
 MISSING = "(missing)"
 MAX_VALUES = 12  # more distinct numbers than this are binned; more categories: the rest is "other"
@@ -20,9 +29,10 @@ COUNT_COLUMNS = ("attribute", "value", "label", "n", "group")
 
 def one_run(predictions: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The rows of the first run (study order) on the test split (else the first split), one per
-    image; and a description such as "seed 0, erm, test split"."""
+    image; and a description such as "seed 0, erm, test split". Cross-validation folds are kept
+    together: the test folds of one repeat hold every image once."""
     rows, parts = predictions, []
-    for key in (k for k in RUN_KEYS if k in predictions.columns):
+    for key in (k for k in RUN_KEYS if k in predictions.columns and k != "fold"):
         values = list(dict.fromkeys(rows[key]))
         value = "test" if key == "split" and "test" in values else values[0]
         rows = rows[rows[key] == value]
@@ -34,9 +44,14 @@ def one_run(predictions: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 
 def attribute_columns(predictions: pd.DataFrame) -> list[str]:
-    """The sensitive-attribute columns of Predictions: everything but run keys, ids, labels, scores."""
+    """The sensitive-attribute columns of Predictions: everything but run keys, ids, labels, scores and
+    auxiliary columns (:data:`fairmed.schema.AUXILIARY_COLUMNS`)."""
     fixed = {*RUN_KEYS, ID, Y_TRUE, Y_SCORE, Y_PRED, *REGRESSION_VALUES}
-    return [c for c in predictions.columns if c not in fixed and not c.startswith(PROBA_PREFIX)]
+    return [
+        c
+        for c in predictions.columns
+        if c not in fixed and not c.startswith(PROBA_PREFIX) and not is_auxiliary(str(c))
+    ]
 
 
 def _step(span: float) -> float:

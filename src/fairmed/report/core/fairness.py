@@ -17,6 +17,7 @@ from fairmed.report.tidy import (
     gap_label,
     gap_rows,
     in_unit_interval,
+    metric_short,
     primary_metric,
     run_label,
 )
@@ -106,6 +107,24 @@ def criteria_table(split: SplitResults, tolerance: float) -> pd.DataFrame:
     return wide
 
 
+def underpowered_note(gaps: pd.DataFrame, tolerance: float) -> str:
+    """The gaps this audit could not tell from chance at the tolerance: their minimum detectable gap
+    (the audit's ``mdg``, mean over runs) exceeds it. "" when none does or Results carry no ``mdg``."""
+    if "mdg" not in gaps.columns:
+        return ""
+    rows = gaps[gaps["mdg"].notna()]
+    mdg = rows.groupby(["attribute", "metric"], sort=False)["mdg"].mean()
+    over = mdg[mdg > tolerance]
+    if over.empty:
+        return ""
+    named = ", ".join(f"{a} {metric_short(m)} ({v:.3f})" for (a, m), v in over.items())
+    return (
+        f"Too few images to see a gap of {tolerance:g}: the minimum detectable gap (80% power, alpha 0.05) "
+        f"exceeds it for {named}. There, a gap within the tolerance or a criterion that holds may hide a "
+        "real gap up to that size; `fairmed power` gives the images per group needed."
+    )
+
+
 def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
     gaps = gap_rows(split, "difference")
     if gaps.empty:
@@ -147,13 +166,18 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
         ],
         tables={f"Fairness criteria at tolerance {ctx.tolerance:g}": table} if not table.empty else {},
         notes=[
-            "Demographic parity: equal rate of positive predictions; equal opportunity: equal TPR "
-            "(sensitivity); equalized odds: equal TPR and FPR; accuracy parity: equal accuracy; "
-            "predictive parity: equal PPV; Eopp0/Eopp1/Eodd: the one-vs-rest TNR/TPR/TPR+FPR "
-            "differences averaged over classes (FairPrune). They cannot all hold at once when "
-            "prevalence differs between groups, so read them together with the clinical context."
-        ]
-        if not table.empty
-        else [],
+            note
+            for note in (
+                underpowered_note(gaps, ctx.tolerance),
+                "Demographic parity: equal rate of positive predictions; equal opportunity: equal TPR "
+                "(sensitivity); equalized odds: equal TPR and FPR; accuracy parity: equal accuracy; "
+                "predictive parity: equal PPV; Eopp0/Eopp1/Eodd: the one-vs-rest TNR/TPR/TPR+FPR "
+                "differences averaged over classes (FairPrune). They cannot all hold at once when "
+                "prevalence differs between groups, so read them together with the clinical context."
+                if not table.empty
+                else "",
+            )
+            if note
+        ],
         key="fairness",
     )

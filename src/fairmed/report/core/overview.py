@@ -160,8 +160,15 @@ def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
         figures.append(ctx.save(fig, "composition"))
         tables[f"Images per group and class, from {source}"] = _compact(summary)
         if per_split is not None:
-            tables["Images per group in each split (first seed)"] = per_split
+            tables["Images per group in each split (first seed; fold 0 under cross-validation)"] = per_split
     hist_caption = _histogram(ctx, summary, figures)
+    dropped = ctx.tables.get("dropped_images")
+    if dropped is not None and len(dropped):
+        tables[f"Images dropped as unreadable ({len(dropped)}; lenient mode)"] = dropped
+        notes.append(
+            f"{len(dropped)} image(s) could not be decoded and were left out of every run (lenient mode):"
+            " see the table of dropped images."
+        )
     runs = _run_table(split)
     if runs is not None:
         tables["Runs"] = runs

@@ -3,7 +3,10 @@
 Reads the tables the study's ``analyse`` writes (``benchmark_summary``, ``benchmark_pareto``,
 ``benchmark_notes``): per mechanism, a table per metric (mean, 95 % t-interval over seeds and the
 paired test against ERM for the overall value, the worst group, the gap and FATE), the Pareto
-table, plain-language statements, and one figure of accuracy vs gap with a panel per mechanism.
+table, plain-language statements, and one figure of accuracy vs gap with a panel per mechanism;
+then the average ranks across mechanisms with the Friedman test and a critical-difference diagram
+per measure (``benchmark_ranks``, ``benchmark_friedman``), and per mechanism what each
+model-selection rule picks on validation (``benchmark_selection``, ``benchmark_front``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from fairmed.report.cd_diagram import draw_cd
 from fairmed.report.sections import Section, register_section
 from fairmed.report.style import PALETTE, new_figure
 from fairmed.studies.benchmark import (
@@ -37,6 +41,7 @@ TITLES = {
     "gce": "GCE resampling",
     "thresholds": "group thresholds",
     "reject_option": "reject option",
+    "calibrated_eqodds": "calibrated equalized odds",
     "fairprune": "FairPrune",
     "scp": "SCP",
 }
@@ -57,6 +62,7 @@ COLORS = {  # fixed, distinct colours from the report palette (Okabe-Ito + Tol m
     "gce": "#56B4E9",
     "thresholds": "#999933",
     "reject_option": "#332288",
+    "calibrated_eqodds": "#AA4499",
     "fairprune": "#882255",
     "scp": "#44AA99",
 }
@@ -108,10 +114,21 @@ def metric_table(part: pd.DataFrame, columns: dict[str, str], notes: dict[str, s
     return table if table["note"].astype(bool).any() else table.drop(columns="note")
 
 
-def pareto_display(pareto: pd.DataFrame) -> pd.DataFrame:
-    rows = pareto.assign(method=pareto["method"].map(lambda m: TITLES.get(m, m)))
-    out = rows[["method", "accuracy", "gap", "front"]].copy()
+def pareto_display(pareto: pd.DataFrame, front: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean accuracy and gap per method, the front of the means, and (``front``: the
+    ``benchmark_front`` table) the share of seeds each method is on the AUC-gap front of validation
+    (the Pareto selection rule) and of test."""
+    out = pareto[["method", "accuracy", "gap", "front"]].copy()
     out["front"] = np.where(out["front"], "front", "")
+    if front is not None and len(front):
+        config = pareto["config"].iloc[0]
+        shares = front[front["config"] == config].set_index("method")
+        for column, heading in (
+            ("val_front", "on val AUC-gap front (share of seeds)"),
+            ("test_front", "on test AUC-gap front"),
+        ):
+            out[heading] = out["method"].map(shares[column]).round(2).to_numpy()
+    out["method"] = out["method"].map(lambda m: TITLES.get(m, m))
     return out.round(3).reset_index(drop=True)
 
 
@@ -203,6 +220,88 @@ def tradeoff_figure(pareto: pd.DataFrame, descriptions: dict[str, str]):
     return fig
 
 
+RULE_TITLES = {
+    "auc": "highest overall AUC",
+    "worst_auc": "highest worst-group AUC",
+    "gap": "smallest gap",
+    "dto": "distance to utopia (AUC, gap)",
+}
+
+
+def cd_figure(ranks: pd.DataFrame, tests: pd.DataFrame):
+    """One critical-difference diagram per ranked measure (rows of ``benchmark_friedman``)."""
+    measures = list(tests["measure"].astype(str))
+    k = int(tests["k"].max())
+    fig = new_figure(7.5, (0.45 * ((k + 1) // 2) + 1.6) * len(measures))
+    axes = np.atleast_1d(fig.subplots(len(measures), 1, squeeze=False)).ravel()
+    for ax, (_, t) in zip(axes, tests.iterrows()):
+        part = ranks[ranks["measure"].astype(str) == str(t["measure"])]
+        names = [TITLES.get(m, m) for m in part["method"].astype(str)]
+        blocks = "configurations" if str(t["unit"]).startswith("configuration") else "seeds"
+        title = f"{label_of(str(t['measure']))}: Friedman p = {t['p']:.2g} over {int(t['n'])} {blocks}"
+        draw_cd(ax, names, part["average_rank"].to_numpy(dtype=float), float(t["cd"]), title)
+    return fig
+
+
+def ranks_section(ranks: pd.DataFrame | None, tests: pd.DataFrame | None, ctx) -> Section | None:
+    """Average ranks across mechanisms, the Friedman test and the CD diagrams."""
+    if ranks is None or tests is None or tests.empty:
+        return None
+    table = ranks.pivot_table(index="method", columns="measure", values="average_rank", sort=False)
+    table = table.reindex(method_order(table.index)).round(2)
+    table.index = [TITLES.get(m, m) for m in table.index]
+    table.columns = [f"rank: {label_of(c)}" for c in table.columns]
+    tests_display = tests.assign(measure=tests["measure"].map(label_of)).round(
+        {"chi2": 2, "p_chi2": 4, "f": 2, "p": 4, "cd": 2}
+    )
+    unit = str(tests["unit"].iloc[0])
+    return Section(
+        "Benchmark: ranks across mechanisms",
+        intro=(
+            f"Methods ranked within each block ({unit}; 1 = best: highest accuracy or worst-group AUC, "
+            "smallest gap), ranks averaged over blocks (Demsar 2006). The Friedman test asks whether any "
+            "method ranks differently from the others (p from Iman and Davenport's F; chi2 and its p as "
+            "scipy computes them); Nemenyi's critical difference (CD, alpha 0.05) is the smallest "
+            "difference of average ranks that tells two methods apart. Methods joined by a bar are not "
+            "significantly different. With few blocks the CD is wide: with 5 blocks and 12 methods the "
+            "Nemenyi test had no power to separate a method 2 sd better than a typical one (measured, "
+            "docs/benchmark.md), so a bar means 'not told apart', never 'equal'."
+        ),
+        figures=[ctx.save(cd_figure(ranks, tests), "benchmark_cd")],
+        captions=[
+            "Critical-difference diagrams, one per measure: average rank of each method (1 = best, left); "
+            "bar on top: Nemenyi's CD; thick bars: methods within one CD of each other."
+        ],
+        tables={
+            "Average ranks": table.reset_index(names="method"),
+            "Friedman test and critical difference": tests_display.reset_index(drop=True),
+        },
+        key="benchmark-ranks",
+    )
+
+
+def selection_display(selection: pd.DataFrame, config: str) -> pd.DataFrame:
+    """Per rule (and candidate set): what it picked over seeds and the picks' mean test values."""
+    sub = selection[selection["config"].astype(str) == config]
+    gap = str(sub["gap"].iloc[0]) if "gap" in sub and len(sub) else "gap"
+    out = pd.DataFrame(
+        {
+            "rule": sub["rule"].map(lambda r: RULE_TITLES.get(r, r)),
+            "among": sub["candidates"].map(lambda c: "all methods" if c == "(any)" else f"variants of {c}"),
+            "picked (seeds)": sub["chosen"],
+        }
+    )
+    for column, heading in (
+        ("test_accuracy", "test accuracy"),
+        ("test_auc", "test AUC"),
+        ("test_auc_worst", "test worst-group AUC"),
+        (f"test_{gap}", f"test {label_of(gap)}"),
+    ):
+        if column in sub:
+            out[heading] = sub[column].round(3).to_numpy()
+    return out.reset_index(drop=True)
+
+
 def _notes(notes: pd.DataFrame | None, config: str, n_seeds: int = 0) -> dict[str, str]:
     """method -> its note(s) in this configuration; the seeds are named when not every seed failed."""
     if notes is None or notes.empty:
@@ -229,6 +328,8 @@ def benchmark_sections(ctx) -> list[Section]:
     pareto = ctx.tables.get("benchmark_pareto")
     notes = ctx.tables.get("benchmark_notes")
     groups = ctx.tables.get("benchmark_groups")
+    selection = ctx.tables.get("benchmark_selection")
+    front = ctx.tables.get("benchmark_front")
     if summary is None or summary.empty:
         return []
     spec = ctx.spec or {}
@@ -265,6 +366,9 @@ def benchmark_sections(ctx) -> list[Section]:
                 ],
             )
         )
+    ranked = ranks_section(ctx.tables.get("benchmark_ranks"), ctx.tables.get("benchmark_friedman"), ctx)
+    if ranked is not None:
+        sections.append(ranked)
     for config in dict.fromkeys(summary["config"].astype(str)):
         part = summary[summary["config"].astype(str) == config]
         cnotes = _notes(notes, config, n_seeds)
@@ -283,7 +387,11 @@ def benchmark_sections(ctx) -> list[Section]:
         tables[f"Fairness criteria ({config})"] = metric_table(part, crit, cnotes)
         if pareto is not None and len(pareto):
             sub = pareto[pareto["config"].astype(str) == config]
-            tables[f"Pareto table: {label_of(accuracy)} vs {label_of(gap)} ({config})"] = pareto_display(sub)
+            tables[f"Pareto table: {label_of(accuracy)} vs {label_of(gap)} ({config})"] = pareto_display(
+                sub, front
+            )
+        if selection is not None and len(selection) and (selection["config"].astype(str) == config).any():
+            tables[f"Model selection on validation ({config})"] = selection_display(selection, config)
         if groups is not None and len(groups):
             sizes = groups[groups["config"].astype(str) == config].drop(columns="config")
             tables[f"Test split of the first seed, per group ({config})"] = sizes.reset_index(drop=True)
