@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairmed.studies.benchmark import MITIGATIONS, STRATEGIES, label_of
+from fairmed.studies.benchmark import label_of, methods_of
 from fairmed.studies.runner import run_study
 from fairmed.studies.spec import load_spec, resolve_spec
 
-ALL = set(STRATEGIES) | set(MITIGATIONS)
+ALL = set(methods_of(load_spec("benchmark", profile="smoke")))  # the smoke profile's methods
 
 
 @pytest.fixture(scope="module")

@@ -57,8 +57,11 @@ def test_profile_deep_merge_and_defaults(tmp_path):
         ({"train": {"epochs": 0}}, "study.yaml: train.epochs: Input should be greater than or equal to 1"),
         ({"train": {"optimizer": "rmsprop"}}, "study.yaml: train.optimizer: Input should be 'adam' or 'sgd'"),
         ({"train": {"epocs": 3}}, "study.yaml: train.epocs: Extra inputs are not permitted"),
-        ({"model": {"arch": "foo"}}, "study.yaml: model.arch: Input should be 'small_cnn', 'resnet18'"),
-        ({"model": "foo"}, "study.yaml: model.arch: Input should be 'small_cnn'"),
+        (
+            {"model": {"arch": "foo"}},
+            "study.yaml: model.arch: 'foo' is not a known architecture: small_cnn, resnet18",
+        ),
+        ({"model": "foo"}, "study.yaml: model.arch: 'foo' is not a known architecture"),
         (
             {"model": {"arch": "mlp", "frozen": True}},
             "study.yaml: model: 'frozen' applies to image backbones",

@@ -48,7 +48,7 @@ def _test_auc(preds: pd.DataFrame) -> float:
     return roc_auc_score(test["y_true"], test["y_score"])
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", STRATEGIES[:6])  # the MEDFAIR methods: test_train_methods.py
 def test_each_strategy_learns_images(images, name):
     train, val, test = images
     preds = fit_predict(
@@ -65,7 +65,7 @@ def test_each_strategy_learns_images(images, name):
     assert _test_auc(preds) > 0.65
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
+@pytest.mark.parametrize("name", STRATEGIES[:6])  # the MEDFAIR methods: test_train_methods.py
 def test_each_strategy_learns_embeddings(embeddings, name):
     train, val, test = embeddings
     preds = fit_predict(train, val, test, model="mlp", strategy=name, config=FAST, groups="race", seed=0)

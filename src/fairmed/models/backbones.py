@@ -12,6 +12,10 @@ extra heads on the shared features (multitask, adversarial), the frozen path can
 - ``resnet18`` / ``resnet50``: the torchvision network with ``fc`` replaced by ``Identity``.
 - ``vgg11``: torchvision ``features``, ``avgpool``, ``Flatten`` and the classifier without its
   last layer (4096 features).
+- ``densenet121`` and any other torchvision classification model by name (``torchvision.models.
+  list_models``): the network with its last ``Linear`` layer (the classifier: ``classifier``,
+  ``fc``, ``heads.head``, ...) replaced by ``Identity``; the feature width is that layer's input
+  width (1024 for DenseNet-121).
 - ``mlp``: ``Linear(d, hidden) -> ReLU`` (``Identity`` when ``hidden=0``) on embeddings.
 
 ``head`` is always ``nn.Sequential(Dropout(p), Linear(feature_dim, n_out))``.
@@ -27,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fairmed.errors import DataError, first_rows
+from fairmed.errors import DataError, SpecError, first_rows
 from fairmed.models.spec import ModelSpec
 
 # key prefix of the torchvision classification layer, dropped from pretrained state_dicts
@@ -120,11 +124,11 @@ def build_backbone(spec: ModelSpec, in_dim: int | None = None) -> tuple[nn.Modul
             raise DataError("model 'mlp' needs embeddings (the cohort has none)")
         return mlp_features(in_dim, spec.hidden)
     if spec.arch == "small_cnn":
-        net, dim = small_cnn_features(spec.channels), spec.channels[-1]
+        net, dim, head = small_cnn_features(spec.channels), spec.channels[-1], _HEAD_PREFIX["small_cnn"]
     else:
-        net, dim = _torchvision_features(spec.arch)
+        net, dim, head = _torchvision_features(spec.arch)
     if spec.weights is not None:
-        load_weights(net, spec.weights, spec.arch)
+        load_weights(net, spec.weights, spec.arch, head)
     if spec.arch == "vgg11":
         net = nn.Sequential(net.features, net.avgpool, nn.Flatten(1), *list(net.classifier)[:-1])
     return net, dim
@@ -142,23 +146,31 @@ def build_head_model(spec: ModelSpec, in_dim: int, n_out: int) -> Classifier:
     return Classifier(features, make_head(dim, n_out, spec.dropout), dim, arch="mlp")
 
 
-def _torchvision_features(arch: str) -> tuple[nn.Module, int]:
+def _torchvision_features(arch: str) -> tuple[nn.Module, int, str]:
+    """The torchvision network ``arch`` without its last ``Linear``: (net, feature width, its key prefix)."""
     from torchvision import models as tvm
 
-    if arch in ("resnet18", "resnet50"):
-        net = getattr(tvm, arch)(weights=None)
-        dim = net.fc.in_features
-        net.fc = nn.Identity()
-        return net, dim
-    if arch == "vgg11":
-        net = tvm.vgg11(weights=None)
-        dim = net.classifier[6].in_features
-        net.classifier[6] = nn.Identity()
-        return net, dim
-    raise ValueError(f"unknown image architecture {arch!r}")
+    try:
+        tvm.get_model_builder(arch)
+    except ValueError:
+        names = tvm.list_models(module=tvm)  # slow (seconds): only to word the error
+        raise SpecError(
+            f"model.arch: {arch!r} is neither small_cnn/mlp nor a torchvision classification model"
+            f" (torchvision has {len(names)}, e.g. {', '.join(n for n in names if n[:3] in ('den', 'eff', 'con'))[:120]}...)"
+        ) from None
+    extra = {"aux_logits": False, "init_weights": True} if arch in ("googlenet", "inception_v3") else {}
+    net = tvm.get_model(arch, weights=None, **extra)
+    linears = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise SpecError(
+            f"model.arch: torchvision {arch!r} has no final Linear layer to replace with the task head"
+        )
+    name, last = linears[-1]
+    net.set_submodule(name, nn.Identity())
+    return net, last.in_features, f"{name}."
 
 
-def _backbone_state(raw: object, arch: str) -> dict[str, torch.Tensor] | None:
+def _backbone_state(raw: object, head: str) -> dict[str, torch.Tensor] | None:
     """Keys of a torchvision (or fairmed Classifier) state_dict, without wrappers and the task layer."""
     if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
         raw = raw["state_dict"]
@@ -168,12 +180,12 @@ def _backbone_state(raw: object, arch: str) -> dict[str, torch.Tensor] | None:
     if any(k.startswith("features.") for k in state) and any(k.startswith("head.") for k in state):
         # a saved fairmed Classifier: keep its features part
         state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-    head = _HEAD_PREFIX[arch]
     return {k: v for k, v in state.items() if not k.startswith(head)}
 
 
-def load_weights(net: nn.Module, path: str | Path, arch: str) -> None:
-    """Load a local state_dict into ``net`` (head removed); a mismatch is one line naming the file."""
+def load_weights(net: nn.Module, path: str | Path, arch: str, head: str | None = None) -> None:
+    """Load a local state_dict into ``net`` (the classification layer, keys ``head``*, dropped);
+    a mismatch is one line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: weights file not found")
@@ -182,7 +194,7 @@ def load_weights(net: nn.Module, path: str | Path, arch: str) -> None:
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the user's file
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise DataError(f"{path}: cannot read weights with torch.load(weights_only=True): {first}") from exc
-    state = _backbone_state(raw, arch)
+    state = _backbone_state(raw, _HEAD_PREFIX.get(arch, "") if head is None else head)
     if state is None:
         raise DataError(f"{path}: not a state_dict (expected a mapping of parameter names to tensors)")
     own = net.state_dict()

@@ -10,14 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fairmed.errors import SpecError
 from fairmed.models.spec import ModelSpec
 
 AmpMode = Literal["auto", "on", "off"]
-StrategyName = Literal["erm", "reweight", "resample", "multitask", "adversarial", "groupdro"]
-STRATEGIES: tuple[str, ...] = ("erm", "reweight", "resample", "multitask", "adversarial", "groupdro")
+StrategyName = Literal[
+    "erm", "reweight", "resample", "multitask", "adversarial", "groupdro",
+    "domainind", "laftr", "cfair", "lnl", "end", "odr", "swa", "swad", "sam", "gsam",
+]  # fmt: skip
+# the spec entry of every strategy (its module registers the same name: fairmed.train.strategies)
+STRATEGIES: tuple[str, ...] = StrategyName.__args__
 
 
 class StrategySpec(BaseModel):
@@ -34,6 +38,15 @@ class StrategySpec(BaseModel):
     ``single_group``: multitask/adversarial on a training set holding one group: refuse
     (``error``) or train anyway (``allow``: the group head then has nothing to tell apart, e.g. the
     sex-ratio study's all-female / all-male compositions).
+
+    ``balance``: cell balancing on top of any other strategy (``resample`` + ``swad`` is MEDFAIR's
+    resamplingSWAD). The MEDFAIR methods' settings (defaults: MEDFAIR's ``parse_args.py``):
+    ``laftr_variant`` / ``class_coeff`` / ``fair_coeff`` / ``aud_steps`` (laftr), ``cfair_mu``,
+    ``lnl_lambda``, ``end_alpha`` / ``end_beta``, ``odr_lambda_e`` / ``odr_lambda_od`` /
+    ``odr_gamma_e`` / ``odr_gamma_od`` / ``odr_step_size``, ``swa_start`` / ``swa_lr`` /
+    ``swa_anneal_epochs``, ``swad_n_converge`` / ``swad_n_tolerance`` / ``swad_tolerance_ratio`` /
+    ``swad_metric``, ``sam_rho`` / ``sam_adaptive``, ``gsam_rho`` / ``gsam_alpha`` (MEDFAIR's GSAM
+    code fixes rho 0.04 -> 0.02 and alpha 0.01, not its command-line flags).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,6 +65,40 @@ class StrategySpec(BaseModel):
         description="multitask/adversarial on a training set holding one group: refuse, or train anyway"
         " (the group head then sees a constant target; the sex-ratio study's M100/F100 sets)",
     )
+    balance: Literal["none", "reweight", "resample"] = "none"
+    laftr_variant: Literal["dp", "eqodd", "eqopp"] = "eqodd"
+    class_coeff: float = Field(1.0, ge=0.0)
+    fair_coeff: float = Field(1.0, ge=0.0)
+    aud_steps: int = Field(1, ge=1)
+    cfair_mu: float = Field(0.1, ge=0.0)
+    lnl_lambda: float = Field(0.1, ge=0.0)
+    end_alpha: float = Field(0.1, ge=0.0)
+    end_beta: float = Field(0.1, ge=0.0)
+    odr_lambda_e: float = Field(0.1, ge=0.0)
+    odr_lambda_od: float = Field(0.1, ge=0.0)
+    odr_gamma_e: float = Field(0.1, gt=0.0)
+    odr_gamma_od: float = Field(0.1, gt=0.0)
+    odr_step_size: int = Field(20, ge=1)
+    swa_start: int = Field(7, ge=1)
+    swa_lr: float = Field(1e-4, gt=0.0)
+    swa_anneal_epochs: int = Field(3, ge=1)
+    swad_n_converge: int = Field(3, ge=1)
+    swad_n_tolerance: int = Field(6, ge=1)
+    swad_tolerance_ratio: float = Field(0.05, ge=0.0)
+    swad_metric: Literal["loss", "worst_group_auc"] = "loss"
+    sam_rho: float = Field(2.0, gt=0.0)
+    sam_adaptive: bool = True
+    gsam_rho: float = Field(0.04, gt=0.0)
+    gsam_alpha: float = Field(0.01, ge=0.0)
+
+    @model_validator(mode="after")
+    def _combination(self) -> StrategySpec:
+        if self.balance != "none" and self.name in ("reweight", "resample"):
+            raise SpecError(
+                f"strategy.balance: {self.balance!r} adds balancing to another strategy;"
+                f" {self.name!r} already balances (use name: erm, balance: {self.name})"
+            )
+        return self
 
 
 class TrainConfig(BaseModel):

@@ -3,10 +3,12 @@
 Per epoch: rows in a seeded permutation (or drawn by the strategy's sampling probabilities),
 mini-batches gathered by index from in-memory tensors, ``z = model.features(x)``,
 ``logits = model.head(z)``, ``loss = strategy.loss(z, logits, y, g, w)``, one optimizer step
-(Adam or SGD, over the model's and the strategy's parameters), mixed precision on CUDA. After
+(Adam or SGD, over the model's and the strategy's parameters; the strategy may take it its own
+way: SAM's two passes, LAFTR's adversary steps), mixed precision on CUDA. After
 each epoch the validation set is scored; the state with the best selection score (overall AUC,
 worst-group AUC, or lowest loss) is kept, written to ``checkpoint_dir`` atomically, and restored
-at the end; training stops after ``patience`` epochs without improvement. Finally each training
+at the end (a weight-averaging strategy's average replaces it: SWA, SWAD); training stops after
+``patience`` epochs without improvement. Finally each training
 sample's loss under the best state is recorded (the GCE detector's per-sample losses).
 
 Same seed, same data, same thread count -> the same predictions on CPU.
@@ -182,11 +184,23 @@ def fit(
 
 
 @dataclass
+class Batch:
+    """One mini-batch: model inputs, labels, group codes and loss weights (or None)."""
+
+    x: Tensor
+    y: Tensor
+    g: Tensor
+    w: Tensor | None
+
+
+@dataclass
 class Stepper:
     """The inner part of the loop: mini-batches of one epoch, each one optimizer step.
 
     ``build`` moves the model, the strategy and the training tensors to the device once and
-    sets up the optimizer; ``epoch()`` runs one pass and returns the mean training loss.
+    sets up the optimizer; ``epoch()`` runs one pass and returns the mean training loss. The
+    strategy takes each step (:meth:`Strategy.train_step`) with ``batch``, ``batch_loss``,
+    ``backward`` and ``update``.
     """
 
     model: nn.Module
@@ -201,6 +215,8 @@ class Stepper:
     amp: AmpMode = "off"
     augment: str = "none"
     scaler: torch.amp.GradScaler | None = None
+    params: list[nn.Parameter] = field(default_factory=list)
+    epochs: int = 1
 
     @classmethod
     def build(cls, model: nn.Module, strategy: Strategy, train: TensorData, config: TrainConfig) -> Stepper:
@@ -214,6 +230,8 @@ class Stepper:
             strategy=strategy,
             data=train.to(device),
             opt=_optimizer(params, config),
+            params=params,
+            epochs=config.epochs,
             generator=torch.Generator().manual_seed(config.seed),
             device=device,
             batch_size=config.batch_size,
@@ -228,24 +246,55 @@ class Stepper:
             else None,
         )
 
-    def step(self, idx: Tensor) -> Tensor:
-        """One optimizer step on rows ``idx``; returns the (detached) batch loss."""
+    def batch(self, idx: Tensor) -> Batch:
+        """Rows ``idx`` as model inputs (augmented once: a two-pass strategy reuses them) and targets."""
         data = self.data
         x = data.inputs(idx, self.augment, self.generator)
         w = None if self.weights is None else self.weights[idx]
-        with autocast_context(self.device, self.amp):
-            z = self.model.features(x)
+        return Batch(x, data.y[idx], data.g[idx], w)
+
+    def autocast(self):
+        """The loop's mixed-precision context on this device."""
+        return autocast_context(self.device, self.amp)
+
+    def batch_loss(self, batch: Batch) -> Tensor:
+        """``strategy.loss`` of one forward pass: ``z = features(x)``, ``logits = head(z)``."""
+        with self.autocast():
+            z = self.model.features(batch.x)
             logits = self.model.head(z)
-            loss = self.strategy.loss(z, logits, data.y[idx], data.g[idx], w)
-        self.opt.zero_grad(set_to_none=True)
+            return self.strategy.loss(z, logits, batch.y, batch.g, batch.w)
+
+    def backward(self, loss: Tensor) -> None:
+        """Accumulate the gradient of ``loss`` (scaled under float16 mixed precision)."""
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def update(self) -> None:
+        """One optimizer step on the accumulated gradients."""
+        if self.scaler is not None:
             self.scaler.step(self.opt)
             self.scaler.update()
         else:
-            loss.backward()
             self.opt.step()
-        return loss.detach()
+
+    def grad_scale(self) -> float:
+        """The factor the accumulated gradients carry (the grad scaler's, else 1)."""
+        return float(self.scaler.get_scale()) if self.scaler is not None else 1.0
+
+    def gradients(self, loss: Tensor) -> list[Tensor | None] | None:
+        """Backward ``loss`` and return each parameter's true (unscaled) gradient; None on overflow."""
+        self.backward(loss)
+        scale = self.grad_scale()
+        grads = [None if p.grad is None else p.grad.detach() / scale for p in self.params]
+        if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
+            return None
+        return grads
+
+    def step(self, idx: Tensor) -> Tensor:
+        """One optimizer step on rows ``idx`` as the strategy takes it; returns the detached batch loss."""
+        return self.strategy.train_step(self, idx)
 
     def epoch(self) -> float:
         self.model.train()
@@ -263,6 +312,7 @@ class Stepper:
 def _fit(model, strategy, train, val, config, desc, start) -> FitResult:
     task = strategy.task
     torch.manual_seed(config.seed)
+    strategy.attach(model)
     stepper = Stepper.build(model, strategy, train, config)
     device, opt, use_amp = stepper.device, stepper.opt, stepper.amp
     train_d, val_d = stepper.data, val.to(device)
@@ -280,6 +330,7 @@ def _fit(model, strategy, train, val, config, desc, start) -> FitResult:
         scores = _val_scores(task, predict_logits(model, val_d, config.eval_batch_size, use_amp), val_d)
         if epoch == 1 and select not in ("loss", "last") and np.isnan(scores[f"val_{select}"]):
             select = "loss"  # the validation set cannot rank (one class / no group has both)
+        strategy.end_epoch(epoch, stepper, scores)
         score = _selection_score(scores, select, epoch)
         rows.append({"epoch": epoch, "train_loss": train_loss, **scores, "score": score, "lr": lr})
         if best_state is None or score > best_score:
@@ -294,6 +345,13 @@ def _fit(model, strategy, train, val, config, desc, start) -> FitResult:
         if config.patience and stale >= config.patience:
             break
     progress.close()
+    averaged = strategy.final_state(stepper)
+    if averaged is not None:  # weight averaging: the average replaces the selected state
+        scores = _val_scores(task, predict_logits(model, val_d, config.eval_batch_size, use_amp), val_d)
+        best_state, best_epoch = averaged, len(rows)
+        best_score = _selection_score(scores, select, best_epoch)
+        if config.checkpoint_dir is not None:
+            _checkpoint(Path(config.checkpoint_dir), best_state, best_epoch, best_score, select)
     model.load_state_dict(best_state)
     losses = task.per_sample(predict_logits(model, train_d, config.eval_batch_size, use_amp), train.y.cpu())
     return FitResult(

@@ -100,6 +100,7 @@ def applicability(spec: StudySpec, parts: dict, binary: bool) -> dict[str, str]:
         for m in POST_PROCESSING:
             out[m] = out[m] or f"needs at least two groups, found {n_groups}"
     if n_groups != 2:
+        out["laftr"] = f"needs exactly two groups (its audit is binary), found {n_groups}"
         for m in ("fairprune", "scp"):
             out[m] = f"needs exactly two groups (privileged, unprivileged), found {n_groups}"
     if mspec.frozen or mspec.arch not in CONV_ARCHS:
@@ -128,8 +129,12 @@ def execute(run: RunSpec) -> pd.DataFrame:
     parts = split_parts(spec, cohort, run.seed, run.fold)
     label = spec.label or cohort.label
     reasons = applicability(spec, parts, _is_binary(cohort, label))
-    if reasons.get(run.method):
-        return not_applicable(reasons[run.method])
+    strategy = run.params.get("strategy") or {}
+    reason = reasons.get(run.method) or reasons.get(
+        strategy.get("name", "") if isinstance(strategy, dict) else ""
+    )
+    if reason:
+        return not_applicable(reason)
     groups = spec.groups[0] if spec.groups else None
     if run.method in ERM_FAMILY:
         from fairmed.studies.benchmark.family import cached_family

@@ -8,9 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fairmed.errors import SpecError
+from fairmed.train.config import STRATEGIES as TRAIN_STRATEGIES
 
 KIND = "benchmark"
-STRATEGIES = ("erm", "reweight", "resample", "multitask", "adversarial", "groupdro")
+STRATEGIES = TRAIN_STRATEGIES  # every training strategy (the MEDFAIR methods included)
 MITIGATIONS = ("gce", "thresholds", "reject_option", "calibrated_eqodds", "fairprune", "scp")
 ERM_FAMILY = ("erm", "thresholds", "reject_option", "calibrated_eqodds", "fairprune", "scp")
 POST_PROCESSING = ("thresholds", "reject_option", "calibrated_eqodds")
