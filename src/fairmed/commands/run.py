@@ -70,11 +70,13 @@ def run(spec: str, out_dir, profile, executor, address, jobs, no_report, toleran
     Writes OUT/spec.yaml, runs/*.parquet, predictions.parquet, results.parquet, tables/ and
     index.html. Finished runs are skipped when the same command runs again.
     """
-    from fairmed.studies.runner import run_study
+    from fairmed.studies.runner import run_study, study_out_dir
     from fairmed.studies.spec import load_spec
 
+    study = load_spec(spec, profile=profile, source=source)
+    study_out_dir(study, out_dir)  # before anything runs
     outcome = run_study(
-        load_spec(spec, profile=profile, source=source),
+        study,
         out_dir,
         executor=executor,
         jobs=jobs,

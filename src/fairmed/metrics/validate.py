@@ -5,12 +5,14 @@ Raised as :class:`fairmed.errors.InputError` (the CLI prints it and exits 2).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 
-from fairmed.errors import InputError, first_rows
+from fairmed.errors import FairmedError, InputError, first_rows
 
 
 def _rows(values, bad: np.ndarray) -> str:
@@ -24,6 +26,49 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str = "pr
     for col in columns:
         if col not in frame.columns:
             raise InputError(f"{what}: column {col!r} not found (have: {', '.join(have)})")
+
+
+@contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """Prefix a user error raised inside with the file it is about (postprocess reads two)."""
+    try:
+        yield
+    except FairmedError as exc:
+        text = str(exc)
+        if text.startswith(f"{path}:"):
+            raise
+        raise type(exc)(f"{path}: {text}") from None
+
+
+def check_scalar_cells(frame: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Refuse list/struct cells (Parquet) and NUL bytes: signs of a wrong or corrupt table."""
+    for col in dict.fromkeys(columns):
+        if col not in frame.columns or not (
+            pd.api.types.is_object_dtype(frame[col]) or pd.api.types.is_string_dtype(frame[col])
+        ):
+            continue
+        values = frame[col]
+        nested = values.map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).to_numpy(bool)
+        if nested.any():
+            kind = type(values[nested].iloc[0]).__name__
+            raise InputError(
+                f"column {col!r}: {kind} values at rows {_rows(values, nested)} "
+                "(expected one number or text per cell, not a list or struct)"
+            )
+        nul = values.map(lambda v: isinstance(v, (str, bytes)) and "\x00" in str(v)).to_numpy(bool)
+        if nul.any():
+            raise InputError(
+                f"column {col!r}: NUL bytes at rows {_rows(values, nul)} (a binary or corrupt file?)"
+            )
+
+
+def binary_predictions(
+    frame: pd.DataFrame, label: str, score: str, attributes: Iterable[str] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (0/1) and probability scores of a binary Predictions table, checked as the audit checks them."""
+    require_columns(frame, [label, score, *attributes])
+    check_scalar_cells(frame, [label, score, *attributes])
+    return as_binary_labels(frame[label], label), as_probabilities(frame[score], score)
 
 
 def as_binary_labels(values, name: str = "y_true") -> np.ndarray:

@@ -174,6 +174,7 @@ def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
         tables["Undefined values (NaN in the results) and why"] = pd.DataFrame(
             audit["notes"]
         ).drop_duplicates()
+    notes += [f"{line}." for line in audit.get("data_notes", [])]  # dropped rows, renamed groups, ids
     min_size = int(audit.get("min_group_size", MIN_GROUP_SIZE))
     if split.groups["n"].notna().any():
         small = split.groups.groupby(["attribute", "group"])["n"].min()
