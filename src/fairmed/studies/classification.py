@@ -19,6 +19,7 @@ import pandas as pd
 
 from fairmed.data.cohort import Cohort
 from fairmed.design.splits import split_cohort
+from fairmed.errors import SpecError
 from fairmed.studies.kinds import RunSpec, StudyKind, grid_runs, write_tables
 from fairmed.studies.spec import StudySpec
 
@@ -74,6 +75,8 @@ def training_cohort(spec: StudySpec, train: dict[str, Any]) -> tuple[Cohort, dic
 def split_parts(spec: StudySpec, cohort: Cohort, seed: int) -> dict[str, Cohort]:
     """The study's train/val/test cohorts for one seed."""
     label = spec.label or cohort.label
+    if label not in cohort.labels:
+        raise SpecError(f"label: {label!r} is not a label of the cohort (it has {', '.join(cohort.labels)})")
     stratify = spec.design.stratify if spec.design.stratify is not None else [label]
     parts = split_cohort(cohort, spec.design.fractions, seed, spec.design.group_by, stratify)
     return {name: cohort.subset(pos) for name, pos in parts.items()}
