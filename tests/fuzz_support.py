@@ -302,7 +302,8 @@ def fill(options: list[str], folder: Path) -> list[str]:
 
 # ------------------------------------------------------------------ postprocess
 def check_postprocess(fit: Table, apply: Table, outcome: Outcome, out_path: Path) -> tuple[str, str]:
-    malformed = fit.expect_refusal or apply.expect_refusal
+    apply_malformed = apply.expect_refusal and apply.mutation != "label_bad"  # its labels are not read
+    malformed = fit.expect_refusal or apply_malformed
     if outcome.error is not None or outcome.code != 0:
         verdict, detail = refused_cleanly(outcome)
         if verdict == "ok" and not malformed and "label" in detail:  # data reasons (no positives) are fine
@@ -331,7 +332,7 @@ def run_postprocess(fit: Table, apply: Table, folder: Path, options: list[str]) 
 # ------------------------------------------------------------------ specs
 BASE_SPEC = {
     "name": "fuzz",
-    "source": {"kind": "synth", "config": {"n": 40}},
+    "source": {"kind": "synth_embeddings", "config": {"preset": "cxr", "n": 40, "dim": 4}},
     "groups": ["sex"],
     "design": {"seeds": [0]},
     "strategies": ["erm"],
@@ -377,13 +378,22 @@ SPEC_MUTATIONS: tuple[tuple[str, object], ...] = (
 )
 
 
-def spec_cases():
-    """One spec mutation; ``set`` mutations may also scramble a valid value's neighbours."""
-    cuda = _has_cuda()
+@st.composite
+def spec_cases(draw) -> tuple[str, object, dict]:
+    """One spec mutation over a base spec whose valid fields are drawn too."""
     cases = list(SPEC_MUTATIONS)
-    if not cuda:
+    if not _has_cuda():
         cases.append(("set", ("train", "device", "cuda")))
-    return st.sampled_from(cases)
+    kind, payload = draw(st.sampled_from(cases))
+    base = {
+        "name": draw(
+            st.text("abcdefghij_-0123456789", min_size=1, max_size=12).filter(lambda t: t.strip("."))
+        ),
+        "seeds": draw(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=3)),
+        "bootstrap": draw(st.integers(0, 50)),
+        "groups": draw(st.sampled_from([["sex"], ["race"], ["sex", "race"], ["age:60"]])),
+    }
+    return kind, payload, base
 
 
 def _has_cuda() -> bool:
@@ -399,9 +409,9 @@ class Accepted(Exception):
     """Raised by the stand-in for run_study: the spec passed every check."""
 
 
-def run_spec(case: tuple[str, object], folder: Path) -> tuple[str, str]:
+def run_spec(case: tuple[str, object, dict], folder: Path) -> tuple[str, str]:
     """`fairmed run SPEC` with the study itself replaced: only loading and the checks run."""
-    kind, payload = case
+    kind, payload, base = case
     spec_path = folder / "spec.yaml"
     out = folder / "out"
     if kind == "bytes":
@@ -413,6 +423,9 @@ def run_spec(case: tuple[str, object], folder: Path) -> tuple[str, str]:
         spec_path.mkdir(exist_ok=True)
     else:
         raw = yaml.safe_load(yaml.safe_dump(BASE_SPEC))
+        raw.update(name=base["name"], groups=base["groups"])
+        raw["design"]["seeds"] = base["seeds"]
+        raw["audit"]["bootstrap"] = base["bootstrap"]
         if kind == "set":
             section, key, value = payload  # type: ignore[misc]
             if key is None:

@@ -11,7 +11,13 @@ from fairmed.commands.options import FiniteFloatRange
 from fairmed.data.groups import GroupSpec
 from fairmed.errors import InputError
 from fairmed.io import check_table_suffix, check_writable, read_table, write_table
-from fairmed.metrics.validate import as_probabilities, binary_predictions, check_scalar_cells, naming
+from fairmed.metrics.validate import (
+    as_probabilities,
+    binary_predictions,
+    check_scalar_cells,
+    naming,
+    require_rows,
+)
 from fairmed.mitigate.thresholds import GroupRules, apply_rules, fit_reject_option, fit_thresholds
 
 TARGETS = ["equal_opportunity", "demographic_parity", "equalized_odds", "tpr", "fpr"]
@@ -84,6 +90,7 @@ def postprocess(
         rules = _fit(fit_file, spec, target, value, method, privileged, max_accuracy_loss, label, score)
     with naming(apply_file):
         apply_df = read_table(apply_file)
+        require_rows(apply_df)
         check_scalar_cells(apply_df, [score, *spec.attributes])
         groups = spec.assign(apply_df).groups
         if score not in apply_df.columns:

@@ -184,7 +184,7 @@ def audit(
     if isinstance(threshold, str) and threshold not in THRESHOLD_RULES:
         raise SpecError(f"threshold {threshold!r}: expected a number or one of {', '.join(THRESHOLD_RULES)}")
     if len(predictions) == 0:
-        raise InputError("predictions: the table has no rows")
+        raise InputError("predictions: the table has no rows")  # (validate.require_rows, named)
     specs = _specs(attrs, intersect)
     data = _prepare(predictions, label, score, pred, values, task)
     keys = run_keys_in(predictions.columns)

@@ -20,6 +20,11 @@ def _rows(values, bad: np.ndarray) -> str:
     return first_rows(np.asarray(index)[bad])
 
 
+def require_rows(frame: pd.DataFrame) -> None:
+    if len(frame) == 0:
+        raise InputError("the table has no rows")
+
+
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str = "predictions") -> None:
     """One line naming the first missing column and the columns that are there."""
     have = list(map(str, frame.columns))
@@ -66,6 +71,7 @@ def binary_predictions(
     frame: pd.DataFrame, label: str, score: str, attributes: Iterable[str] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels (0/1) and probability scores of a binary Predictions table, checked as the audit checks them."""
+    require_rows(frame)
     require_columns(frame, [label, score, *attributes])
     check_scalar_cells(frame, [label, score, *attributes])
     return as_binary_labels(frame[label], label), as_probabilities(frame[score], score)
