@@ -311,6 +311,10 @@ def check_postprocess(fit: Table, apply: Table, outcome: Outcome, out_path: Path
         return verdict, detail
     if malformed:
         return "wrong", f"accepted malformed files ({fit.mutation}/{apply.mutation})"
+    for table in (fit, apply):
+        counted = f"{table.dropped} of {len(table.frame)} rows dropped"
+        if table.dropped and table.extra.get("attr") == "sex" and counted not in outcome.stderr:
+            return "wrong", f"{table.dropped} rows without a group not counted ({table.mutation})"
     applied = pd.read_csv(out_path)
     if len(applied) != len(apply.frame):
         return "wrong", f"{len(applied)} rows written for {len(apply.frame)}"

@@ -205,6 +205,23 @@ def test_postprocess_accepts_text_labels_as_the_audit_does(tmp_path):
     assert set(pd.read_csv(tmp_path / "o.csv")["y_pred"]) <= {0, 1}
 
 
+def test_postprocess_counts_rows_without_a_group_in_each_file(tmp_path):
+    fit, apply = _preds(n=200), _preds()
+    fit.loc[:4, "sex"] = "NA"
+    apply.loc[:2, "sex"] = None
+    outcome, fit_path, apply_path = _pp(tmp_path, fit, apply, "--target", "demographic_parity")
+    assert outcome.code == 0, outcome.stderr
+    assert (
+        f"warning: {fit_path}: sex: 5 of 200 rows dropped (5 with a missing value): not used to fit"
+        in outcome.stderr
+    )
+    assert (
+        f"warning: {apply_path}: sex: 3 of 40 rows dropped (3 with a missing value): kept, decided by the"
+        " rules' default" in outcome.stderr
+    )
+    assert len(pd.read_csv(tmp_path / "o.csv")) == 40
+
+
 @pytest.mark.parametrize("value", ["-1", "nan"])
 def test_reject_option_refuses_a_bad_accuracy_loss(tmp_path, value):
     outcome, _, _ = _pp(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 import pandas as pd
 
 from fairmed.commands.options import FiniteFloatRange
@@ -15,6 +16,7 @@ from fairmed.metrics.validate import (
     as_probabilities,
     binary_predictions,
     check_scalar_cells,
+    dropped_line,
     naming,
     require_rows,
 )
@@ -92,7 +94,7 @@ def postprocess(
         apply_df = read_table(apply_file)
         require_rows(apply_df)
         check_scalar_cells(apply_df, [score, *spec.attributes])
-        groups = spec.assign(apply_df).groups
+        groups = _groups(spec, apply_df, apply_file, "kept, decided by the rules' default")
         if score not in apply_df.columns:
             raise InputError(f"column {score!r} not found (have: {', '.join(map(str, apply_df.columns))})")
         scores = as_probabilities(apply_df[score], score)  # the fit file's scale: probabilities
@@ -138,7 +140,7 @@ def _fit(
     with naming(fit_file):
         fit_df = read_table(fit_file)
         y, s = binary_predictions(fit_df, label, score, spec.attributes)  # the audit's checks
-        groups = spec.assign(fit_df).groups
+        groups = _groups(spec, fit_df, fit_file, "not used to fit")
         if method == "thresholds":
             return fit_thresholds(s, y, groups, target, value=value, attribute=spec.name)  # type: ignore[arg-type]
         return fit_reject_option(
@@ -150,6 +152,15 @@ def _fit(
             max_accuracy_loss=max_accuracy_loss,
             attribute=spec.name,
         )
+
+
+def _groups(spec: GroupSpec, frame: pd.DataFrame, path: Path, fate: str) -> pd.Series:
+    """Each row's group; rows in none are counted in a warning line saying what happens to them."""
+    assignment = spec.assign(frame)
+    line = dropped_line(spec.name, assignment, np.arange(len(frame)), frame[spec.attributes])
+    if line:
+        click.echo(f"warning: {path}: {line}: {fate}", err=True)
+    return assignment.groups
 
 
 def _load_matching_rules(path: Path, attribute: str) -> GroupRules:

@@ -51,6 +51,7 @@ from fairmed.metrics.validate import (
     as_codes,
     as_probabilities,
     check_scalar_cells,
+    dropped_line,
     require_columns,
 )
 from fairmed.schema import ID, OVERALL, PROBA_PREFIX, RESULT_COLUMNS, Y_SCORE, Y_TRUE, run_keys_in
@@ -428,21 +429,7 @@ def _group_codes(spec: GroupSpec, frame: pd.DataFrame) -> tuple[np.ndarray, list
         f"{spec.name}: group {n!r} is shown as '{n}{RENAMED_SUFFIX}' ({n!r} is a word of the Results table)"
         for n in renamed
     ]
-    return codes[key], names, _dropped_line(spec.name, assignment, key, distinct), lines
-
-
-def _dropped_line(name: str, assignment, key: np.ndarray, distinct: pd.DataFrame) -> str:
-    """ "sex: 3 of 40 rows dropped (3 with a missing value)": "" when every row has a group."""
-    missing = int(assignment.missing_mask[key].sum()) if assignment.dropped_missing else 0
-    outside = int(assignment.excluded_mask[key].sum())
-    if not missing and not outside:
-        return ""
-    reasons = [f"{missing} with a missing value"] if missing else []
-    if outside:
-        examples = distinct[assignment.excluded_mask].drop_duplicates().head(3)
-        shown = ", ".join("/".join(map(str, row)) for row in examples.itertuples(index=False))
-        reasons.append(f"{outside} with a value in no group, e.g. {shown}")
-    return f"{name}: {missing + outside} of {len(key)} rows dropped ({'; '.join(reasons)})"
+    return codes[key], names, dropped_line(spec.name, assignment, key, distinct), lines
 
 
 def _duplicate_ids(frame: pd.DataFrame, keys: list[str]) -> list[str]:

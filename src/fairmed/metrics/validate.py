@@ -67,6 +67,24 @@ def check_scalar_cells(frame: pd.DataFrame, columns: Iterable[str]) -> None:
             )
 
 
+def dropped_line(name: str, assignment, key: np.ndarray, distinct: pd.DataFrame) -> str:
+    """'sex: 3 of 40 rows dropped (3 with a missing value)'; "" when every row has a group.
+
+    ``assignment``: a GroupAssignment of the ``distinct`` attribute rows; ``key``: each input row's
+    position in ``distinct`` (``np.arange(n)`` when the spec was applied to every row).
+    """
+    missing = int(assignment.missing_mask[key].sum()) if assignment.dropped_missing else 0
+    outside = int(assignment.excluded_mask[key].sum())
+    if not missing and not outside:
+        return ""
+    reasons = [f"{missing} with a missing value"] if missing else []
+    if outside:
+        examples = distinct[assignment.excluded_mask].drop_duplicates().head(3)
+        shown = ", ".join("/".join(map(str, row)) for row in examples.itertuples(index=False))
+        reasons.append(f"{outside} with a value in no group, e.g. {shown}")
+    return f"{name}: {missing + outside} of {len(key)} rows dropped ({'; '.join(reasons)})"
+
+
 def binary_predictions(
     frame: pd.DataFrame, label: str, score: str, attributes: Iterable[str] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
