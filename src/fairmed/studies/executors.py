@@ -34,11 +34,15 @@ def default_jobs() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _init_worker(threads: int, driver: int) -> None:
+def _init_worker(threads: int, driver: int, settings: dict[str, str]) -> None:
     """One BLAS/torch thread per worker process so that ``jobs`` workers share the cores; the
+    driver's current ``FAIRMED_*`` settings (a forkserver keeps the environment of its start); the
     worker dies with the driver (a SIGKILLed ``fairmed run`` must not leave runs training)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
+    for var in [v for v in os.environ if v.startswith("FAIRMED_") and v not in settings]:
+        del os.environ[var]
+    os.environ.update(settings)
     die_with_parent()
     threading.Thread(target=_watch_driver, args=(driver, os.getppid()), daemon=True).start()
 
@@ -97,7 +101,7 @@ def run_local(
         max_workers=min(jobs, len(runs)),
         mp_context=mp.get_context(method),
         initializer=_init_worker,
-        initargs=(threads, os.getpid()),
+        initargs=(threads, os.getpid(), {k: v for k, v in os.environ.items() if k.startswith("FAIRMED_")}),
     ) as pool:
         pending = {pool.submit(_call, execute, run): run for run in runs}
         while pending:
