@@ -251,10 +251,14 @@ def test_undefined_values_do_not_break_the_report(tmp_path, data):
     assert parse(out / "index.html").sections[0] == "summary"
 
 
-def test_missing_inputs_one_line_error(tmp_path):
+def test_missing_inputs_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(tmp_path)])
     assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path}: no results.parquet or predictions.parquet; run a study or "
+        "`fairmed audit ... --report DIR` first\n"
+    )
 
 
 def test_predictions_only_folder_still_renders(tmp_path, data):

@@ -14,9 +14,19 @@ import pandas as pd
 from fairmed.errors import DataError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    The result gets the mode any other tool would give it (0666 less the umask), not the
+    temporary file's private 0600: a report copied to a shared folder stays readable.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -24,10 +34,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False, option: str = "") -> Path:
+    """Fail before any work when ``path`` (a file, or a folder when ``folder``) cannot be written.
+
+    Creates the missing parent folders (the output goes there anyway) and probes them with a
+    temporary file; a path naming an existing folder (file wanted), an existing file (folder
+    wanted) or lying below a file is refused with one line.
+    """
+    target = Path(path)
+    what = f"{option} {target}" if option else str(target)
+    if folder and target.exists() and not target.is_dir():
+        raise DataError(f"{what}: is a file, expected a folder for the output")
+    if not folder and target.is_dir():
+        raise DataError(f"{what}: is a folder, expected a file name for the output")
+    where = target if folder else target.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        below = next((p for p in where.parents if p.exists() and not p.is_dir()), None)
+        if below is not None or (where.exists() and not where.is_dir()):
+            reason = f"{below or where} is a file, not a folder"
+        raise DataError(f"{what}: cannot write there ({reason})") from None
+    return target
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from fairmed.commands.options import FiniteFloatRange
 from fairmed.errors import SpecError
-from fairmed.io import check_table_suffix, read_table, write_json, write_table
+from fairmed.io import check_table_suffix, check_writable, read_table, write_json, write_table
 from fairmed.schema import RUN_KEYS
 
 
@@ -65,7 +66,9 @@ def _threshold(text: str) -> float | str:
     show_default=True,
     help="p_adjusted over all tests of the audit: Holm (family-wise), BH (false discovery), none",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap and permutation seed")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="bootstrap and permutation seed"
+)
 @click.option("--bins", "n_bins", type=click.IntRange(min=1), default=10, show_default=True, help="ECE bins")
 @click.option(
     "--min-group-size", type=click.IntRange(min=0), default=30, show_default=True, help="warn below this n"
@@ -83,7 +86,9 @@ def _threshold(text: str) -> float | str:
 @click.option("--baseline", default=None, help="the --compare value the others are tested against")
 @click.option("--fate-accuracy", default="accuracy", show_default=True, help="FATE accuracy metric")
 @click.option("--fate-fairness", default="eodd", show_default=True, help="FATE fairness criterion")
-@click.option("--fate-lambda", type=float, default=1.0, show_default=True, help="FATE weight lambda")
+@click.option(
+    "--fate-lambda", type=FiniteFloatRange(), default=1.0, show_default=True, help="FATE weight lambda"
+)
 @click.option(
     "--report",
     "report_dir",
@@ -137,6 +142,9 @@ def audit(
 
     if out is not None:
         check_table_suffix(out)
+        check_writable(out, option="--out")
+    if report_dir is not None:
+        check_writable(report_dir, folder=True, option="--report")
     table = read_table(predictions)
     _check_compare(table, compare, baseline, predictions)
     with warnings.catch_warnings(record=True) as caught:
@@ -159,7 +167,7 @@ def audit(
             permutations=permutations,
             adjust=adjust,
         )
-    shown = [m.strip() for m in metrics.split(",")] if metrics else None
+    shown = _shown_metrics(metrics, result.frame)
     click.echo(result.to_markdown(shown, with_warnings=False).rstrip("\n"))
     for w in caught:
         if not issubclass(w.category, AuditWarning):
@@ -190,6 +198,20 @@ def audit(
 
         index = build_report(report_dir, tolerance=tolerance)
         click.echo(f"report: {index}", err=True)
+
+
+def _shown_metrics(metrics: str | None, frame: pd.DataFrame) -> list[str] | None:
+    """The --metrics names, refused with the valid ones when any is not in the results."""
+    if not metrics:
+        return None
+    shown = [m.strip() for m in metrics.split(",") if m.strip()]
+    present = list(dict.fromkeys(frame["metric"]))
+    unknown = [m for m in shown if m not in present]
+    if unknown or not shown:
+        raise SpecError(
+            f"--metrics: unknown {', '.join(unknown) or '(empty)'}; this audit has {', '.join(present)}"
+        )
+    return shown
 
 
 def _note_lines(result) -> list[str]:

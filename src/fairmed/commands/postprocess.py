@@ -5,11 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 import pandas as pd
 
+from fairmed.commands.options import FiniteFloatRange
 from fairmed.data.groups import GroupSpec
 from fairmed.errors import InputError
-from fairmed.io import read_table, write_table
+from fairmed.io import check_table_suffix, check_writable, read_table, write_table
+from fairmed.metrics.validate import (
+    as_probabilities,
+    binary_predictions,
+    check_scalar_cells,
+    dropped_line,
+    naming,
+    require_rows,
+)
 from fairmed.mitigate.thresholds import (
     GroupRules,
     apply_rules,
@@ -21,17 +31,11 @@ from fairmed.mitigate.thresholds import (
 TARGETS = ["equal_opportunity", "demographic_parity", "equalized_odds", "tpr", "fpr"]
 
 
-def _column(df: pd.DataFrame, name: str, path: Path) -> pd.Series:
-    if name not in df.columns:
-        raise InputError(f"{path}: column {name!r} not found (have: {', '.join(map(str, df.columns))})")
-    return df[name]
-
-
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--attr", "attr", required=True, help="grouping to equalise, e.g. sex, fst:12-56, sex*age:60")
 @click.option("--target", type=click.Choice(TARGETS), default="equal_opportunity", show_default=True)
-@click.option("--value", type=float, default=None, help="the rate for --target tpr / fpr")
+@click.option("--value", type=FiniteFloatRange(0, 1), default=None, help="the rate for --target tpr / fpr")
 @click.option(
     "--method",
     type=click.Choice(["thresholds", "reject_option", "calibrated_eqodds"]),
@@ -46,10 +50,14 @@ def _column(df: pd.DataFrame, name: str, path: Path) -> pd.Series:
     help="calibrated_eqodds: the generalized rate to equalise (--target is not used)",
 )
 @click.option("--privileged", multiple=True, help="reject option: privileged group(s); default: highest rate")
-@click.option("--max-accuracy-loss", type=float, default=0.05, show_default=True, help="reject option")
+@click.option(
+    "--max-accuracy-loss", type=FiniteFloatRange(0, 1), default=0.05, show_default=True, help="reject option"
+)
 @click.option("--label", default="y_true", show_default=True)
 @click.option("--score", default="y_score", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of randomised decisions")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="seed of randomised decisions"
+)
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="applied predictions (.csv/.parquet)"
 )
@@ -89,22 +97,34 @@ def postprocess(
     spec = GroupSpec.parse(attr)
     if rules_in is not None:
         apply_file = _one_file(files, "with --rules give only APPLY_FILE")
-        rules = _load_matching_rules(rules_in, spec.name)
     else:
         fit_file, apply_file = _two_files(files)
+    destination = out or apply_file.with_name(f"{apply_file.stem}.postprocessed{apply_file.suffix}")
+    check_table_suffix(destination)
+    check_writable(destination, option="--out")
+    if rules_out:
+        check_writable(rules_out, option="--rules-out")
+    if rules_in is not None:
+        rules = _load_matching_rules(rules_in, spec.name)
+    else:
         options = {"privileged": privileged, "max_accuracy_loss": max_accuracy_loss, "cost": cost_constraint}
         rules = _fit(fit_file, spec, target, value, method, options, label, score)
+    with naming(apply_file):
+        apply_df = read_table(apply_file)
+        require_rows(apply_df)
+        check_scalar_cells(apply_df, [score, *spec.attributes])
+        groups = _groups(spec, apply_df, apply_file, "kept, decided by the rules' default")
+        if score not in apply_df.columns:
+            raise InputError(f"column {score!r} not found (have: {', '.join(map(str, apply_df.columns))})")
+        scores = as_probabilities(apply_df[score], score)  # the fit file's scale: probabilities
     click.echo(_describe(rules))
     if rules_out:
         rules.save(rules_out)
         click.echo(f"rules written to {rules_out}")
-    apply_df = read_table(apply_file)
-    groups = spec.assign(apply_df).groups
     if rules_in is not None:
         _check_groups_overlap(rules, groups, rules_in, apply_file)
-    applied = apply_rules(apply_df, rules, groups, score=score, seed=seed)
-    destination = out or apply_file.with_name(f"{apply_file.stem}.postprocessed{apply_file.suffix}")
-    write_table(applied, destination)
+    applied = apply_rules(apply_df.assign(**{score: scores}), rules, groups, score=score, seed=seed)
+    write_table(applied.assign(**{score: apply_df[score]}), destination)
     click.echo(f"post-processed predictions written to {destination}")
 
 
@@ -134,25 +154,34 @@ def _fit(
 ) -> GroupRules:
     """Fit the chosen rule family on FIT_FILE's labels, scores and groups (``options``: the reject
     option's privileged groups and accuracy loss, calibrated equalized odds' cost constraint)."""
-    fit_df = read_table(fit_file)
-    groups = spec.assign(fit_df).groups
-    y = _column(fit_df, label, fit_file).to_numpy()
-    s = _column(fit_df, score, fit_file).to_numpy(dtype=float)
-    if method == "thresholds":
-        return fit_thresholds(s, y, groups, target, value=value, attribute=spec.name)  # type: ignore[arg-type]
-    if method == "calibrated_eqodds":
-        return fit_calibrated_eqodds(s, y, groups, options["cost"], attribute=spec.name)
-    if target not in {"demographic_parity", "equal_opportunity"}:
+    if method == "reject_option" and target not in {"demographic_parity", "equal_opportunity"}:
         raise InputError("reject option tunes its band for demographic_parity or equal_opportunity")
-    return fit_reject_option(
-        s,
-        y,
-        groups,
-        target,  # type: ignore[arg-type]
-        privileged=list(options["privileged"]) or None,
-        max_accuracy_loss=options["max_accuracy_loss"],
-        attribute=spec.name,
-    )
+    with naming(fit_file):
+        fit_df = read_table(fit_file)
+        y, s = binary_predictions(fit_df, label, score, spec.attributes)  # the audit's checks
+        groups = _groups(spec, fit_df, fit_file, "not used to fit")
+        if method == "thresholds":
+            return fit_thresholds(s, y, groups, target, value=value, attribute=spec.name)  # type: ignore[arg-type]
+        if method == "calibrated_eqodds":
+            return fit_calibrated_eqodds(s, y, groups, options["cost"], attribute=spec.name)
+        return fit_reject_option(
+            s,
+            y,
+            groups,
+            target,  # type: ignore[arg-type]
+            privileged=list(options["privileged"]) or None,
+            max_accuracy_loss=options["max_accuracy_loss"],
+            attribute=spec.name,
+        )
+
+
+def _groups(spec: GroupSpec, frame: pd.DataFrame, path: Path, fate: str) -> pd.Series:
+    """Each row's group; rows in none are counted in a warning line saying what happens to them."""
+    assignment = spec.assign(frame)
+    line = dropped_line(spec.name, assignment, np.arange(len(frame)), frame[spec.attributes])
+    if line:
+        click.echo(f"warning: {path}: {line}: {fate}", err=True)
+    return assignment.groups
 
 
 def _load_matching_rules(path: Path, attribute: str) -> GroupRules:

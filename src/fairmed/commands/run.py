@@ -76,12 +76,13 @@ def run(spec: str, out_dir, profile, executor, address, jobs, no_report, toleran
     Writes OUT/spec.yaml, runs/*.parquet, predictions.parquet, results.parquet, tables/ and
     index.html. Finished runs are skipped when the same command runs again.
     """
-    from fairmed.studies.runner import run_study
+    from fairmed.studies.runner import run_study, study_out_dir
     from fairmed.studies.spec import load_spec
 
     resolved = load_spec(spec, profile=profile, source=source)
     if lenient:
         resolved = resolved.model_copy(update={"lenient": True})
+    study_out_dir(resolved, out_dir)  # before anything runs
     outcome = run_study(
         resolved,
         out_dir,

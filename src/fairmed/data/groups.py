@@ -71,10 +71,12 @@ class GroupSpec(BaseModel):
         if self.levels is not None and self.edges is not None:
             raise SpecError(f"GroupSpec {self.attribute}: give 'levels' or 'edges', not both")
         if self.edges is not None and (
-            not self.edges or any(b <= a for a, b in zip(self.edges, self.edges[1:]))
+            not self.edges
+            or not np.isfinite(self.edges).all()
+            or any(b <= a for a, b in zip(self.edges, self.edges[1:]))
         ):
             raise SpecError(
-                f"GroupSpec {self.attribute}: edges must be strictly increasing, got {self.edges}"
+                f"GroupSpec {self.attribute}: edges must be finite and strictly increasing, got {self.edges}"
             )
         if self.levels is not None:
             if not self.levels:

@@ -51,11 +51,16 @@ from fairmed.metrics.validate import (
     as_class_codes,
     as_codes,
     as_probabilities,
+    check_scalar_cells,
+    dropped_line,
     require_columns,
 )
-from fairmed.schema import OVERALL, PROBA_PREFIX, RESULT_COLUMNS, Y_SCORE, Y_TRUE, run_keys_in
+from fairmed.schema import ID, OVERALL, PROBA_PREFIX, RESULT_COLUMNS, Y_SCORE, Y_TRUE, run_keys_in
 
 THRESHOLD_RULES = ("youden", "f1", "accuracy")
+# Results words in the ``group`` column; a data value equal to one is shown as "<value> (group)"
+RESERVED_GROUPS = frozenset({OVERALL, CRITERION, *GAP_FORMS, "signed"})
+RENAMED_SUFFIX = " (group)"
 _PROBA = re.compile(rf"^{re.escape(PROBA_PREFIX)}(\d+)$")
 
 
@@ -65,6 +70,10 @@ class AuditWarning(UserWarning):
 
 class SmallGroupWarning(AuditWarning):
     """A group is too small for its estimates to mean much."""
+
+
+class DataWarning(AuditWarning):
+    """Rows were dropped (missing or out-of-group values), groups renamed, or ids duplicated."""
 
 
 class TwoClassWarning(AuditWarning):
@@ -187,12 +196,20 @@ def audit(
     if isinstance(threshold, str) and threshold not in THRESHOLD_RULES:
         raise SpecError(f"threshold {threshold!r}: expected a number or one of {', '.join(THRESHOLD_RULES)}")
     if len(predictions) == 0:
-        raise InputError("predictions: the table has no rows")
+        raise InputError("predictions: the table has no rows")  # (validate.require_rows, named)
     specs = _specs(attrs, intersect)
     data = _prepare(predictions, label, score, pred, values, task)
     keys = run_keys_in(predictions.columns)
     thresholds = _thresholds(predictions, data, keys, threshold, val_split)
-    codes = {spec.name: _group_codes(spec, predictions) for spec in specs}
+    codes, data_lines, dropped = {}, _duplicate_ids(predictions, keys), {}
+    for spec in specs:
+        all_codes, names, drop_line, renamed = _group_codes(spec, predictions)
+        codes[spec.name] = (all_codes, names)
+        data_lines += [*renamed, *([drop_line] if drop_line else [])]
+        if drop_line:
+            dropped[spec.name] = drop_line
+    for line in data_lines:
+        warnings.warn(line, DataWarning, stacklevel=2)
     frames, notes, lines = [], [], []
     runs = _runs(predictions, keys)
     for key_values, positions in runs:
@@ -241,6 +258,7 @@ def audit(
             frames.append(_threshold_row(keys, key_values, thr, len(positions)))
     for line in lines:
         warnings.warn(line, SmallGroupWarning, stacklevel=2)
+    lines = data_lines + lines
     if data["task"] == "multiclass" and data.get("proba") is not None and data["n_classes"] == 2:
         lines.insert(0, TWO_CLASS_NOTE)
         warnings.warn(TWO_CLASS_NOTE, TwoClassWarning, stacklevel=2)
@@ -249,6 +267,13 @@ def audit(
     frame["p_adjusted"], n_tests = _adjusted(frame, keys, adjust)
     frame = _with_notes(frame[[*keys, *RESULT_COLUMNS]], note_frame, keys)
     frame["n"] = frame["n"].astype(np.int64)
+    for attribute, line in dropped.items():  # the count of dropped rows beside each group's n
+        at = (
+            (frame["attribute"] == attribute)
+            & (frame["metric"] == "n")
+            & ~frame["group"].isin(RESERVED_GROUPS)
+        )
+        frame.loc[at, "note"] = line
     options = {
         "attrs": [s.name for s in specs],
         "label": label,
@@ -267,6 +292,7 @@ def audit(
         "permutations": permutations,
         "adjust": adjust,
         "tests": n_tests,
+        "data_notes": data_lines,
     }
     return AuditResult(frame=frame, notes=note_frame, warnings=lines, options=options)
 
@@ -351,6 +377,7 @@ def _prepare(frame, label, score, pred, values, task) -> dict[str, Any]:
     """Validate the columns once for the whole table; arrays for the engines."""
     values = list(values or [])
     require_columns(frame, values)
+    check_scalar_cells(frame, [label, score, *([pred] if pred else []), *values])
     out: dict[str, Any] = {"values": {v: as_probabilities(frame[v], v, bounded=False) for v in values}}
     proba_cols = _proba_columns(frame)
     if pred is not None:
@@ -444,17 +471,39 @@ def _threshold_row(keys, key_values, thr, n) -> pd.DataFrame:
     return pd.DataFrame(row)
 
 
-def _group_codes(spec: GroupSpec, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Group codes of every row: the spec is applied to the distinct attribute values only."""
+def _group_codes(spec: GroupSpec, frame: pd.DataFrame) -> tuple[np.ndarray, list[str], str, list[str]]:
+    """Group codes of every row (the spec is applied to the distinct attribute values only), the
+    group names, a line counting the dropped rows ("" if none) and lines naming renamed groups."""
     cols = spec.attributes
     require_columns(frame, dict.fromkeys(cols), "predictions (group attributes)")
+    check_scalar_cells(frame, cols)
     sub = frame[list(dict.fromkeys(cols))]
     key = sub.groupby(list(sub.columns), dropna=False, sort=False).ngroup().to_numpy()
     _, first = np.unique(key, return_index=True)
     distinct = sub.iloc[first]  # keeps the input's index: errors name the input row
-    groups = spec.assign(distinct).groups
-    codes, names = as_codes(groups, len(distinct))
-    return codes[key], names
+    assignment = spec.assign(distinct)
+    codes, names = as_codes(assignment.groups, len(distinct))
+    renamed = [n for n in names if n in RESERVED_GROUPS]
+    names = [f"{n}{RENAMED_SUFFIX}" if n in RESERVED_GROUPS else n for n in names]
+    lines = [
+        f"{spec.name}: group {n!r} is shown as '{n}{RENAMED_SUFFIX}' ({n!r} is a word of the Results table)"
+        for n in renamed
+    ]
+    return codes[key], names, dropped_line(spec.name, assignment, key, distinct), lines
+
+
+def _duplicate_ids(frame: pd.DataFrame, keys: list[str]) -> list[str]:
+    """A line when an id occurs more than once in a run: each row then counts as a sample."""
+    if ID not in frame.columns:
+        return []
+    dup = frame.duplicated([*keys, ID], keep=False).to_numpy()
+    if not dup.any():
+        return []
+    ids = frame.loc[dup, ID].value_counts()
+    return [
+        f"column {ID!r}: {int(dup.sum())} rows share {len(ids)} duplicate id(s) within a run "
+        f"(e.g. {ids.index[0]!r} {int(ids.iloc[0])} times); each row is counted as a separate sample"
+    ]
 
 
 def _present(codes: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:

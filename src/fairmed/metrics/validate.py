@@ -5,17 +5,24 @@ Raised as :class:`fairmed.errors.InputError` (the CLI prints it and exits 2).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 
-from fairmed.errors import InputError, first_rows
+from fairmed.errors import FairmedError, InputError, first_rows
 
 
 def _rows(values, bad: np.ndarray) -> str:
     index = values.index if isinstance(values, pd.Series) else np.arange(len(bad))
     return first_rows(np.asarray(index)[bad])
+
+
+def require_rows(frame: pd.DataFrame) -> None:
+    if len(frame) == 0:
+        raise InputError("the table has no rows")
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str = "predictions") -> None:
@@ -24,6 +31,68 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str = "pr
     for col in columns:
         if col not in frame.columns:
             raise InputError(f"{what}: column {col!r} not found (have: {', '.join(have)})")
+
+
+@contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """Prefix a user error raised inside with the file it is about (postprocess reads two)."""
+    try:
+        yield
+    except FairmedError as exc:
+        text = str(exc)
+        if text.startswith(f"{path}:"):
+            raise
+        raise type(exc)(f"{path}: {text}") from None
+
+
+def check_scalar_cells(frame: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Refuse list/struct cells (Parquet) and NUL bytes: signs of a wrong or corrupt table."""
+    for col in dict.fromkeys(columns):
+        if col not in frame.columns or not (
+            pd.api.types.is_object_dtype(frame[col]) or pd.api.types.is_string_dtype(frame[col])
+        ):
+            continue
+        values = frame[col]
+        nested = values.map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).to_numpy(bool)
+        if nested.any():
+            kind = type(values[nested].iloc[0]).__name__
+            raise InputError(
+                f"column {col!r}: {kind} values at rows {_rows(values, nested)} "
+                "(expected one number or text per cell, not a list or struct)"
+            )
+        nul = values.map(lambda v: isinstance(v, (str, bytes)) and "\x00" in str(v)).to_numpy(bool)
+        if nul.any():
+            raise InputError(
+                f"column {col!r}: NUL bytes at rows {_rows(values, nul)} (a binary or corrupt file?)"
+            )
+
+
+def dropped_line(name: str, assignment, key: np.ndarray, distinct: pd.DataFrame) -> str:
+    """'sex: 3 of 40 rows dropped (3 with a missing value)'; "" when every row has a group.
+
+    ``assignment``: a GroupAssignment of the ``distinct`` attribute rows; ``key``: each input row's
+    position in ``distinct`` (``np.arange(n)`` when the spec was applied to every row).
+    """
+    missing = int(assignment.missing_mask[key].sum()) if assignment.dropped_missing else 0
+    outside = int(assignment.excluded_mask[key].sum())
+    if not missing and not outside:
+        return ""
+    reasons = [f"{missing} with a missing value"] if missing else []
+    if outside:
+        examples = distinct[assignment.excluded_mask].drop_duplicates().head(3)
+        shown = ", ".join("/".join(map(str, row)) for row in examples.itertuples(index=False))
+        reasons.append(f"{outside} with a value in no group, e.g. {shown}")
+    return f"{name}: {missing + outside} of {len(key)} rows dropped ({'; '.join(reasons)})"
+
+
+def binary_predictions(
+    frame: pd.DataFrame, label: str, score: str, attributes: Iterable[str] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (0/1) and probability scores of a binary Predictions table, checked as the audit checks them."""
+    require_rows(frame)
+    require_columns(frame, [label, score, *attributes])
+    check_scalar_cells(frame, [label, score, *attributes])
+    return as_binary_labels(frame[label], label), as_probabilities(frame[score], score)
 
 
 def as_binary_labels(values, name: str = "y_true") -> np.ndarray:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from fairmed.data.cohort import Cohort
 from fairmed.design.splits import cv_split, split_cohort
+from fairmed.errors import SpecError
 from fairmed.studies.kinds import RunSpec, StudyKind, grid_runs, write_tables
 from fairmed.studies.spec import StudySpec
 
@@ -101,6 +102,8 @@ def split_parts(spec: StudySpec, cohort: Cohort, seed: int, fold: int | None = N
     when not given)."""
     design = spec.design
     label = spec.label or cohort.label
+    if label not in cohort.labels:
+        raise SpecError(f"label: {label!r} is not a label of the cohort (it has {', '.join(cohort.labels)})")
     stratify = design.stratify if design.stratify is not None else [label]
     if design.cv_folds:
         val = design.fractions["val"] / max(design.fractions["train"] + design.fractions["val"], 1e-12)

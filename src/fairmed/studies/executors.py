@@ -8,8 +8,13 @@ Predictions whichever executor runs them.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -20,6 +25,7 @@ from fairmed.progress import bar
 from fairmed.studies.kinds import RunSpec
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 Execute = Callable[[RunSpec], pd.DataFrame]
 
 
@@ -28,10 +34,50 @@ def default_jobs() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _init_worker(threads: int) -> None:
-    """One BLAS/torch thread per worker process so that ``jobs`` workers share the cores."""
+def _init_worker(threads: int, driver: int, settings: dict[str, str]) -> None:
+    """One BLAS/torch thread per worker process so that ``jobs`` workers share the cores; the
+    driver's current ``FAIRMED_*`` settings (a forkserver keeps the environment of its start); the
+    worker dies with the driver (a SIGKILLed ``fairmed run`` must not leave runs training)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
+    for var in [v for v in os.environ if v.startswith("FAIRMED_") and v not in settings]:
+        del os.environ[var]
+    os.environ.update(settings)
+    die_with_parent()
+    threading.Thread(target=_watch_driver, args=(driver, os.getppid()), daemon=True).start()
+
+
+def die_with_parent() -> bool:
+    """Linux: ask the kernel for SIGKILL when this process's parent dies (prctl PR_SET_PDEATHSIG).
+
+    The parent of a pool worker is the forkserver, which exits when the driver does. Returns
+    False where the call is not available (the watchdog thread then does the job alone).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - exotic libc
+        return False
+
+
+def _watch_driver(driver: int, parent: int, every: float = 1.0) -> None:
+    """Fallback on every platform: exit once the driver is gone or this process was re-parented."""
+    while True:
+        time.sleep(every)
+        if os.getppid() != parent or not _alive(driver):
+            os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - exists, another user's
+        return True
+    return True
 
 
 def _call(execute: Execute, run: RunSpec) -> pd.DataFrame:
@@ -55,7 +101,7 @@ def run_local(
         max_workers=min(jobs, len(runs)),
         mp_context=mp.get_context(method),
         initializer=_init_worker,
-        initargs=(threads,),
+        initargs=(threads, os.getpid(), {k: v for k, v in os.environ.items() if k.startswith("FAIRMED_")}),
     ) as pool:
         pending = {pool.submit(_call, execute, run): run for run in runs}
         while pending:

@@ -181,6 +181,18 @@ def write_dropped_images(out: Path, spec: StudySpec) -> pd.DataFrame:
     return dropped
 
 
+def study_out_dir(spec: StudySpec, out_dir: str | Path | None = None) -> Path:
+    """``out_dir``, or ``fairmed-out/<study name>``; refused (one line) when it cannot be written."""
+    from fairmed.io import check_writable
+
+    out = (
+        Path(out_dir)
+        if out_dir is not None
+        else Path("fairmed-out") / re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
+    )
+    return check_writable(out, folder=True, option="--out")
+
+
 def run_study(
     spec: StudySpec | str | Path,
     out_dir: str | Path | None = None,
@@ -204,11 +216,7 @@ def run_study(
         raise SpecError(
             f"profile {profile!r}: a resolved StudySpec has profile {spec.profile!r}; load it again"
         )
-    out = (
-        Path(out_dir)
-        if out_dir is not None
-        else Path("fairmed-out") / re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
-    )
+    out = study_out_dir(spec, out_dir)
     kind = get_kind(spec.kind)
     runs = kind.expand(spec)
     ids = [r.run_id for r in runs]

@@ -21,17 +21,22 @@ ones belong to the study kind (its ``fields`` model); anything else is an error 
 from __future__ import annotations
 
 import copy
+import math
 import os
+import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fairmed.errors import SpecError
 
 PROFILES: tuple[str, ...] = ("smoke", "cpu", "paper")
 BUILTIN_DIR = Path(__file__).parent / "builtin"
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds alike
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+THRESHOLD_RULES = ("youden", "f1", "accuracy")  # as fairmed.metrics.audit (not imported: light)
 
 
 class DesignSpec(BaseModel):
@@ -42,8 +47,8 @@ class DesignSpec(BaseModel):
     fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2})
     group_by: str | None = "patient_id"
     stratify: list[str] | None = None  # None: the label; with attributes, e.g. [malignant, fst]
-    seeds: list[int] = Field(default_factory=lambda: [0])
-    repeats: int | None = Field(None, ge=1, description="seeds 0..repeats-1 (overrides seeds)")
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
+    repeats: int | None = Field(None, ge=1, le=10_000, description="seeds 0..repeats-1 (overrides seeds)")
     cv_folds: int | None = Field(
         None,
         ge=2,
@@ -57,8 +62,8 @@ class DesignSpec(BaseModel):
         missing = {"train", "val", "test"} - set(value)
         if missing:
             raise ValueError(f"needs train, val and test (missing {sorted(missing)})")
-        if any(v < 0 for v in value.values()) or abs(sum(value.values()) - 1.0) > 1e-6:
-            raise ValueError(f"fractions must be >= 0 and sum to 1 (got {value})")
+        if any(not v > 0 for v in value.values()) or abs(sum(value.values()) - 1.0) > 1e-6:
+            raise ValueError(f"fractions must be > 0 and sum to 1 (got {value})")
         return value
 
     def seed_list(self) -> list[int]:
@@ -81,11 +86,20 @@ class AuditSettings(BaseModel):
     adjust: Literal["holm", "bh", "none"] = "holm"
     min_group_size: int = Field(30, ge=1)
     intersect: bool = False
-    splits: list[str] = Field(default_factory=lambda: ["test"])
-    seed: int = 0
+    splits: list[str] = Field(default_factory=lambda: ["test"], min_length=1)
+    seed: Seed = 0
     tolerance: float = Field(
         0.05, ge=0.0, le=1.0, description="largest gap at which a fairness criterion holds (the report)"
     )
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, value: float | str) -> float | str:
+        if isinstance(value, str) and value in THRESHOLD_RULES:
+            return value
+        if isinstance(value, str) or not (math.isfinite(value) and 0 <= value <= 1):
+            raise ValueError(f"expected a number in [0, 1] or one of {', '.join(THRESHOLD_RULES)}")
+        return value
 
 
 class StudySpec(BaseModel):
@@ -99,16 +113,33 @@ class StudySpec(BaseModel):
     profile: Literal["smoke", "cpu", "paper"] = "cpu"
     source: dict[str, Any] = Field(default_factory=lambda: {"kind": "synth"})
     label: str | None = None
-    groups: list[str | dict[str, Any]] = Field(default_factory=lambda: ["fst:12-56", "sex"])
+    groups: list[str | dict[str, Any]] = Field(default_factory=lambda: ["fst:12-56", "sex"], min_length=1)
     design: DesignSpec = Field(default_factory=DesignSpec)
     model: dict[str, Any] | str = Field(default_factory=dict)
-    strategies: list[str | dict[str, Any]] = Field(default_factory=lambda: ["erm"])
+    strategies: list[str | dict[str, Any]] = Field(default_factory=lambda: ["erm"], min_length=1)
     train: dict[str, Any] = Field(default_factory=dict)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     base_dir: str | None = None  # relative source paths resolve here (the YAML's folder)
     lenient: bool = Field(
         False, description="drop images that cannot be decoded (listed in the output) instead of failing"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        """The name becomes a folder (fairmed-out/<name>): no '..', '/' or empty name."""
+        if not value.strip() or value.strip(".") == "" or any(c in value for c in "/\\\x00"):
+            raise ValueError("expected a name usable as a folder name (not empty, '.', '..', no '/')")
+        return value
+
+    @model_validator(mode="after")
+    def _audit_splits(self) -> StudySpec:
+        unknown = [s for s in self.audit.splits if s not in self.design.fractions]
+        if unknown:
+            raise ValueError(
+                f"audit.splits {unknown}: expected splits of design.fractions ({', '.join(self.design.fractions)})"
+            )
+        return self
 
     def group_specs(self) -> list:
         """The groups as GroupSpecs."""
@@ -198,7 +229,7 @@ def _check_parts(spec: StudySpec, where: str) -> None:
     from fairmed.studies.kinds import get_kind
 
     try:
-        parse_source(spec.source)
+        _check_label(spec.label, parse_source(spec.source))
         for g in spec.groups:
             GroupSpec.parse(g) if isinstance(g, str) else GroupSpec.model_validate(g)
         _check_training(spec)
@@ -232,7 +263,39 @@ def _check_training(spec: StudySpec) -> None:
     as_spec(ModelSpec, spec.model or None, "model")
     for i, fields in enumerate(spec.strategy_names().values()):
         as_spec(StrategySpec, fields, f"strategies[{i}]")
-    as_spec(TrainConfig, spec.train, "train")
+    train = as_spec(TrainConfig, spec.train, "train")
+    if train.checkpoint_dir is not None:
+        _check_folder_writable(Path(train.checkpoint_dir), "train.checkpoint_dir")
+    if str(train.device).startswith("cuda"):
+        import torch  # only when a GPU is asked for: the run imports torch anyway
+
+        if not torch.cuda.is_available():
+            raise SpecError(
+                f"train.device: {train.device!r} but no CUDA GPU is available (use 'auto' or 'cpu')"
+            )
+    names = [g.name for g in spec.group_specs()]
+    if len(set(names)) != len(names):
+        raise SpecError(f"groups: each grouping once, got {names}")
+
+
+def _check_label(label: str | None, source: BaseModel) -> None:
+    """``label`` against the generators' label (known before any data is made); other sources'
+    labels are checked when their cohort loads (fairmed.studies.classification.split_parts)."""
+    declared = getattr(getattr(source, "config", None), "label", None)
+    if label is not None and isinstance(declared, str) and label != declared:
+        raise SpecError(f"label: {label!r} is not a label of this source (it has {declared!r})")
+
+
+def _check_folder_writable(folder: Path, what: str) -> None:
+    """A folder a run will write into: refused now (one line) when it cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise SpecError(
+            f"{what}: {folder} cannot be written ({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def builtin_names() -> list[str]:
@@ -254,12 +317,43 @@ def locate(spec: str | Path) -> Path:
     )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping (the last would silently win)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice (line {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> Any:
+    """A YAML file's content (safe loader, no duplicate keys), or one line saying why not."""
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder, expected a YAML file")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path.name}: not a UTF-8 text file (byte {exc.start}): expected YAML") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if "\x00" in text:
+        raise SpecError(f"{path.name}: holds NUL bytes (a binary file?): expected YAML")
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
+        first = " ".join(str(exc).split())[:200]
         raise SpecError(f"{path.name}: not valid YAML: {first}") from None
+    except RecursionError:
+        raise SpecError(f"{path.name}: YAML nested too deeply") from None
 
 
 def load_spec(spec: str | Path, profile: str | None = None, source: str | Path | None = None) -> StudySpec:

@@ -145,6 +145,17 @@ def _histogram(ctx: ReportContext, summary: pd.DataFrame | None, figures: list) 
     )
 
 
+def _data_notes(ctx: ReportContext, audit: dict) -> list[str]:
+    """What the audit left out or renamed: audit.json's lines, or the notes of the Results' ``n`` rows
+    (a study's audits write the dropped-row counts there)."""
+    lines = list(audit.get("data_notes", []))
+    results = ctx.results
+    if results is not None and "note" in results.columns:
+        n_rows = results[(results["metric"] == "n") & (results["note"].astype(str) != "")]
+        lines += [str(x) for x in dict.fromkeys(n_rows["note"]) if str(x) not in lines]
+    return lines
+
+
 def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
     summary = ctx.cohort_summary
     source = "the whole cohort (cohort_summary.parquet)"
@@ -181,6 +192,7 @@ def overview_section(ctx: ReportContext, split: SplitResults) -> Section:
         tables["Undefined values (NaN in the results) and why"] = pd.DataFrame(
             audit["notes"]
         ).drop_duplicates()
+    notes += [f"{line}." for line in _data_notes(ctx, audit)]
     min_size = int(audit.get("min_group_size", MIN_GROUP_SIZE))
     if split.groups["n"].notna().any():
         small = split.groups.groupby(["attribute", "group"])["n"].min()
