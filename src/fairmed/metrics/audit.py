@@ -231,6 +231,9 @@ def audit(
     frame["n"] = frame["n"].astype(np.int64)
     options = {
         "attrs": [s.name for s in specs],
+        "groups": [
+            s.model_dump(mode="json", exclude_defaults=True) for s in specs
+        ],  # the report redraws them
         "label": label,
         "score": score,
         "pred": pred,
