@@ -19,7 +19,8 @@ def study_options(fn):
                 "out_dir",
                 type=click.Path(file_okay=False, path_type=Path),
                 default=None,
-                help="Output folder (default: fairmed-out/<study name>). A rerun resumes.",
+                help="Output folder (default: fairmed-out/<the built-in name or spec file stem you typed>;"
+                " fairmed demo: fairmed-demo). A rerun resumes.",
             ),
             click.option(
                 "--profile",
@@ -73,8 +74,11 @@ def run(spec: str, out_dir, profile, executor, address, jobs, no_report, toleran
     from fairmed.studies.runner import run_study
     from fairmed.studies.spec import load_spec
 
+    resolved = load_spec(spec, profile=profile, source=source)
+    for note in resolved._profile_notes:  # what the profile changed, also in OUT/spec.yaml's header
+        click.echo(note, err=True)
     outcome = run_study(
-        load_spec(spec, profile=profile, source=source),
+        resolved,
         out_dir,
         executor=executor,
         jobs=jobs,

@@ -60,7 +60,15 @@ def _spec_text(spec: StudySpec) -> str:
     body = spec.model_dump(mode="json")
     body.pop("base_dir", None)
     head = f"# resolved study spec (profile {spec.profile}); fairmed {versions().get('fairmed', '?')}\n"
+    head += "".join(f"# {note}\n" for note in spec._profile_notes)
     return head + yaml.safe_dump(body, sort_keys=False)
+
+
+def default_out_dir(spec: StudySpec) -> Path:
+    """``fairmed-out/<the name the user typed>``: the built-in's name or the spec file's stem (a copy
+    of a built-in keeping its ``name`` does not land in the built-in's folder); else the spec's name."""
+    name = spec._typed_name or re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
+    return Path("fairmed-out") / name
 
 
 def _check_folder(out: Path, spec: StudySpec) -> None:
@@ -182,11 +190,7 @@ def run_study(
         raise SpecError(
             f"profile {profile!r}: a resolved StudySpec has profile {spec.profile!r}; load it again"
         )
-    out = (
-        Path(out_dir)
-        if out_dir is not None
-        else Path("fairmed-out") / re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
-    )
+    out = Path(out_dir) if out_dir is not None else default_out_dir(spec)
     kind = get_kind(spec.kind)
     runs = kind.expand(spec)
     ids = [r.run_id for r in runs]
@@ -229,6 +233,7 @@ def _build_report(out: Path, tolerance: float) -> Path | None:
 __all__ = [
     "RUN_KEYS",
     "StudyOutcome",
+    "default_out_dir",
     "remove_stale_temps",
     "run_file",
     "run_study",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from fairmed.errors import SpecError
 
@@ -94,6 +94,10 @@ class StudySpec(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     base_dir: str | None = None  # relative source paths resolve here (the YAML's folder)
+    # set by load_spec/resolve_spec: what the profile changed (printed, and in OUT/spec.yaml's header),
+    # and the default output folder's name (the built-in name or file stem the user typed)
+    _profile_notes: list[str] = PrivateAttr(default_factory=list)
+    _typed_name: str | None = PrivateAttr(default=None)
 
     def group_specs(self) -> list:
         """The groups as GroupSpecs."""
@@ -150,10 +154,64 @@ def validation_error(where: str, exc: ValidationError) -> SpecError:
     return SpecError(f"{where}: {loc}: {msg} (got {err.get('input')!r})"[:400])
 
 
+_UNSET = object()
+
+
+def _leaves(block: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, value) of every non-mapping value of a nested mapping."""
+    out: list[tuple[str, Any]] = []
+    for key, value in block.items():
+        path = f"{prefix}{key}"
+        out += _leaves(value, path + ".") if isinstance(value, dict) and value else [(path, value)]
+    return out
+
+
+def _at(mapping: Any, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(mapping, dict) or key not in mapping:
+            return _UNSET
+        mapping = mapping[key]
+    return mapping
+
+
+def _drop(mapping: dict[str, Any], path: str) -> None:
+    *parents, last = path.split(".")
+    for key in parents:
+        mapping = mapping[key]
+    mapping.pop(last, None)
+
+
+def profile_overrides(
+    raw: dict[str, Any], block: dict[str, Any], origin: dict[str, Any] | None
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The part of a profile block to apply, what it changes ("train.epochs 6 -> 1") and what it
+    does not ("design.seeds [0, 1] over the profile's [0]").
+
+    ``origin``: the built-in spec a file was copied from (same ``profiles:`` block). A top-level
+    value the user changed from the built-in's wins over the profile: the edit is what they meant.
+    """
+    block = copy.deepcopy(block)
+    applied, kept = [], []
+    for path, value in _leaves(block):
+        top = _at(raw, path)
+        if origin is not None and top is not _UNSET and top != _at(origin, path):
+            _drop(block, path)
+            kept.append(f"{path} {top!r} over the profile's {value!r}")
+        elif top is _UNSET or top != value:
+            applied.append(f"{path} {value!r}" if top is _UNSET else f"{path} {top!r} -> {value!r}")
+    return block, applied, kept
+
+
 def resolve_spec(
-    raw: dict[str, Any], profile: str | None = None, where: str = "spec", base_dir: str | Path | None = None
+    raw: dict[str, Any],
+    profile: str | None = None,
+    where: str = "spec",
+    base_dir: str | Path | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> StudySpec:
-    """Validate a spec mapping: select the profile, deep-merge its overrides, check every field."""
+    """Validate a spec mapping: select the profile, deep-merge its overrides, check every field.
+
+    ``origin``: see :func:`profile_overrides`."""
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a mapping of study fields, got {type(raw).__name__}")
     raw = dict(raw)
@@ -164,7 +222,8 @@ def resolve_spec(
     chosen = profile or raw.get("profile", "cpu")
     if chosen not in PROFILES:
         raise SpecError(f"{where}: profile: expected one of {', '.join(PROFILES)}, got {chosen!r}")
-    merged = deep_merge(raw, profiles.get(chosen) or {})
+    block, applied, kept = profile_overrides(raw, profiles.get(chosen) or {}, origin)
+    merged = deep_merge(raw, block)
     merged["profile"] = chosen
     if base_dir is not None and merged.get("base_dir") is None:
         merged["base_dir"] = str(base_dir)
@@ -173,6 +232,9 @@ def resolve_spec(
     except ValidationError as exc:
         raise validation_error(where, exc) from None
     _check_parts(spec, where)
+    spec._profile_notes = [f"profile {chosen} set {', '.join(applied)}"] * bool(applied) + [
+        f"profile {chosen}: kept your {', '.join(kept)} (values you changed from the built-in spec win)"
+    ] * bool(kept)
     return spec
 
 
@@ -255,6 +317,7 @@ def load_spec(spec: str | Path, profile: str | None = None, source: str | Path |
     path = locate(spec)
     raw = _read_yaml(path) or {}
     base_dir = path.parent.resolve()
+    origin = _copied_from(path, raw)
     if isinstance(raw, dict):
         raw.setdefault("name", path.stem)
         if source is not None:
@@ -267,7 +330,20 @@ def load_spec(spec: str | Path, profile: str | None = None, source: str | Path |
                     overrides.pop("source", None)
             base_dir = src.parent.resolve()
             raw.pop("base_dir", None)
-    return resolve_spec(raw, profile=profile, where=path.name, base_dir=base_dir)
+    resolved = resolve_spec(raw, profile=profile, where=path.name, base_dir=base_dir, origin=origin)
+    resolved._typed_name = path.stem
+    return resolved
+
+
+def _copied_from(path: Path, raw: Any) -> dict[str, Any] | None:
+    """The built-in spec a user's file was copied from: the one with the very same ``profiles:``."""
+    if not isinstance(raw, dict) or not raw.get("profiles") or path.parent.resolve() == BUILTIN_DIR.resolve():
+        return None
+    for name in builtin_names():
+        builtin = _read_yaml(BUILTIN_DIR / f"{name}.yaml")
+        if isinstance(builtin, dict) and builtin.get("profiles") == raw["profiles"]:
+            return builtin
+    return None
 
 
 def describe_builtin(name: str) -> str:
@@ -288,6 +364,7 @@ __all__ = [
     "describe_builtin",
     "load_spec",
     "locate",
+    "profile_overrides",
     "resolve_spec",
     "validation_error",
 ]
