@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 import pandas as pd
 
 from fairmed.errors import SpecError
-from fairmed.progress import bar
+from fairmed.progress import StepLines, bar
 from fairmed.studies.kinds import RunSpec
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
@@ -107,16 +107,19 @@ def execute_runs(
     address: str | None = None,
     desc: str = "runs",
 ) -> Iterator[tuple[RunSpec, pd.DataFrame]]:
-    """Run ``runs`` with the named executor, with a progress bar over runs."""
+    """Run ``runs`` with the named executor, with a progress bar over runs (a line per finished run,
+    or per few runs, when stderr is not a terminal)."""
     if executor not in EXECUTORS:
         raise SpecError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     if address and executor != "ray":
         raise SpecError("--address is for --executor ray")
     it = run_local(runs, execute, jobs) if executor == "local" else run_ray(runs, execute, address, jobs)
+    lines = StepLines(len(runs), desc)
     with bar(len(runs), desc) as progress:
         for run, frame in it:
             progress.set_postfix_str(run.run_id, refresh=False)
             progress.update(1)
+            lines.step(run.run_id)
             yield run, frame
 
 

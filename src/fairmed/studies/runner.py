@@ -14,6 +14,7 @@ import dataclasses
 import importlib.metadata
 import platform
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,9 @@ import yaml
 
 from fairmed.errors import FairmedError, SpecError
 from fairmed.io import read_table, write_json, write_table, write_text
+from fairmed.progress import note
 from fairmed.schema import RUN_KEYS
-from fairmed.studies.executors import execute_runs
+from fairmed.studies.executors import default_jobs, execute_runs
 from fairmed.studies.kinds import RunSpec, get_kind
 from fairmed.studies.spec import StudySpec, load_spec
 
@@ -204,9 +206,17 @@ def run_study(
     todo = [with_run_checkpoints(r) for r in runs if not run_file(out, r).exists()]
     skipped = [r.run_id for r in runs if run_file(out, r).exists()]
     executed = []
+    on_cpu = _paper_on_cpu(spec, len(todo))
+    start = time.perf_counter()
     for run, frame in execute_runs(todo, kind.execute, executor, jobs, address, desc=spec.name):
         write_table(with_keys(run, frame), run_file(out, run))
         executed.append(run.run_id)
+        if on_cpu and len(executed) == 1:
+            first = time.perf_counter() - start
+            waves = -(-len(todo) // (jobs or default_jobs()))
+            note(
+                f"{spec.name}: the first run took {first:.0f} s; all {len(todo)} runs: about {first * waves / 60:.0f} min"
+            )
 
     predictions = pd.concat([read_table(run_file(out, r)) for r in runs], ignore_index=True)
     write_table(predictions, out / "predictions.parquet")
@@ -220,6 +230,26 @@ def run_study(
     tol = spec.audit.tolerance if tolerance is None else tolerance
     index = _build_report(out, tol) if report else None
     return StudyOutcome(out, spec, runs, executed, skipped, predictions, results, index)
+
+
+def _paper_on_cpu(spec: StudySpec, n_runs: int) -> bool:
+    """Say, before it starts, that a paper profile (sized for a GPU) is about to run on a CPU."""
+    if spec.profile != "paper" or not n_runs:
+        return False
+    device = str(spec.train.get("device", "auto"))
+    if device == "auto":
+        try:
+            import torch
+        except ImportError:
+            return False
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu":
+        return False
+    note(
+        f"{spec.name}: the paper profile is sized for a GPU and runs {n_runs} run(s) on the CPU here; "
+        "expect hours (an estimate follows the first finished run; --profile cpu takes minutes)"
+    )
+    return True
 
 
 def _build_report(out: Path, tolerance: float) -> Path | None:
