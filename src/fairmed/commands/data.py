@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -278,9 +279,13 @@ def cache(spec, kind, csv, images, seed, settings, size, cache_dir, lenient, wor
 @data.command()
 def sources() -> None:
     """List the source kinds and the file layout each expects."""
+    from fairmed.data.sources import layout
+
     for kind in KINDS:
-        click.echo(f"{kind:18s} {DESCRIPTIONS[kind]}")
-    click.echo("\nThe exact file layouts: docs/data.md (and each fairmed.data.sources.<kind> docstring).")
+        click.echo(f"{kind}: {DESCRIPTIONS[kind]}")
+        text = layout(kind)
+        click.echo(textwrap.indent(text, "    ") + "\n" if text else "")
+    click.echo("Each kind's fields (csv, images, label, ...): docs/data.md.")
 
 
 @data.command()

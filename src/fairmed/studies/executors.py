@@ -8,14 +8,16 @@ Predictions whichever executor runs them.
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 import pandas as pd
 
-from fairmed.errors import SpecError
+from fairmed.errors import FairmedError, SpecError
 from fairmed.progress import StepLines, bar
 from fairmed.studies.kinds import RunSpec
 
@@ -32,6 +34,13 @@ def _init_worker(threads: int) -> None:
     """One BLAS/torch thread per worker process so that ``jobs`` workers share the cores."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
+
+
+BROKEN_POOL = (
+    "a worker process stopped abruptly: from a script, call run_study under "
+    '`if __name__ == "__main__":` (each worker imports the script), or pass jobs=1; '
+    "otherwise a worker ran out of memory"
+)
 
 
 def _call(execute: Execute, run: RunSpec) -> pd.DataFrame:
@@ -62,7 +71,11 @@ def run_local(
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 run = pending.pop(future)
-                yield run, future.result()
+                try:
+                    frame = future.result()
+                except BrokenProcessPool:
+                    raise FairmedError(BROKEN_POOL) from None
+                yield run, frame
 
 
 def run_ray(
@@ -78,7 +91,11 @@ def run_ray(
     started = not ray.is_initialized()
     if started:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SpecError(f"--address {address}: cannot connect to the Ray cluster: {first}") from None
         else:
             ray.init(
                 num_cpus=num_cpus or default_jobs(),
@@ -99,6 +116,25 @@ def run_ray(
             ray.shutdown()
 
 
+def check_executor(executor: str, address: str | None = None) -> None:
+    """Refuse, in one line and before any output is written, an executor that cannot start."""
+    if executor not in EXECUTORS:
+        raise SpecError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if address and executor != "ray":
+        raise SpecError("--address is for --executor ray")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise SpecError("--executor ray: the 'ray' package is not installed (pip install 'ray[default]')")
+    if (
+        executor == "ray"
+        and address
+        and address.startswith("ray://")
+        and importlib.util.find_spec("grpc") is None
+    ):
+        raise SpecError(
+            f"--address {address}: a ray:// address needs the Ray client (pip install 'ray[client]')"
+        )
+
+
 def execute_runs(
     runs: Sequence[RunSpec],
     execute: Execute,
@@ -109,10 +145,7 @@ def execute_runs(
 ) -> Iterator[tuple[RunSpec, pd.DataFrame]]:
     """Run ``runs`` with the named executor, with a progress bar over runs (a line per finished run,
     or per few runs, when stderr is not a terminal)."""
-    if executor not in EXECUTORS:
-        raise SpecError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if address and executor != "ray":
-        raise SpecError("--address is for --executor ray")
+    check_executor(executor, address)
     it = run_local(runs, execute, jobs) if executor == "local" else run_ray(runs, execute, address, jobs)
     lines = StepLines(len(runs), desc)
     with bar(len(runs), desc) as progress:
@@ -123,4 +156,4 @@ def execute_runs(
             yield run, frame
 
 
-__all__ = ["EXECUTORS", "default_jobs", "execute_runs", "run_local", "run_ray"]
+__all__ = ["EXECUTORS", "check_executor", "default_jobs", "execute_runs", "run_local", "run_ray"]

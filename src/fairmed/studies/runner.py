@@ -26,7 +26,7 @@ from fairmed.errors import FairmedError, SpecError
 from fairmed.io import read_table, write_json, write_table, write_text
 from fairmed.progress import note
 from fairmed.schema import RUN_KEYS
-from fairmed.studies.executors import default_jobs, execute_runs
+from fairmed.studies.executors import check_executor, default_jobs, execute_runs
 from fairmed.studies.kinds import RunSpec, get_kind
 from fairmed.studies.spec import StudySpec, load_spec
 
@@ -198,6 +198,7 @@ def run_study(
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise SpecError(f"{spec.name}: two runs share an id; make config/method names unique")
+    check_executor(executor, address)
     _check_folder(out, spec)
     write_text(out / "spec.yaml", _spec_text(spec))
     write_json(out / "versions.json", versions())

@@ -10,6 +10,9 @@ gives the exact file layout it expects.
 
 from __future__ import annotations
 
+import inspect
+import sys
+import textwrap
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,6 +75,22 @@ DESCRIPTIONS = {
 }
 
 
+def layout(kind: str) -> str:
+    """The file layout a source kind expects: the literal block after "Expected layout ...::" in its
+    module's docstring (every file-reading source has one), dedented; "" for the generators."""
+    doc = inspect.getdoc(sys.modules[LOADERS[kind].__module__]) or ""
+    lines = doc.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Expected layout")), None)
+    if start is None:
+        return ""
+    block = []
+    for line in lines[start + 1 :]:
+        if line.strip() and not line.startswith(" "):
+            break
+        block.append(line)
+    return textwrap.dedent("\n".join(block)).strip("\n")
+
+
 def parse_source(spec: dict[str, Any] | BaseModel) -> BaseModel:
     """Validate a source spec (a dict from YAML, or a spec object) with a one-line error."""
     if isinstance(spec, BaseModel):
@@ -110,4 +129,4 @@ def load_source(spec: dict[str, Any] | BaseModel, base_dir: str | Path | None = 
     return LOADERS[parsed.kind](parsed)  # type: ignore[attr-defined]
 
 
-__all__ = ["DESCRIPTIONS", "KINDS", "SourceSpec", "load_source", "parse_source"]
+__all__ = ["DESCRIPTIONS", "KINDS", "SourceSpec", "layout", "load_source", "parse_source"]
