@@ -92,3 +92,42 @@ def test_small_values_keep_significant_digits():
     assert _fmt(0.004123, 0.00398, 0.00425, 3) == "0.00412 [0.00398, 0.00425]"
     assert _fmt(0.5, 0.4, 0.6, 3) == "0.500 [0.400, 0.600]"
     assert _fmt(0.0, np.nan, np.nan, 3) == "0.000"
+
+
+def test_studies_list_never_cuts_into_a_parenthesis(capsys):
+    from fairmed.studies.spec import first_sentence, shorten
+
+    main(["studies", "list"])
+    for line in capsys.readouterr().out.splitlines():
+        description = line.split("  ", 1)[1].strip()
+        assert description.count("(") == description.count(")"), line
+    assert first_sentence("On embeddings (e.g. MIMIC). More.") == "On embeddings (e.g. MIMIC)"
+    assert (
+        shorten("Every method (six strategies, GCE) on the same splits", 40)
+        == "Every method on the same splits"
+    )
+    assert shorten("one two three four", 12) == "one two..."
+
+
+def test_data_summary_of_a_study_uses_its_groups_named_apart(tmp_path, capsys):
+    spec = tmp_path / "study.yaml"
+    spec.write_text(
+        'source: {kind: synth, config: {n: 120, size: 8}}\ngroups: ["fst:12-56", "fst:123-456"]\n',
+        encoding="utf-8",
+    )
+    main(["data", "summary", str(spec)])
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert set(rows) == {"fst:12-56", "fst:123-456"}
+
+
+def test_describe_names_two_groupings_of_one_attribute_apart():
+    from fairmed.data.groups import GroupSpec
+    from fairmed.data.synth import SynthConfig, generate
+
+    cohort = generate(SynthConfig(n=60, size=8), seed=0)
+    table = cohort.describe([GroupSpec.fitzpatrick("12-56"), GroupSpec.fitzpatrick("123-456"), "sex"])
+    assert list(dict.fromkeys(table["attribute"])) == [
+        "fst (FST 1-2 / FST 5-6)",
+        "fst (FST 1-3 / FST 4-6)",
+        "sex",
+    ]

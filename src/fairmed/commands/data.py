@@ -54,6 +54,15 @@ def _read_spec_file(path: Path) -> dict:
     return data
 
 
+def _study_groups(path: Path | None) -> list[str | GroupSpec]:
+    """A study spec's ``groups`` (short forms kept, so two fst groupings keep their names), else []."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path is not None else None
+    if not isinstance(data, dict) or not isinstance(data.get("source"), dict):
+        return []
+    groups = data.get("groups") or []
+    return [g if isinstance(g, str) else GroupSpec.model_validate(g) for g in groups]
+
+
 def synth_config(fields: dict) -> SynthConfig:
     """SynthConfig from CLI/YAML fields, with a one-line error for a bad field."""
     try:
@@ -168,7 +177,7 @@ def summary(spec, kind, csv, images, seed, settings, groups, out) -> None:
       fairmed data summary study.yaml
     """
     cohort = cohort_from_options(spec, kind, csv, images, seed, settings)
-    specs = [GroupSpec.parse(g) for g in groups] if groups else default_groups(cohort)
+    specs = [GroupSpec.parse(g) for g in groups] if groups else _study_groups(spec) or default_groups(cohort)
     table = cohort.describe(specs)
     click.echo(f"{cohort.name}: {len(cohort)} rows, label {cohort.label!r}, pixels: {cohort.pixel_source}")
     for key in ("dropped_missing_images", "dropped_other_labels", "dropped_uncertain"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -346,12 +347,31 @@ def _copied_from(path: Path, raw: Any) -> dict[str, Any] | None:
     return None
 
 
-def describe_builtin(name: str) -> str:
-    """The first sentence of a built-in study's ``description`` (at most 110 characters)."""
+def describe_builtin(name: str, width: int = 110) -> str:
+    """The first sentence of a built-in study's ``description``, shortened to ``width`` characters
+    without cutting into a parenthesis (parenthesised asides go first, then whole words)."""
     raw = yaml.safe_load((BUILTIN_DIR / f"{name}.yaml").read_text(encoding="utf-8")) or {}
-    text = " ".join(str(raw.get("description", "")).split())
-    first = text.split(". ")[0].rstrip(".")
-    return first if len(first) <= 110 else first[:107] + "..."
+    return shorten(first_sentence(" ".join(str(raw.get("description", "")).split())), width)
+
+
+def first_sentence(text: str) -> str:
+    """Up to the first ". " outside parentheses and not after an abbreviation (e.g., i.e., vs.)."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "." and depth == 0 and text[i + 1 : i + 2] in ("", " "):
+            word = text[:i].rsplit(" ", 1)[-1].lower()
+            if word not in {"e.g", "i.e", "vs", "etc", "al"}:
+                return text[:i]
+    return text.rstrip(".")
+
+
+def shorten(text: str, width: int) -> str:
+    while len(text) > width and re.search(r"\([^()]*\)", text):
+        text = re.sub(r"\s*\([^()]*\)(?!.*\()", "", text, count=1)  # the last aside first
+    if len(text) <= width:
+        return text
+    return text[: width - 3].rsplit(" ", 1)[0].rstrip(",;:") + "..."
 
 
 __all__ = [
