@@ -54,3 +54,17 @@ def test_paper_profile_on_cpu_is_announced(piped, capsys):
         "demo: the paper profile is sized for a GPU and runs 15 run(s) on the CPU" in capsys.readouterr().err
     )
     assert not _paper_on_cpu(load_spec("demo", profile="cpu"), 15)
+
+
+def test_profile_changes_are_printed_before_the_runs(piped, capsys, tmp_path, monkeypatch):
+    from fairmed.studies import runner
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt  # the runs themselves are not what this test is about
+
+    monkeypatch.setattr(runner, "execute_runs", stop)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study("demo", tmp_path / "out", profile="smoke", report=False)
+    err = capsys.readouterr().err
+    assert err.startswith("demo: profile smoke set source.config.n 3200 -> 240, source.config.size 32 -> 16")
+    assert (tmp_path / "out" / "spec.yaml").read_text().splitlines()[1].startswith("# profile smoke set ")

@@ -74,11 +74,8 @@ def run(spec: str, out_dir, profile, executor, address, jobs, no_report, toleran
     from fairmed.studies.runner import run_study
     from fairmed.studies.spec import load_spec
 
-    resolved = load_spec(spec, profile=profile, source=source)
-    for note in resolved._profile_notes:  # what the profile changed, also in OUT/spec.yaml's header
-        click.echo(note, err=True)
     outcome = run_study(
-        resolved,
+        load_spec(spec, profile=profile, source=source),
         out_dir,
         executor=executor,
         jobs=jobs,

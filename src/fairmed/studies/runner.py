@@ -200,6 +200,8 @@ def run_study(
         raise SpecError(f"{spec.name}: two runs share an id; make config/method names unique")
     check_executor(executor, address)
     _check_folder(out, spec)
+    for line in spec._profile_notes:  # what the profile changed; also in spec.yaml's header
+        note(f"{spec.name}: {line}")
     write_text(out / "spec.yaml", _spec_text(spec))
     write_json(out / "versions.json", versions())
 
