@@ -58,6 +58,8 @@ def test_summary_lines_exact():
         "erm": {"tpr": (0.9, 0.5), "auc": (0.95, 0.85), "fpr": (0.1, 0.2), "total": (0.92, 0.88)},
         "reweight": {"tpr": (0.85, 0.75), "auc": (0.94, 0.86), "fpr": (0.15, 0.3), "total": (0.91, 0.86)},
         "adversarial": {"tpr": (0.95, 0.45), "auc": (0.9, 0.7), "fpr": (0.1, 0.1), "total": (0.8, 0.75)},
+        # flip: FST 5-6 now above FST 1-2 on TPR (0.9 vs 0.6): the gap reversed, not narrowed
+        "flip": {"tpr": (0.6, 0.9), "auc": (0.9, 0.88), "fpr": (0.1, 0.1), "total": (0.9, 0.88)},
     }
     for method, cells in table.items():
         for seed, shift in ((0, -0.01), (1, 0.01)):  # two seeds whose mean is the table
@@ -83,9 +85,12 @@ def test_summary_lines_exact():
         " lowest fst TPR FST 5-6 0.75 [0.65, 0.85]",
         "adversarial: AUC 0.800, acc 0.750; fst gaps 0.200/0.500/0.000; sex gaps 0.010/0.010/0.010;"
         " lowest fst TPR FST 5-6 0.45 [0.35, 0.55]",
+        "flip: AUC 0.900, acc 0.880; fst gaps 0.020/0.300/0.000; sex gaps 0.010/0.010/0.010;"
+        " lowest fst TPR FST 1-2 0.60 [0.50, 0.70]",
         "summary: under erm the largest fst gap is TPR 0.400; reweight narrows it most (-0.300)",
         "  reweight: narrowed to 0.100 (accuracy -0.020, AUC -0.010)",
         "  adversarial: widened to 0.500 (accuracy -0.130, AUC -0.120)",
+        "  flip: reversed (FST 1-2 now worse off), gap now 0.300 (accuracy +0.000, AUC -0.020)",
     ]
     assert summary_lines(pd.DataFrame(rows).query("metric == 'value'")) == []
 

@@ -1,6 +1,8 @@
 """The report's plain-language summary on small hand-made Results: every number in the expected
 sentences is worked out by hand in the comments (gap = light - dark per seed, mean over 3 seeds;
-Mann-Whitney U, exact for 3 vs 3 seeds without ties: complete separation gives p = 0.1)."""
+Wilcoxon signed-rank paired by seed, exact: 3 seeds all one way give p = 2 / 2^3 = 0.25, and Holm
+over the changes weighed makes that 1). Significance comes from the audit's ``p_adjusted``,
+"underpowered" from its ``mdg`` (hand-made frames below)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fairmed.report.summary import find, summary_lines
+from fairmed.report.summary import find, footnote, summary_lines
 from fairmed.report.tidy import split_results
 
 SEEDS = (0, 1, 2)
@@ -83,24 +85,31 @@ def test_summary_sentences_name_gaps_mitigations_and_cost():
     assert summary_lines(finding, 0.05) == [
         "The largest gap is the fst TPR gap with erm: TPR 0.500 for dark against 0.910 for light, "
         "a gap of 0.410 (beyond your tolerance of 0.05); dark is worse off.",
-        # median CI bounds over seeds: dark 0.50 +- 0.05, light 0.91 +- 0.03
-        "It is unlikely to be chance: the 95% confidence intervals of dark (0.450-0.550) and light "
-        "(0.880-0.940) do not overlap. Comparing the two groups over seeds (Mann-Whitney U): p <= 0.1.",
-        "fix narrowed the fst TPR gap from 0.410 to 0.110 (p <= 0.1) and the fst AUC gap from 0.110 to "
-        "0.070 (p <= 0.1) but widened the fst FPR gap from 0.030 to 0.110 (p <= 0.1); overall accuracy "
-        "fell by 0.030 (0.890 to 0.860, p <= 0.1) and AUC fell by 0.015 (0.940 to 0.925, not significant).",
-        "weak narrowed the fst TPR gap from 0.410 to 0.348 (not significant); overall accuracy is "
+        # no p-values in these Results: dark vs light over 3 seeds paired by seed, all one way: p = 0.25
+        "No test of the gap is available in these results; over 3 seeds paired by seed (Wilcoxon "
+        "signed-rank, dark vs light) it could be chance: p = 0.25.",
+        # 7 changes weighed, each p = 0.25 (3 seeds all one way; the AUC cost: 0.935 - 0.95 etc.):
+        # Holm: 7 x 0.25 capped at 1
+        "fix narrowed the fst TPR gap from 0.410 to 0.110 (adjusted p = 1) and the fst AUC gap from 0.110 "
+        "to 0.070 (adjusted p = 1) but widened the fst FPR gap from 0.030 to 0.110 (adjusted p = 1); "
+        "overall accuracy fell by 0.030 (0.890 to 0.860, adjusted p = 1) and AUC fell by 0.015 (0.940 to "
+        "0.925, adjusted p = 1).",
+        "weak narrowed the fst TPR gap from 0.410 to 0.348 (adjusted p = 1); overall accuracy is "
         "unchanged at 0.890 and AUC is unchanged at 0.940.",
-        "useless did not narrow the fst TPR gap or any gap beyond your tolerance of 0.05 (compared with erm).",
+        "useless did not narrow or reverse the fst TPR gap or any gap beyond your tolerance of 0.05 "
+        "(compared with erm).",
     ]
+    assert footnote(finding, split_results(results_table())).endswith(
+        "with 3 seeds its smallest possible p is 0.25, so no change can reach p <= 0.05."
+    )
 
 
 def test_summary_when_nothing_narrowed_and_for_a_single_model():
     only = {"erm": GROUPS["erm"], "useless": GROUPS["useless"]}
     finding = find(split_results(results_table(only, OVERALL)), tolerance=0.05)
     assert summary_lines(finding, 0.05)[2:] == [
-        "Compared with erm, no other configuration narrowed the fst TPR gap or any gap beyond your "
-        "tolerance of 0.05."
+        "Compared with erm, no other configuration narrowed or reversed the fst TPR gap or any gap beyond "
+        "your tolerance of 0.05."
     ]
     one = results_table({"erm": GROUPS["erm"]}, OVERALL)
     one = one[one["seed"] == 0].drop(columns=["method", "seed"])  # an audit: no run keys but split
@@ -108,8 +117,8 @@ def test_summary_when_nothing_narrowed_and_for_a_single_model():
     assert lines == [
         "The largest gap is the fst TPR gap: TPR 0.500 for dark against 0.900 for light, a gap of 0.400 "
         "(beyond your tolerance of 0.05); dark is worse off.",
-        "It is unlikely to be chance: the 95% confidence intervals of dark (0.450-0.550) and light "
-        "(0.870-0.930) do not overlap.",
+        "No test is available for this gap (the results carry no p-values), so whether it is beyond "
+        "chance is unknown.",
     ]
 
 
@@ -149,3 +158,131 @@ def test_largest_gap_and_changes_agree_with_the_table(per_method, tolerance):
         assert all(c.after - c.before >= tolerance / 2 - 1e-9 for c in m.widened)
     named = {m.name for m in finding.mitigations} | set(finding.unhelpful)
     assert named == set(groups) - {"m0"}
+
+
+# ------------------------------------------------------------------ the audit's p-values and MDG
+def _audit(gap_p, mdg=np.nan, light=0.90, dark=0.50, n=(400, 120), prevalence=0.3, method=None):
+    """One audit run (no seeds): fst light/dark TPR and prevalence, the TPR difference gap row with
+    the audit's p_value / p_adjusted / mdg, and one criterion row (the rest of the family)."""
+    p_value, p_adjusted = gap_p
+    rows = []
+    for group, value, size in (("light", light, n[0]), ("dark", dark, n[1])):
+        rows.append(_row(method, 0, "fst", group, "tpr", value, 0.03, n=size))
+        rows.append(_row(method, 0, "fst", group, "prevalence", prevalence, 0.0, n=size))
+    rows.append(_row(method, 0, "fst", "difference", "tpr", abs(light - dark), 0.02, n=sum(n)))
+    rows.append(_row(method, 0, "fst", "criterion", "equal_opportunity", abs(light - dark), 0.02, n=sum(n)))
+    frame = pd.DataFrame(rows)
+    gap_row = frame["group"] == "difference"
+    frame["p_value"] = np.where(gap_row, p_value, 0.5)
+    frame["p_adjusted"] = np.where(gap_row, p_adjusted, 1.0)
+    frame["mdg"] = np.where(gap_row, mdg, np.nan)
+    return frame if method is not None else frame.drop(columns=["method", "seed"])
+
+
+def test_significant_from_the_adjusted_p_value():
+    lines = summary_lines(find(split_results(_audit((0.001, 0.002))), 0.05), 0.05)
+    assert lines[1] == "It is unlikely to be chance: adjusted p = 0.002 <= 0.05."
+    assert lines[2] == (
+        "Test: a permutation test of each gap (group labels shuffled within each label class), its "
+        "p-value adjusted by Holm correction over the audit's 2 gap and criterion tests; significant "
+        "means adjusted p <= 0.05."
+    )
+    # settable alpha and the correction named as the audit recorded it
+    finding = find(split_results(_audit((0.001, 0.002))), 0.05, alpha=0.001, adjust="bh")
+    assert summary_lines(finding, 0.05)[1].startswith("It could be chance: adjusted p = 0.002 > 0.001")
+    assert "adjusted by Benjamini-Hochberg correction" in summary_lines(finding, 0.05)[2]
+
+
+def test_not_significant_even_when_the_intervals_do_not_overlap():
+    # the groups' intervals (0.47-0.53, 0.87-0.93) are far apart: the verdict is the test's, not theirs
+    lines = summary_lines(find(split_results(_audit((0.03, 0.06))), 0.05), 0.05)
+    assert (
+        lines[1] == "It could be chance: adjusted p = 0.06 > 0.05, so the audit cannot call it significant."
+    )
+
+
+def test_underpowered_audit_says_so_with_the_images_needed():
+    from fairmed.metrics.power import minimum_detectable_gap, n_per_group
+
+    mdg = minimum_detectable_gap("tpr", [400, 120], 0.3, 0.7)  # 0.23: the audit writes this in Results
+    frame = _audit((0.2, 0.4), mdg=mdg, light=0.72, dark=0.68)
+    lines = summary_lines(find(split_results(frame), 0.05), 0.05)
+    needed = n_per_group("tpr", 0.05, [0.3, 0.3], 0.7)  # TPR at the mean group value (0.72 + 0.68) / 2
+    assert lines[2] == (
+        f"This audit cannot tell a fst TPR gap of 0.05 from chance: it would see (80% power) only TPR "
+        f"gaps of {mdg:.3f} or more; about {needed:,} images per fst group would be needed to detect one."
+    )
+    # by hand: positives m = (1.96 sqrt(2 .7 .3) + 0.8416 sqrt(.675 .325 + .725 .275))^2 / 0.05^2
+    # = (1.2703 + 0.5446)^2 / 0.0025 = 1317.5 -> images = m / 0.3 = 4391.8 -> 4392
+    assert needed == 4392
+    # a tolerance above the MDG: nothing to say
+    assert not any("cannot tell" in line for line in summary_lines(find(split_results(frame), 0.3), 0.3))
+
+
+def test_a_reversed_gap_is_called_reversed():
+    # erm: light 0.90, dark 0.50; swap: light 0.55, dark 0.85 -- dark now better off, light worse off
+    frame = pd.concat(
+        [_audit((0.001, 0.002), method="erm"), _audit((0.001, 0.002), light=0.55, dark=0.85, method="swap")]
+    )
+    finding = find(split_results(frame), 0.05)
+    assert finding.unhelpful == []
+    (swap,) = finding.mitigations
+    assert [c.worse_off for c in swap.reversed] == ["light"]
+    assert swap.narrowed == []
+    # one seed: no test of the change
+    assert (
+        summary_lines(finding, 0.05)[3]
+        == "swap reversed the fst TPR gap: light is now worse off (gap 0.400 to 0.300)."
+    )
+    assert footnote(finding, split_results(frame)).endswith(
+        "Changes against the baseline are not tested: one seed per configuration, nothing to test them over."
+    )
+
+
+def test_fairness_section_names_the_underpowered_gaps():
+    from fairmed.report.core.fairness import underpowered_note
+    from fairmed.report.tidy import gap_rows
+
+    gaps = gap_rows(split_results(_audit((0.2, 0.4), mdg=0.2319, light=0.72, dark=0.68)))
+    assert underpowered_note(gaps, 0.05) == (
+        "Too few images to see a gap of 0.05: the minimum detectable gap (80% power, alpha 0.05) exceeds it "
+        "for fst TPR (0.232). There, a gap within the tolerance or a criterion that holds may hide a real gap "
+        "up to that size; `fairmed power` gives the images per group needed."
+    )
+    assert underpowered_note(gaps, 0.3) == ""
+    assert underpowered_note(gaps.drop(columns=["mdg"]), 0.05) == ""
+
+
+def test_alpha_reaches_the_summary_from_the_report_command(tmp_path, capsys):
+    from fairmed.cli import main
+
+    folder = tmp_path / "audit"
+    folder.mkdir()
+    _audit((0.001, 0.02)).to_parquet(folder / "results.parquet")
+    main(["report", str(folder)])
+    assert "- It is unlikely to be chance: adjusted p = 0.02 <= 0.05." in capsys.readouterr().out
+    main(["report", str(folder), "--alpha", "0.01"])
+    out = capsys.readouterr().out
+    assert "- It could be chance: adjusted p = 0.02 > 0.01, so the audit cannot call it significant." in out
+    assert "significant means adjusted p <= 0.01." in out
+
+
+def test_significance_per_seed_is_counted_not_pooled():
+    seeds = []
+    for seed, p_adj in ((0, 0.01), (1, 0.2), (2, 0.03)):
+        frame = _audit((p_adj / 2, p_adj), method="erm")
+        seeds.append(frame.assign(seed=seed))
+    finding = find(split_results(pd.concat(seeds)), 0.05)
+    assert finding.p_adjusted == [0.01, 0.2, 0.03] and finding.significant is False
+    # median of 0.01, 0.2, 0.03 is 0.03
+    assert summary_lines(finding, 0.05)[1] == (
+        "It is significant (adjusted p <= 0.05) in 2 of 3 seeds (median adjusted p = 0.03)."
+    )
+
+
+def test_signed_rows_are_not_groups():
+    frame = _audit((0.001, 0.002))
+    signed = frame[frame["group"] == "difference"].assign(group="signed", value=-0.4)
+    split = split_results(pd.concat([frame, signed]))
+    assert "signed" not in set(split.groups["group"]) and "signed" in set(split.gaps["group"])
+    assert find(split, 0.05).worst_group == "dark"

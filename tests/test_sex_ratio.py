@@ -185,3 +185,41 @@ def test_compare_groups_matches_scipy_and_marks():
     assert row.loc["M100", "p"] == pytest.approx(2 / 252)
     assert row.loc["M100", "stars"] == "**"
     assert row.loc["M100", "female_mean"] == pytest.approx(0.72)
+
+
+def test_delong_per_seed_combined_by_stouffer():
+    from fairmed.metrics.delong import delong_test
+    from fairmed.report.sections.sex_ratio import floor_note
+    from fairmed.studies.sex_ratio import delong_by_seed
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for seed in (0, 1):
+        for sex, shift in (("female", 0.5), ("male", 1.5)):
+            y = np.r_[np.ones(20), np.zeros(20)]
+            score = 1 / (1 + np.exp(-rng.normal(shift * y, 1.0)))
+            keys = {"method": "erm", "config": "F50M50", "seed": seed, "split": "test", "sex": sex}
+            parts.append(pd.DataFrame({"y_true": y, "y_score": score}).assign(**keys))
+    preds = pd.concat(parts, ignore_index=True)
+    per_seed = delong_by_seed(preds)
+    assert per_seed["seed"].tolist() == [0, 1]
+    first = preds[preds["seed"] == 0]
+    f, m = first[first["sex"] == "female"], first[first["sex"] == "male"]
+    assert per_seed.loc[0, "z"] == pytest.approx(delong_test(f.y_true, f.y_score, m.y_true, m.y_score).z)
+    auc = pd.DataFrame(
+        {
+            "method": "erm",
+            "config": "F50M50",
+            "seed": [0, 0, 1, 1],
+            "group": ["female", "male"] * 2,
+            "auc": per_seed[["auc_a", "auc_b"]].to_numpy().ravel(),
+        }
+    )
+    row = compare_groups(auc, delong=per_seed).iloc[0]
+    assert row["z_delong"] == pytest.approx(per_seed["z"].sum() / np.sqrt(2))  # Stouffer
+    assert row["p_floor"] == pytest.approx(2 / 6)  # Mann-Whitney, 2 vs 2 seeds: 2 / C(4, 2)
+    note = floor_note(compare_groups(auc, delong=per_seed))
+    assert note.startswith(
+        " With 2 seeds per sex the smallest p-value the Mann-Whitney U test can give is 0.33"
+    )
+    assert "DeLong" in note

@@ -9,7 +9,7 @@ from PIL import Image
 
 from fairmed.report.context import load_context
 from fairmed.report.sections import registered
-from fairmed.report.sections.sex_ratio import CELLS_TITLE, composition_auc
+from fairmed.report.sections.sex_ratio import CELLS_TITLE, COMPARISON_TITLE, composition_auc
 from fairmed.studies.sex_ratio import auc_by_group, compare_groups
 
 CONFIGS = ["M100", "F25M75", "F50M50", "F75M25", "F100"]
@@ -84,7 +84,12 @@ def test_section_is_registered_and_draws_the_figure(tmp_path):
     assert png.name == "composition_auc_by_sex.png" and png.with_suffix(".svg").exists()
     width, height = Image.open(png).size
     assert width > 2 * height  # three panels side by side
-    comparison = section.tables["Female vs male AUC over seeds (Mann-Whitney U)"]
+    comparison = section.tables[COMPARISON_TITLE]
+    # 5 seeds per sex: the Mann-Whitney floor 2 / C(10, 5) = 0.0079 is stated next to the legend
+    assert (
+        "With 5 seeds per sex the smallest p-value the Mann-Whitney U test can give is 0.0079, so **** and "
+        "*** cannot occur." in section.intro
+    )
     erm = comparison[comparison["method"] == "erm"].set_index("config")
     assert erm.loc["M100", "mark"] == "<" and erm.loc["F100", "mark"] == ">"
     assert erm.loc["M100", "stars"] == "**"  # 5 vs 5 fully separated: exact p = 2/252

@@ -158,3 +158,31 @@ def test_compare_table_keeps_other_run_keys_apart():
     assert (table["u"] == 0).all() and np.allclose(table["p"], 0.1)
     assert np.allclose(table["mean_a"], [0.01, 0.51]) and np.allclose(table["mean_b"], [0.11, 0.61])
     assert np.allclose(table["p_paired"], 0.25)
+
+
+def test_exact_floors_of_the_seed_tests():
+    from fairmed.metrics.stats import min_p_mann_whitney, min_p_wilcoxon, star_floor_note, unreachable_stars
+
+    # 5 seeds: Wilcoxon's exact floor is 2 / 2^5, Mann-Whitney's 2 / C(10, 5)
+    assert min_p_wilcoxon(5) == 0.0625
+    assert paired_test([1.0, 2.0, 3.0, 4.0, 5.0], [0.0] * 5) == (0.0, 0.0625)
+    assert min_p_mann_whitney(5, 5) == pytest.approx(2 / 252)
+    assert mann_whitney([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])[1] == pytest.approx(2 / 252)
+    assert unreachable_stars(2 / 252) == ["****", "***"]
+    assert unreachable_stars(0.0625) == ["****", "***", "**"]
+    assert unreachable_stars(1e-5) == []
+    note = star_floor_note(min_p_mann_whitney(5, 5), "Mann-Whitney U test", "5 seeds per group")
+    assert note == (
+        "With 5 seeds per group the smallest p-value the Mann-Whitney U test can give is 0.0079, "
+        "so **** and *** cannot occur."
+    )
+    assert star_floor_note(1e-6, "test", "many seeds") == ""
+
+
+def test_stouffer_by_hand():
+    from fairmed.metrics.stats import stouffer
+
+    z, p = stouffer([1.0, 2.0, 3.0, np.nan])  # 6 / sqrt 3 = 3.4641; 2 Phi(-3.4641) = 5.32e-4
+    assert z == pytest.approx(6 / np.sqrt(3))
+    assert p == pytest.approx(2 * sps.norm.sf(6 / np.sqrt(3)))
+    assert stouffer([1.0, -1.0]) == (0.0, 1.0)

@@ -24,6 +24,7 @@ from fairmed.studies.vae import (
     disease_prevalence,
     representation_trend,
     run_vae_study,
+    summary_text,
     value_summary,
 )
 
@@ -111,14 +112,50 @@ def test_analysis_tables_exact():
     )
     c = compare_test_groups(preds)
     ref = mannwhitneyu([1.0, 2.0, 3.0], [4.0, 5.0, 9.0])
-    assert c.loc[0, "u"] == ref.statistic and c.loc[0, "p"] == pytest.approx(ref.pvalue)
+    # the pooled-image test is descriptive only; one repeat (no repeat key): no repeat-level test
+    assert c.loc[0, "u_pooled"] == ref.statistic and c.loc[0, "p_pooled"] == pytest.approx(ref.pvalue)
+    assert c.loc[0, "n_repeats"] == 1 and np.isnan(c.loc[0, "p"]) and c.loc[0, "stars"] == ""
     assert c.loc[0, "dark_minus_light"] == pytest.approx(4.0) and c.loc[
         1, "dark_minus_light"
     ] == pytest.approx(2.0 / 3.0)
+    assert c["higher"].tolist() == ["FST 5-6", "FST 5-6"]
     t = representation_trend(preds).set_index("test_group")
     assert t.loc["FST 5-6", "mean_at_low"] == 6.0 and t.loc["FST 5-6", "mean_at_high"] == pytest.approx(8 / 3)
     ref = mannwhitneyu([4.0, 5.0, 9.0], [2.0, 3.0, 3.0])
-    assert t.loc["FST 5-6", "p"] == pytest.approx(ref.pvalue)
+    assert t.loc["FST 5-6", "p_pooled"] == pytest.approx(ref.pvalue)
+
+
+def test_test_groups_compared_at_the_repeat_level():
+    # 5 repeats x 2 test groups x 2 images; dark - light per repeat: +1, +2, +3, +4, +5 in A
+    # (all positive: exact Wilcoxon p = 2 / 2^5 = 0.0625, its floor) and -1 .. -5 in C (reversed)
+    rows = []
+    for config, frac, sign in (("A", 0.0, 1), ("C", 1.0, -1)):
+        for r in range(5):
+            for group, base in (("FST 1-2", 10.0), ("FST 5-6", 10.0 + sign * (r + 1))):
+                for extra in (-0.5, 0.5):
+                    rows.append(
+                        {
+                            "method": "vae",
+                            "config": config,
+                            "dark_fraction": frac,
+                            "seed": r,
+                            "test_group": group,
+                            "recon_mse": base + extra,
+                        }
+                    )
+    preds = pd.DataFrame(rows)
+    c = compare_test_groups(preds).set_index("config")
+    assert c.loc["A", "p"] == pytest.approx(0.0625) and c.loc["A", "p_floor"] == pytest.approx(0.0625)
+    assert c.loc["A", "n_repeats"] == 5 and c.loc["A", "dark_minus_light"] == pytest.approx(3.0)
+    assert (c.loc["A", "higher"], c.loc["C", "higher"]) == ("FST 5-6", "FST 1-2")
+    text = summary_text(preds)
+    line = next(t for t in text if t.startswith("vae, C: MSE"))
+    assert "reversed against A: FST 1-2 now has the higher MSE" in line
+    assert (
+        "Wilcoxon signed-rank over 5 repeats p = 0.062, the smallest possible with 5 repeats being 0.062"
+        in line
+    )
+    assert "pooled images, descriptive only" in line
 
 
 def test_disease_prevalence_by_hand():

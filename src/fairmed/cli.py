@@ -20,9 +20,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fairmed.commands.audit:audit",
         "Audit a Predictions CSV/Parquet: per-group metrics, gaps, CIs.",
     ),
+    "power": (
+        "fairmed.commands.power:power",
+        "Plan an audit: the smallest gap two groups can show, or the images per group a gap needs.",
+    ),
     "run": ("fairmed.commands.run:run", "Run a study spec (YAML) locally or on a Ray cluster."),
     "report": ("fairmed.commands.report:report", "Write the HTML report of a study or audit folder."),
     "data": ("fairmed.commands.data:data", "Data sources: summaries, the generator, image caches."),
+    "slices": (
+        "fairmed.commands.slices:slices",
+        "Find the attribute-value combinations where a model fails, tested on held-out rows.",
+    ),
     "studies": ("fairmed.commands.studies:studies", "List and show the built-in studies."),
     "postprocess": (
         "fairmed.commands.postprocess:postprocess",

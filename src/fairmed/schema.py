@@ -5,7 +5,7 @@ Predictions: one row per (run, sample): the run keys, ``id``, ``y_true``, and
 (multi-class probabilities), optional ``y_pred``, or for generative models the
 per-sample values (``recon_mse``, ``latent_std``, ``elbo``); plus the sensitive
 attributes. Results: run keys, ``attribute``, ``group``, ``metric``, ``value``,
-``ci_low``, ``ci_high``, ``n``.
+``ci_low``, ``ci_high``, ``n``, ``mdg`` (the minimum detectable gap, on difference rows).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ Y_SCORE = "y_score"
 Y_PRED = "y_pred"
 PROBA_PREFIX = "p_"
 REGRESSION_VALUES: tuple[str, ...] = ("recon_mse", "latent_std", "elbo")
-RESULT_COLUMNS: tuple[str, ...] = ("attribute", "group", "metric", "value", "ci_low", "ci_high", "n")
+RESULT_COLUMNS: tuple[str, ...] = ("attribute", "group", "metric", "value", "ci_low", "ci_high", "n", "mdg")
 OVERALL = "overall"  # the ``group`` (and ``attribute``) of whole-population rows
 
 

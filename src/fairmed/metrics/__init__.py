@@ -19,6 +19,7 @@ from fairmed.metrics.criteria import (
 )
 from fairmed.metrics.grouped import by_group, difference, ratio
 from fairmed.metrics.groups import BINARY_METRICS, binary_metrics, choose_threshold
+from fairmed.metrics.slices import SliceResult, find_slices
 from fairmed.metrics.stats import compare_runs, compare_table, mann_whitney, paired_test, stars
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "GAP_FORMS",
     "AuditResult",
     "AuditWarning",
+    "SliceResult",
     "SmallGroupWarning",
     "TwoClassWarning",
     "accuracy_parity_difference",
@@ -45,6 +47,7 @@ __all__ = [
     "equalized_odds_difference",
     "fate",
     "fate_table",
+    "find_slices",
     "gap_values",
     "mann_whitney",
     "multiclass_demographic_parity",

@@ -515,7 +515,18 @@ def _evaluate(engine, bootstrap: int, ci: float, seed_seq: np.random.SeedSequenc
     for m, value in crit.items():
         lo, hi = ci_crit[m] if bootstrap > 0 else (np.nan, np.nan)
         add([CRITERION], [m], [value], [lo], [hi], [n_total])
-    return pd.DataFrame(cols), engine.reasons(point)
+    return _with_mdg(pd.DataFrame(cols), point if multi else {}), engine.reasons(point)
+
+
+def _with_mdg(rows: pd.DataFrame, point: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The ``mdg`` column: on ``difference`` rows of TPR, FPR, accuracy and AUC, the minimum gap
+    this grouping could detect (80% power, alpha 0.05; :mod:`fairmed.metrics.power`), else NaN."""
+    from fairmed.metrics.power import audit_mdg
+
+    mdg = audit_mdg(point)
+    where = (rows["group"] == "difference").to_numpy()
+    rows["mdg"] = np.where(where, rows["metric"].map(mdg).to_numpy(dtype=float), np.nan)
+    return rows
 
 
 # ------------------------------------------------------------------------------ markdown

@@ -16,9 +16,10 @@ from fairmed.report.core.curves import curve_sections
 from fairmed.report.core.fairness import criteria_table, fairness_section
 from fairmed.report.core.overview import overview_section
 from fairmed.report.core.performance import performance_section
+from fairmed.report.core.slices import slices_section
 from fairmed.report.html import page_html
 from fairmed.report.sections import Section, sections_for
-from fairmed.report.summary import find, summary_section
+from fairmed.report.summary import audit_adjustment, find, summary_section
 from fairmed.report.tidy import SplitResults, split_results
 from fairmed.schema import RESULT_COLUMNS
 
@@ -34,18 +35,23 @@ def collect_sections(ctx: ReportContext) -> list[Section]:
     """Every section of the report in reading order."""
     split = _split(ctx)
     criteria = criteria_table(split, ctx.tolerance) if not split.groups.empty else None
-    sections = [summary_section(split, ctx.tolerance, criteria), overview_section(ctx, split)]
+    adjust = audit_adjustment(ctx.audit)
+    sections = [
+        summary_section(split, ctx.tolerance, criteria, adjust, ctx.alpha),
+        overview_section(ctx, split),
+    ]
     sections += [s for s in (performance_section(ctx, split), fairness_section(ctx, split)) if s is not None]
     sections += curve_sections(ctx, split)
-    finding = find(split, ctx.tolerance)
+    finding = find(split, ctx.tolerance, alpha=ctx.alpha, adjust=adjust)
     comparison = comparison_section(ctx, split, lead_gap=finding.metric if finding else None)
     if comparison is not None:
         sections.append(comparison)
+    sections += [s for s in (slices_section(ctx),) if s is not None]
     sections += sections_for(ctx)
     return sections
 
 
-def build_report(out_dir: str | Path, tolerance: float | None = None) -> Path:
+def build_report(out_dir: str | Path, tolerance: float | None = None, alpha: float | None = None) -> Path:
     """Write ``out_dir/index.html`` and ``out_dir/figures/`` from a study or audit folder.
 
     ``tolerance`` is the largest gap (difference between groups) at which a fairness criterion
@@ -53,7 +59,9 @@ def build_report(out_dir: str | Path, tolerance: float | None = None) -> Path:
     """
     if tolerance is not None and not 0 <= tolerance <= 1:
         raise SpecError(f"--tolerance must be between 0 and 1 (a gap in metric units), got {tolerance}")
-    ctx = load_context(out_dir, tolerance=tolerance)
+    if alpha is not None and not 0 < alpha < 1:
+        raise SpecError(f"--alpha must be a level between 0 and 1, e.g. 0.05; got {alpha}")
+    ctx = load_context(out_dir, tolerance=tolerance, alpha=alpha)
     ctx.figures_dir.mkdir(parents=True, exist_ok=True)
     sections = collect_sections(ctx)
     _check_unique_keys(sections)

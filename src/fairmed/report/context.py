@@ -44,6 +44,7 @@ class ReportContext:
     audit: dict[str, Any] | None = None
     colors: dict[str, str] = field(default_factory=dict)
     tolerance: float = 0.05
+    alpha: float = 0.05  # "significant": adjusted p <= alpha
 
     @property
     def kind(self) -> str:
@@ -121,10 +122,13 @@ def folder_tolerance(spec: dict | None, audit: dict | None) -> float:
     return DEFAULT_TOLERANCE
 
 
-def load_context(out_dir: str | Path, tolerance: float | None = None) -> ReportContext:
+def load_context(
+    out_dir: str | Path, tolerance: float | None = None, alpha: float | None = None
+) -> ReportContext:
     """Read a study or audit folder into a :class:`ReportContext`.
 
-    ``tolerance`` None: the folder's own (see :func:`folder_tolerance`). Raises :class:`DataError`
+    ``tolerance`` None: the folder's own (see :func:`folder_tolerance`); ``alpha`` None: the audit's
+    recorded ``alpha``, else 0.05. Raises :class:`DataError`
     naming the folder when it holds neither Results nor Predictions.
     """
     out = Path(out_dir)
@@ -155,4 +159,5 @@ def load_context(out_dir: str | Path, tolerance: float | None = None) -> ReportC
         audit=audit,
         colors=colors_by_attribute(_groups_by_attribute(results, summary)),
         tolerance=folder_tolerance(spec, audit) if tolerance is None else tolerance,
+        alpha=float((audit or {}).get("alpha") or 0.05) if alpha is None else alpha,
     )

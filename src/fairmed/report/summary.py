@@ -1,12 +1,20 @@
 """The plain-language summary at the top of a report: the largest gap (AUC, TPR, FPR, ... by any
-attribute), who is worst off, whether the data show it beyond chance, and which mitigation narrowed
-which gap by how much at what cost in overall accuracy."""
+attribute), who is worst off, whether the data show it beyond chance, whether the audit could have
+seen a gap of the tolerance at all, and which mitigation narrowed (or reversed) which gap by how
+much at what cost in overall accuracy.
+
+"Significant" means ``p_adjusted <= alpha`` (the audit's permutation test, adjusted over the audit's
+family of gap and criterion tests); Results without p-values get "no test available", never a
+reading of overlapping intervals. Changes against the baseline are tested over seeds paired by
+seed (Wilcoxon signed-rank, exact for few seeds), Holm-adjusted over every change the summary weighs.
+"""
 
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from fairmed.report.sections import Section
@@ -30,6 +38,8 @@ SUMMARY_GAPS = ("auc", "auc_ovr", "tpr", "fpr", "accuracy", "f1_macro", "recon_m
 COST_METRICS = ("accuracy", "auc", "auc_ovr")
 MAX_CHANGES = 3  # gaps named per mitigation and direction: the summary stays short
 MAX_MITIGATIONS = 5
+ALPHA = 0.05  # "significant": adjusted p <= ALPHA (settable through find's ``alpha``)
+ADJUSTMENT_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}
 
 
 @dataclass
@@ -40,7 +50,9 @@ class Change:
     metric: str
     before: float
     after: float
-    stars: str = ""  # Mann-Whitney U over seeds, configuration vs baseline ("" with one seed)
+    p: float = float("nan")  # Wilcoxon signed-rank over seeds paired by seed, vs the baseline (NaN: one seed)
+    p_adjusted: float = float("nan")  # Holm over every change the summary weighs
+    worse_off: str = ""  # for a reversed gap: the group now worse off
 
 
 @dataclass
@@ -50,6 +62,7 @@ class Mitigation:
     name: str
     narrowed: list[Change] = field(default_factory=list)
     widened: list[Change] = field(default_factory=list)
+    reversed: list[Change] = field(default_factory=list)  # the other group is now worse off
     cost: list[Change] = field(default_factory=list)
 
 
@@ -67,11 +80,24 @@ class Finding:
     best_group: str
     best_value: float
     best_ci: tuple[float, float]
-    significant: bool | None  # the two groups' 95% CIs do not overlap (None: no CIs)
+    p_adjusted: list[float]  # the gap's adjusted permutation p-value per seed (empty: no test in Results)
     baseline: str
-    group_stars: str = ""  # Mann-Whitney worst vs best group over seeds (several seeds only)
-    mitigations: list[Mitigation] = field(default_factory=list)  # those that narrowed a gap, best first
+    alpha: float = ALPHA
+    adjust: str = "holm"  # the audit's multiplicity adjustment (holm, bh, none)
+    family: int = 0  # tests in the adjusted family of one run (median over seeds)
+    group_p: float = float("nan")  # worst vs best group over seeds, paired by seed (no p-values only)
+    n_seeds: int = 1
+    mdg: float = float("nan")  # minimum detectable gap of this grouping x metric (80% power), mean over seeds
+    n_needed: int | None = None  # images per group to detect a gap of the tolerance
+    mitigations: list[Mitigation] = field(default_factory=list)  # those that narrowed or reversed a gap
     unhelpful: list[str] = field(default_factory=list)  # the other configurations: they narrowed none
+
+    @property
+    def significant(self) -> bool | None:
+        """Adjusted p <= alpha in every seed (None: no p-values in Results)."""
+        if not self.p_adjusted:
+            return None
+        return all(p <= self.alpha for p in self.p_adjusted)
 
 
 def _baseline(labels: list[str]) -> str:
@@ -106,8 +132,11 @@ def _largest(base_gaps: pd.DataFrame, metrics: list[str]) -> tuple[str, str]:
     return ranked[0][0]
 
 
-def find(split: SplitResults, tolerance: float = 0.05) -> Finding | None:
-    """Compute the summary's numbers from Results (test split)."""
+def find(
+    split: SplitResults, tolerance: float = 0.05, alpha: float = ALPHA, adjust: str = "holm"
+) -> Finding | None:
+    """Compute the summary's numbers from Results (test split); ``adjust``: the audit's multiplicity
+    adjustment, named in the summary."""
     if split.groups.empty:
         return None
     keys = comparison_keys(split.varying)
@@ -124,25 +153,33 @@ def find(split: SplitResults, tolerance: float = 0.05) -> Finding | None:
     base = _baseline(labels)
     base_gaps = gaps[gaps["_run"] == base]
     attribute, metric = _largest(base_gaps, metrics)
-    finding = _gap_finding(split, keys, base, base_gaps, attribute, metric)
+    finding = _gap_finding(split, keys, base, base_gaps, attribute, metric, alpha)
     if finding is None:
         return None
+    finding.adjust = adjust
+    _power(finding, split, keys, base, tolerance)
     others = [label for label in labels if label != base]
     changes = [
         _mitigation(split, keys, gaps, base, other, (attribute, metric), tolerance) for other in others
     ]
-    narrowing = sorted(
-        (m for m in changes if m.narrowed), key=lambda m: -max(c.before - c.after for c in m.narrowed)
-    )
+    _adjust_changes(changes)
+    helped = [m for m in changes if m.narrowed or m.reversed]
+    narrowing = sorted(helped, key=lambda m: -max(c.before - c.after for c in m.narrowed + m.reversed))
     finding.mitigations = narrowing[:MAX_MITIGATIONS]
-    finding.unhelpful = [m.name for m in changes if not m.narrowed]
+    finding.unhelpful = [m.name for m in changes if not (m.narrowed or m.reversed)]
     return finding
 
 
 def _gap_finding(
-    split: SplitResults, keys: list[str], base: str, base_gaps: pd.DataFrame, attribute: str, metric: str
+    split: SplitResults,
+    keys: list[str],
+    base: str,
+    base_gaps: pd.DataFrame,
+    attribute: str,
+    metric: str,
+    alpha: float,
 ) -> Finding | None:
-    """The largest gap's groups: who is worst off, and whether the CIs (and seeds) separate them."""
+    """The largest gap's groups: who is worst off, and the gap's adjusted p-value per seed."""
     row = base_gaps[(base_gaps["attribute"] == attribute) & (base_gaps["metric"] == metric)]
     groups = split.groups[(split.groups["attribute"] == attribute) & (split.groups["metric"] == metric)]
     groups = groups.assign(_run=run_label(groups, keys))
@@ -159,8 +196,7 @@ def _gap_finding(
     worst = str(per_group["value"].idxmin() if better_high else per_group["value"].idxmax())
     best = str(per_group["value"].idxmax() if better_high else per_group["value"].idxmin())
     w, b = per_group.loc[worst], per_group.loc[best]
-    bounds = [w["lo"], w["hi"], b["lo"], b["hi"]]
-    significant = None if any(pd.isna(v) for v in bounds) else bool(w["hi"] < b["lo"] or b["hi"] < w["lo"])
+    p_adj = row["p_adjusted"].dropna().tolist() if "p_adjusted" in row.columns else []
     finding = Finding(
         metric=metric,
         attribute=attribute,
@@ -172,12 +208,48 @@ def _gap_finding(
         best_group=best,
         best_value=float(b["value"]),
         best_ci=(float(b["lo"]), float(b["hi"])),
-        significant=significant,
+        p_adjusted=[float(p) for p in p_adj],
         baseline=base,
+        alpha=alpha,
+        family=_family_size(split, keys, base),
+        n_seeds=int(row["seed"].nunique()) if "seed" in row.columns else 1,
+        mdg=float(row["mdg"].mean()) if "mdg" in row.columns else float("nan"),
     )
-    if "seed" in split.varying:
-        finding.group_stars = _stars(base_groups.assign(_run=base_groups["group"].astype(str)), worst, best)
+    if not p_adj and "seed" in split.varying:
+        by_group = base_groups.assign(_run=base_groups["group"].astype(str))
+        finding.group_p = _seed_p(by_group, worst, best)
     return finding
+
+
+def _family_size(split: SplitResults, keys: list[str], base: str) -> int:
+    """Tests in one run's adjusted family: its gap and criterion rows with a p-value (median over seeds)."""
+    if "p_adjusted" not in split.gaps.columns:
+        return 0
+    rows = split.gaps.assign(_run=run_label(split.gaps, keys))
+    rows = rows[(rows["_run"] == base) & rows["p_adjusted"].notna()]
+    if rows.empty:
+        return 0
+    per_seed = rows.groupby("seed").size() if "seed" in rows.columns else pd.Series([len(rows)])
+    return int(per_seed.median())
+
+
+def _power(f: Finding, split: SplitResults, keys: list[str], base: str, tolerance: float) -> None:
+    """When the gap's MDG exceeds the tolerance: the images per group a gap of the tolerance needs
+    (the groups' mean prevalences, the metric at its mean group value; fairmed.metrics.power)."""
+    from fairmed.metrics.power import METRICS, n_per_group
+
+    if f.metric not in METRICS or not (f.mdg > tolerance) or not 0 < tolerance <= 1:
+        return
+    groups = split.groups.assign(_run=run_label(split.groups, keys))
+    groups = groups[(groups["_run"] == base) & (groups["attribute"] == f.attribute)]
+    prev = groups[groups["metric"] == "prevalence"].groupby("group", sort=False)["value"].mean()
+    value = groups[groups["metric"] == f.metric]["value"].mean()
+    if prev.empty or pd.isna(value):
+        return
+    try:
+        f.n_needed = n_per_group(f.metric, tolerance, prev.to_numpy(dtype=float), float(value), f.alpha)
+    except ValueError:
+        f.n_needed = None
 
 
 def _mitigation(
@@ -201,15 +273,57 @@ def _mitigation(
         matters = (attribute, metric) == largest or (
             in_unit_interval(metric) and max(before, after) > tolerance
         )
-        if not matters or not _changed(metric, before, after, tolerance):
+        if not matters:
+            continue
+        flipped = _reversal(split, keys, base, other, attribute, metric)
+        small = in_unit_interval(metric) and after < tolerance / 2
+        if not _changed(metric, before, after, tolerance) and (not flipped or small):
             continue
         cell = gaps[(gaps["attribute"] == attribute) & (gaps["metric"] == metric)]
-        change = Change(attribute, metric, float(before), float(after), _stars(cell, base, other))
-        (out.narrowed if after < before else out.widened).append(change)
+        change = Change(attribute, metric, float(before), float(after), _seed_p(cell, base, other))
+        if flipped and not small:
+            change.worse_off = flipped
+            out.reversed.append(change)
+        else:
+            (out.narrowed if after < before else out.widened).append(change)
     out.narrowed.sort(key=lambda c: c.after - c.before)
     out.widened.sort(key=lambda c: c.before - c.after)
     out.cost = _cost(split, keys, base, other)
     return out
+
+
+def _reversal(
+    split: SplitResults, keys: list[str], base: str, other: str, attribute: str, metric: str
+) -> str:
+    """The group now worse off when ``other`` reversed the gap of ``base`` (the group worst off under
+    ``base`` is better off than its best group under ``other``), else ""."""
+    rows = split.groups[(split.groups["attribute"] == attribute) & (split.groups["metric"] == metric)]
+    if rows.empty:
+        return ""
+    rows = rows.assign(_run=run_label(rows, keys))
+    means = rows.groupby(["_run", "group"], sort=False)["value"].mean()
+    if base not in means.index.get_level_values(0) or other not in means.index.get_level_values(0):
+        return ""
+    before, after = means[base].dropna(), means[other].dropna()
+    if len(before) < 2:
+        return ""
+    sign = 1.0 if higher_is_better(metric) is not False else -1.0
+    worst, best = str((sign * before).idxmin()), str((sign * before).idxmax())
+    if worst not in after.index or best not in after.index:
+        return ""
+    return best if sign * after[worst] > sign * after[best] else ""
+
+
+def _adjust_changes(mitigations: list[Mitigation]) -> None:
+    """Holm-adjusted p-values over every change the summary weighs (all configurations, gaps and costs)."""
+    from fairmed.metrics.multiplicity import holm
+
+    changes = [c for m in mitigations for c in (*m.narrowed, *m.widened, *m.reversed, *m.cost)]
+    if not changes:
+        return
+    adjusted = holm(np.array([c.p for c in changes], dtype=float))
+    for c, p in zip(changes, adjusted):
+        c.p_adjusted = float(p)
 
 
 def _changed(metric: str, before: float, after: float, tolerance: float) -> bool:
@@ -232,7 +346,7 @@ def _cost(split: SplitResults, keys: list[str], base: str, other: str) -> list[C
         if base in per_run and other in per_run and pd.notna(per_run[base]) and pd.notna(per_run[other]):
             out.append(
                 Change(
-                    "overall", metric, float(per_run[base]), float(per_run[other]), _stars(rows, base, other)
+                    "overall", metric, float(per_run[base]), float(per_run[other]), _seed_p(rows, base, other)
                 )
             )
         if len(out) == 2:
@@ -240,13 +354,17 @@ def _cost(split: SplitResults, keys: list[str], base: str, other: str) -> list[C
     return out
 
 
-def _stars(frame: pd.DataFrame, a: str, b: str) -> str:
-    from fairmed.report.core.comparison import mw_stars
+def _seed_p(frame: pd.DataFrame, a: str, b: str) -> float:
+    """Two-sided Wilcoxon signed-rank p of ``a`` vs ``b`` over seeds paired by seed (NaN without seeds)."""
+    from fairmed.metrics.stats import paired_test
 
-    return mw_stars(
-        frame.loc[frame["_run"] == a, "value"].to_numpy(dtype=float),
-        frame.loc[frame["_run"] == b, "value"].to_numpy(dtype=float),
-    )
+    if "seed" not in frame.columns:
+        return float("nan")
+    x = frame[frame["_run"] == a].groupby("seed")["value"].mean()
+    y = frame[frame["_run"] == b].groupby("seed")["value"].mean()
+    if len(x.index.intersection(y.index)) < 2:
+        return float("nan")
+    return paired_test(x, y)[1]
 
 
 def _num(x: float) -> str:
@@ -254,47 +372,92 @@ def _num(x: float) -> str:
     return f"{x:.3f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2g}"
 
 
-# the sex-ratio paper's significance convention (fairmed.metrics.stats.stars), in words
-P_OF_STARS = {"****": "p <= 0.0001", "***": "p <= 0.001", "**": "p <= 0.01", "*": "p <= 0.1"}
-
-
-def _p(stars: str) -> str:
-    """The p-value bound of Mann-Whitney stars in words ("p <= 0.1", "not significant"), or ''."""
-    if not stars:
-        return ""
-    return "not significant" if stars == "ns" else P_OF_STARS.get(stars, stars)
+def _pval(p: float) -> str:
+    """ "p = 0.031" (3 significant digits below 0.001: "p = 4.2e-05")."""
+    return f"p = {p:.2g}" if p < 1e-3 else f"p = {p:.3f}".rstrip("0").rstrip(".")
 
 
 def _significance(f: Finding) -> str:
-    if f.significant is None:
-        return "The results carry no confidence intervals, so whether this gap is beyond chance is unknown."
-    intervals = (
-        f"the 95% confidence intervals of {f.worst_group} ({_num(f.worst_ci[0])}-{_num(f.worst_ci[1])}) and "
-        f"{f.best_group} ({_num(f.best_ci[0])}-{_num(f.best_ci[1])})"
+    """Is the gap beyond chance: from the audit's adjusted p-values, else a seed-level test, else unknown."""
+    if f.p_adjusted:
+        hits = sum(p <= f.alpha for p in f.p_adjusted)
+        if len(f.p_adjusted) == 1:
+            p = f.p_adjusted[0]
+            if hits:
+                return f"It is unlikely to be chance: adjusted {_pval(p)} <= {f.alpha:g}."
+            return f"It could be chance: adjusted {_pval(p)} > {f.alpha:g}, so the audit cannot call it significant."
+        return (
+            f"It is significant (adjusted p <= {f.alpha:g}) in {hits} of {len(f.p_adjusted)} seeds "
+            f"(median adjusted {_pval(float(np.median(f.p_adjusted)))})."
+        )
+    if not np.isnan(f.group_p):
+        verdict = "unlikely to be chance" if f.group_p <= f.alpha else "could be chance"
+        return (
+            f"No test of the gap is available in these results; over {f.n_seeds} seeds paired by seed "
+            f"(Wilcoxon signed-rank, {f.worst_group} vs {f.best_group}) it {verdict}: {_pval(f.group_p)}."
+        )
+    return "No test is available for this gap (the results carry no p-values), so whether it is beyond chance is unknown."
+
+
+def method_sentence(f: Finding) -> str:
+    """The test and the correction in one plain sentence ("" when Results carry no p-values)."""
+    if not f.p_adjusted:
+        return ""
+    correction = ADJUSTMENT_NAMES.get(f.adjust, f.adjust)
+    family = f" over the audit's {f.family} gap and criterion tests" if f.family else ""
+    return (
+        "Test: a permutation test of each gap (group labels shuffled within each label class), its "
+        f"p-value adjusted by {correction} correction{family}; significant means adjusted p <= {f.alpha:g}."
     )
-    seeds = ""
-    if f.group_stars:
-        seeds = f" Comparing the two groups over seeds (Mann-Whitney U): {_p(f.group_stars)}."
-    if f.significant:
-        return f"It is unlikely to be chance: {intervals} do not overlap." + seeds
-    return f"It may be chance: {intervals} overlap; more images of the smaller group would settle it." + seeds
+
+
+def power_sentence(f: Finding, tolerance: float) -> str:
+    """When the minimum detectable gap exceeds the tolerance: the audit cannot tell such a gap from chance."""
+    if not (f.mdg > tolerance):
+        return ""
+    name = metric_short(f.metric)
+    seen = (
+        f"it would see (80% power) only {name} gaps of {_num(f.mdg)} or more"
+        if np.isfinite(f.mdg)
+        else "no gap reaches 80% power at these group sizes"
+    )
+    need = (
+        f"; about {f.n_needed:,} images per {f.attribute} group would be needed to detect one"
+        if f.n_needed
+        else ""
+    )
+    return f"This audit cannot tell a {f.attribute} {name} gap of {tolerance:g} from chance: {seen}{need}."
+
+
+def _change_p(c: Change) -> str:
+    """ "adjusted p = 0.25" or "" (one seed: no test)."""
+    return "" if np.isnan(c.p_adjusted) else f"adjusted {_pval(c.p_adjusted)}"
 
 
 def _gap_change(c: Change) -> str:
-    """ "the fst TPR gap from 0.623 to 0.247 (p <= 0.1)" """
-    p = _p(c.stars)
+    """ "the fst TPR gap from 0.623 to 0.247 (adjusted p = 0.031)" """
+    p = _change_p(c)
     return f"the {c.attribute} {metric_short(c.metric)} gap from {_num(c.before)} to {_num(c.after)}" + (
         f" ({p})" if p else ""
     )
 
 
+def _reversed_change(c: Change) -> str:
+    """ "the fst TPR gap: light is now worse off (gap 0.410 to 0.200, adjusted p = 0.25)" """
+    p = _change_p(c)
+    return (
+        f"the {c.attribute} {metric_short(c.metric)} gap: {c.worse_off} is now worse off "
+        f"(gap {_num(c.before)} to {_num(c.after)}{', ' + p if p else ''})"
+    )
+
+
 def _cost_change(c: Change) -> str:
-    """ "accuracy fell by 0.006 (0.962 to 0.956, p <= 0.1)" """
+    """ "accuracy fell by 0.006 (0.962 to 0.956, adjusted p = 0.25)" """
     name = metric_short(c.metric)
     delta = c.after - c.before
     if round(delta, 3) == 0:
         return f"{name} is unchanged at {_num(c.after)}"
-    p = _p(c.stars)
+    p = _change_p(c)
     verb = "fell" if delta < 0 else "rose"
     return f"{name} {verb} by {_num(abs(delta))} ({_num(c.before)} to {_num(c.after)}{', ' + p if p else ''})"
 
@@ -304,8 +467,13 @@ def _listing(parts: list[str]) -> str:
 
 
 def mitigation_line(m: Mitigation) -> str:
-    """One sentence: which gaps a configuration narrowed (and widened) and its overall cost."""
-    text = f"{m.name} narrowed " + _listing([_gap_change(c) for c in m.narrowed[:MAX_CHANGES]])
+    """One sentence: which gaps a configuration narrowed, reversed (and widened) and its overall cost."""
+    parts = []
+    if m.narrowed:
+        parts.append("narrowed " + _listing([_gap_change(c) for c in m.narrowed[:MAX_CHANGES]]))
+    if m.reversed:
+        parts.append("reversed " + _listing([_reversed_change(c) for c in m.reversed[:MAX_CHANGES]]))
+    text = f"{m.name} " + " and ".join(parts)
     if m.widened:
         text += " but widened " + _listing([_gap_change(c) for c in m.widened[:MAX_CHANGES]])
     if m.cost:
@@ -328,18 +496,19 @@ def summary_lines(f: Finding, tolerance: float, criteria: pd.DataFrame | None = 
         f"{f.worst_group} is worse off.",
         _significance(f),
     ]
+    lines += [line for line in (power_sentence(f, tolerance), method_sentence(f)) if line]
     lines += [mitigation_line(m) for m in f.mitigations]
     if f.unhelpful:
         scope = f"the {f.attribute} {name} gap" + (
             f" or any gap beyond your tolerance of {tolerance:g}" if in_unit_interval(f.metric) else ""
         )
         if not f.mitigations:
-            lines.append(f"Compared with {f.baseline}, no other configuration narrowed {scope}.")
+            lines.append(f"Compared with {f.baseline}, no other configuration narrowed or reversed {scope}.")
         else:
             names = f.unhelpful[:MAX_MITIGATIONS]
             more = len(f.unhelpful) - len(names)
             subject = _listing(names + ([f"{more} more"] if more else []))
-            lines.append(f"{subject} did not narrow {scope} (compared with {f.baseline}).")
+            lines.append(f"{subject} did not narrow or reverse {scope} (compared with {f.baseline}).")
     if criteria is not None and not criteria.empty:
         column = f.baseline if f.baseline in criteria.columns else criteria.columns[3]
         held = criteria[criteria[column].astype(str).str.startswith("holds")]
@@ -365,34 +534,57 @@ def footnote(f: Finding, split: SplitResults) -> str:
         f"Gap: the largest minus the smallest group value of {_listing(names)}, mean over seeds; "
         f"held-out (test) data; {metric_short(f.metric)}: {metric_label(f.metric)}."
     )
-    if f.group_stars or any(c.stars for m in f.mitigations for c in m.narrowed):
+    tested = [c for m in f.mitigations for c in (*m.narrowed, *m.reversed, *m.widened, *m.cost)]
+    if tested and any(not np.isnan(c.p) for c in tested):
+        from fairmed.metrics.stats import min_p_wilcoxon
+
+        floor = min_p_wilcoxon(f.n_seeds)
         text += (
-            " p: two-sided Mann-Whitney U test over seeds, reported at the sex-ratio paper's thresholds "
-            "(p <= 0.1, 0.01, 0.001, 0.0001; the figures' stars * to ****)."
+            " Changes against the baseline: two-sided Wilcoxon signed-rank test over seeds paired by seed "
+            "(exact), Holm-adjusted over every change weighed here"
         )
+        text += (
+            f"; with {f.n_seeds} seeds its smallest possible p is {floor:.2g}, so no change can reach "
+            f"p <= {f.alpha:g}."
+            if floor > f.alpha
+            else "."
+        )
+    elif tested:
+        text += " Changes against the baseline are not tested: one seed per configuration, nothing to test them over."
     return text
 
 
-def report_summary(out_dir, tolerance: float | None = None) -> list[str]:
+def report_summary(out_dir, tolerance: float | None = None, alpha: float | None = None) -> list[str]:
     """The summary sentences of a study or audit folder, for the terminal (``fairmed report``, the demo);
     ``tolerance`` None: the folder's own."""
     from fairmed.report.context import load_context
     from fairmed.report.core.fairness import criteria_table
     from fairmed.report.tidy import split_results
 
-    ctx = load_context(out_dir, tolerance=tolerance)
+    ctx = load_context(out_dir, tolerance=tolerance, alpha=alpha)
     if ctx.results is None:
         return []
     tolerance = ctx.tolerance
     split = split_results(ctx.results, hint=ctx.predictions)
-    finding = find(split, tolerance)
+    finding = find(split, tolerance, alpha=ctx.alpha, adjust=audit_adjustment(ctx.audit))
     if finding is None:
         return []
     return summary_lines(finding, tolerance, criteria_table(split, tolerance))
 
 
-def summary_section(split: SplitResults, tolerance: float, criteria: pd.DataFrame | None) -> Section:
-    finding = find(split, tolerance)
+def audit_adjustment(options: dict | None) -> str:
+    """The multiplicity adjustment an audit folder recorded (``adjust`` in audit.json), else Holm."""
+    return str((options or {}).get("adjust") or "holm")
+
+
+def summary_section(
+    split: SplitResults,
+    tolerance: float,
+    criteria: pd.DataFrame | None,
+    adjust: str = "holm",
+    alpha: float = ALPHA,
+) -> Section:
+    finding = find(split, tolerance, alpha=alpha, adjust=adjust)
     if finding is None:
         body = "<p>No per-group results with gaps were found, so there is nothing to summarise.</p>"
     else:

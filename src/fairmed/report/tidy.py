@@ -192,7 +192,8 @@ def split_results(results: pd.DataFrame, hint: pd.DataFrame | None = None) -> Sp
     )
 
 
-GAP_GROUPS = frozenset((*GAP_FORMS, CRITERION))
+# + the audit's signed two-group difference rows (group "signed": first minus second group)
+GAP_GROUPS = frozenset((*GAP_FORMS, CRITERION, "signed"))
 
 
 def is_gap_label(text: str) -> bool:
@@ -248,10 +249,14 @@ def comparison_keys(varying: list[str]) -> list[str]:
 
 
 GAP_COLUMNS = ("attribute", "metric", "value", "ci_low", "ci_high")
+# the audit's inference columns, read where present (p-values from a permutation test; the minimum
+# detectable gap): Results written before them, or by another tool, lack them
+INFERENCE_COLUMNS = ("p_value", "p_adjusted", "mdg")
 
 
 def gap_rows(split: SplitResults, form: str = "difference") -> pd.DataFrame:
-    """One gap form per (run, attribute, metric): run keys + attribute, metric, value, ci_low, ci_high.
+    """One gap form per (run, attribute, metric): run keys + attribute, metric, value, ci_low, ci_high
+    (+ p_value, p_adjusted, mdg where Results have them).
 
     Read from the audit's gap rows (``group`` = the form). Results written without gap rows
     (e.g. by another tool) get the form from the per-group values through the audit's own
@@ -260,7 +265,8 @@ def gap_rows(split: SplitResults, form: str = "difference") -> pd.DataFrame:
     keys = list(split.keys)
     rows = split.gaps[split.gaps["group"].astype(str) == form]
     if not rows.empty or split.groups.empty:
-        return rows[keys + list(GAP_COLUMNS)].reset_index(drop=True)
+        extra = [c for c in INFERENCE_COLUMNS if c in rows.columns]
+        return rows[keys + list(GAP_COLUMNS) + extra].reset_index(drop=True)
     records = []
     for names, sub in split.groups.groupby(keys + ["attribute", "metric"], sort=False, dropna=False):
         forms = gap_values(sub["value"].to_numpy(dtype=float), str(names[-1]))

@@ -8,7 +8,9 @@ and class; one test set per seed, balanced like F50M50 and shared by every compo
 is drawn first (whole patients). Each (composition, strategy, seed) is one run:
 ``erm`` (single task), ``multitask`` (sex as a reinforcing second head), ``adversarial``
 (sex adversary, lambda 5), all on the same backbone. ``analyse`` writes the AUC of every
-run by sex and the female-vs-male Mann-Whitney U comparison over seeds (the paper's Fig. 2).
+run by sex and the female-vs-male comparison: the paper's Mann-Whitney U over seeds (Fig. 2;
+its floor at 5 seeds is p = 2 / C(10, 5) = 0.0079) and a more powerful per-seed test, DeLong's
+test of the female - male AUC on the seed's test images, the seeds' signed z combined by Stouffer.
 
 Everything here is a pure function of the cohort, the study settings and the run keys.
 """
@@ -39,8 +41,8 @@ from fairmed.design.composition import (
 from fairmed.design.representation import composition_name, share_ratio
 from fairmed.errors import SpecError
 from fairmed.io import write_table
-from fairmed.metrics.stats import mann_whitney, stars
-from fairmed.schema import OVERALL
+from fairmed.metrics.stats import mann_whitney, stars, stouffer
+from fairmed.schema import OVERALL, Y_SCORE, Y_TRUE
 from fairmed.studies.kinds import StudyKind
 
 KIND = "composition"
@@ -276,18 +278,61 @@ def auc_by_group(
     return rows[[*cols, "group", "value", "n"]].rename(columns={"value": "auc"}).reset_index(drop=True)
 
 
+def delong_by_seed(
+    predictions: pd.DataFrame,
+    attribute: str = "sex",
+    a: str = "female",
+    b: str = "male",
+    split: str = "test",
+) -> pd.DataFrame:
+    """Per run (method, config, seed): DeLong's test of AUC(``a``) - AUC(``b``) on its test images.
+
+    The two groups hold different images, so their AUCs are independent within a run; the unit of
+    replication is the image. Columns: method, config, seed, auc_a, auc_b, difference, se, z, p.
+    """
+    from fairmed.metrics.delong import delong_test
+
+    rows = predictions
+    if "split" in rows.columns:
+        rows = rows[rows["split"] == split]
+    keys = [k for k in ("method", "config", "seed") if k in rows.columns]
+    out = []
+    for key_values, sub in rows.groupby(keys, sort=False):
+        kv = key_values if isinstance(key_values, tuple) else (key_values,)
+        ga, gb = sub[sub[attribute].astype(str) == a], sub[sub[attribute].astype(str) == b]
+        res = delong_test(ga[Y_TRUE], ga[Y_SCORE], gb[Y_TRUE], gb[Y_SCORE])
+        out.append(
+            {
+                **dict(zip(keys, kv)),
+                "auc_a": res.auc_a,
+                "auc_b": res.auc_b,
+                "difference": res.difference,
+                "se": res.se,
+                "z": res.z,
+                "p": res.p_value,
+            }
+        )
+    return pd.DataFrame(out, columns=[*keys, "auc_a", "auc_b", "difference", "se", "z", "p"])
+
+
 def compare_groups(
     auc: pd.DataFrame,
     a: str = "female",
     b: str = "male",
     alpha: float = 0.1,
     order: Sequence[str] | None = None,
+    delong: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per (method, config): mean AUC of ``a`` and ``b`` over seeds, Mann-Whitney U, p, stars, and the mark.
 
-    The mark reads "a ? b": ``<`` or ``>`` when the difference is significant at ``alpha`` (0.1: the
-    level of one star, so ``ns`` and ``=`` agree), else ``=``.
+    The mark reads "a ? b": ``<`` or ``>`` when the Mann-Whitney difference is significant at
+    ``alpha`` (0.1: the level of one star, so ``ns`` and ``=`` agree), else ``=`` -- the paper's test,
+    whose smallest p at n seeds per group is 2 / C(2n, n) (0.0079 at 5: ``p_floor``). ``delong``
+    (from :func:`delong_by_seed`) adds ``z_delong`` and ``p_delong``: the seeds' DeLong z (a - b)
+    combined by Stouffer (sum z / sqrt k), valid when the seeds' test sets are independent draws.
     """
+    from fairmed.metrics.stats import min_p_mann_whitney
+
     out = []
     for (method, config), sub in auc.groupby(["method", "config"], sort=False):
         x = sub.loc[sub["group"] == a, "auc"].to_numpy(dtype=float)
@@ -306,8 +351,12 @@ def compare_groups(
                 "p": p,
                 "stars": stars(p),
                 "mark": mark,
+                "p_floor": min_p_mann_whitney(int(np.isfinite(x).sum()), int(np.isfinite(y).sum())),
             }
         )
+        if delong is not None:
+            seeds = delong[(delong["method"] == method) & (delong["config"] == config)]
+            out[-1]["z_delong"], out[-1]["p_delong"] = stouffer(seeds["z"])
     table = pd.DataFrame(out)
     if order is not None and len(table):
         rank = {n: i for i, n in enumerate(order)}
@@ -332,9 +381,11 @@ def write_tables(
     results: pd.DataFrame,
     plans: dict[int, SeedDesign] | None = None,
     label: str = "malignant",
+    predictions: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """The study's ``OUT/tables``: ``composition_auc`` (AUC per run and group), ``composition_comparison``
-    (female vs male over seeds) and, given the seeds' plans, ``composition_design`` (Table 1 per seed) and
+    (female vs male over seeds), given the Predictions ``composition_delong`` (DeLong per seed) and,
+    given the seeds' plans, ``composition_design`` (Table 1 per seed) and
     ``composition_cells`` (the LP's cells: available, solved, count per label x group x stratum)."""
     tables = Path(out_dir) / "tables"
     order = design.composition_names
@@ -343,10 +394,17 @@ def write_tables(
     auc = auc.sort_values(
         ["config", "method", "seed"], key=lambda s: s.map(rank) if s.name == "config" else s
     )
+    delong = None
+    if predictions is not None:
+        delong = delong_by_seed(predictions, design.attribute, design.group, design.others[0])
     out = {
         "composition_auc": auc.reset_index(drop=True),
-        "composition_comparison": compare_groups(auc, design.group, design.others[0], order=order),
+        "composition_comparison": compare_groups(
+            auc, design.group, design.others[0], order=order, delong=delong
+        ),
     }
+    if delong is not None:
+        out["composition_delong"] = delong
     if plans:
         out["composition_design"] = design_table(plans, label, design.attribute)
         out["composition_cells"] = cell_counts_table(plans, label, design.attribute)
@@ -399,7 +457,7 @@ def analyse(out_dir: Path, spec, predictions: pd.DataFrame, results: pd.DataFram
     cohort = load_cohort(spec)
     design = _settings(spec)
     plans = {seed: plan_seed(cohort, design, seed) for seed in spec.design.seed_list()}
-    write_tables(out_dir, design, results, plans, spec.label or cohort.label)
+    write_tables(out_dir, design, results, plans, spec.label or cohort.label, predictions)
 
 
 STUDY_KIND = StudyKind(
@@ -423,6 +481,7 @@ __all__ = [
     "auc_by_group",
     "cell_counts_table",
     "compare_groups",
+    "delong_by_seed",
     "design_table",
     "plan_seed",
     "run_composition",

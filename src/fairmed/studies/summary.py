@@ -75,6 +75,25 @@ def _method_line(means: Means, method: str, attrs: list[str], headline: str | No
     return f"{method}: " + "; ".join(parts)
 
 
+def _reversed(means: Means, baseline: str, method: str, attr: str, metric: str) -> str:
+    """The group now worse off when ``method`` makes the baseline's best group worse than its worst
+    one on ``metric`` (a reversal, not a narrowing), else ""."""
+    table = means.groups["value"]
+    sign = -1.0 if metric == "fpr" else 1.0  # FPR: higher is worse
+    try:
+        before = sign * table.xs((baseline, attr, metric), level=["method", "attribute", "metric"])
+        after = sign * table.xs((method, attr, metric), level=["method", "attribute", "metric"])
+    except KeyError:
+        return ""
+    before = before.dropna()
+    if len(before) < 2:
+        return ""
+    worst, best = before.idxmin(), before.idxmax()
+    if worst in after.index and best in after.index and after[best] < after[worst]:
+        return str(best)
+    return ""
+
+
 def _headline(means: Means, baseline: str, attr: str) -> str | None:
     """The metric with the largest gap on ``attr`` under the baseline (None: no gaps)."""
     gaps = {m: means.gap(baseline, attr, m) for m in METRICS}
@@ -91,10 +110,14 @@ def _verdict(means: Means, methods: list[str], baseline: str, attr: str, metric:
         if method == baseline:
             continue
         after = means.gap(method, attr, metric)
-        changes[method], accuracy[method] = after - before, means.total(method, "accuracy") - acc0
+        accuracy[method] = means.total(method, "accuracy") - acc0
+        flipped = _reversed(means, baseline, method, attr, metric)
+        if not flipped:  # a reversal is not a narrowing
+            changes[method] = after - before
         verb = "narrowed" if after < before else "widened" if after > before else "kept"
+        verb = f"reversed ({flipped} now worse off), gap now" if flipped else f"{verb} to"
         lines.append(
-            f"  {method}: {verb} to {after:.3f} (accuracy {accuracy[method]:+.3f},"
+            f"  {method}: {verb} {after:.3f} (accuracy {accuracy[method]:+.3f},"
             f" AUC {means.total(method, 'auc') - auc0:+.3f})"
         )
     narrowed = {m: d for m, d in changes.items() if d < 0}

@@ -5,7 +5,9 @@ dark), and one training set per dark fraction (A = 0 %, B = 50 %, C = 100 % by d
 VAE with the perceptual loss (:mod:`fairmed.models.vae`) is trained on each training set and scored on
 both test sets; each test image gives one Predictions row with ``recon_mse``, ``latent_std`` and
 ``elbo``. ``analyse`` turns these into the tables the report draws (Figs. 3 and 6: per training set and
-test group, with Mann-Whitney U between the test groups; Figs. 7-8: disease distribution).
+test group; Figs. 7-8: disease distribution). The test groups are compared at the repeat level (the
+unit of replication: a repeat's images share one VAE): per-repeat means, Wilcoxon signed-rank over
+repeats; the pooled-image Mann-Whitney U is kept as a labelled descriptive addition.
 
 Training goes through THE training loop (:func:`fairmed.train.loop.fit`) unchanged: the VAE is
 wrapped as a model whose ``features`` undo the loop's ImageNet input normalisation (back to [0, 1])
@@ -581,18 +583,52 @@ def value_summary(predictions: pd.DataFrame, value: str = "recon_mse") -> pd.Dat
     return out.sort_values(["method", "dark_fraction", "test_group"]).reset_index(drop=True)
 
 
+REPEAT = "seed"  # the run key that numbers the protocol's repeats: the unit of replication
+
+
+def _repeat_means(predictions: pd.DataFrame, value: str, keys: list[str]) -> pd.Series:
+    """Mean ``value`` per ``keys`` and repeat (one repeat when the Predictions carry no repeat key)."""
+    frame = predictions if REPEAT in predictions.columns else predictions.assign(**{REPEAT: 0})
+    return frame.groupby([*keys, REPEAT])[value].mean()
+
+
+def _repeat_test(a: pd.Series, b: pd.Series) -> dict[str, float]:
+    """Wilcoxon signed-rank of per-repeat means ``b`` vs ``a`` paired by repeat, with its exact floor."""
+    from fairmed.metrics.stats import min_p_wilcoxon, paired_test
+
+    a, b = a.align(b, join="inner")
+    n = int((a.notna() & b.notna()).sum())
+    p = paired_test(b, a)[1] if n >= 2 else float("nan")
+    return {"n_repeats": n, "p": p, "p_floor": min_p_wilcoxon(n), "stars": "" if np.isnan(p) else stars(p)}
+
+
 def compare_test_groups(
     predictions: pd.DataFrame, value: str = "recon_mse", light: str = "FST 1-2", dark: str = "FST 5-6"
 ) -> pd.DataFrame:
-    """Per (method, training set): Mann-Whitney U between the light and dark test images' values, with stars.
+    """Per (method, training set): the light and dark test images' mean value, and whether they differ.
 
-    The test pools every repeat's per-image values (as the paper's box plots do).
+    The test is at the repeat level (a repeat's images share one trained VAE, so the repeat is the
+    unit of replication): per repeat, the mean of each test group; the Wilcoxon signed-rank test of
+    dark vs light over repeats (exact, floor 2 / 2^n: ``p_floor``) gives ``p`` and ``stars``.
+    ``u_pooled`` / ``p_pooled``: the Mann-Whitney U over every repeat's images pooled, a descriptive
+    addition only (pseudo-replicated: it treats images of one model as independent replicates).
+    ``higher``: the test group with the higher mean (for MSE: the one worse off).
     """
+    keys = ["method", "config", "dark_fraction"]
+    means = _repeat_means(predictions, value, [*keys, "test_group"])
     rows = []
-    for (method, config, frac), sub in predictions.groupby(["method", "config", "dark_fraction"], sort=False):
+    for (method, config, frac), sub in predictions.groupby(keys, sort=False):
         a = sub.loc[sub["test_group"] == light, value].to_numpy(float)
         b = sub.loc[sub["test_group"] == dark, value].to_numpy(float)
-        u, p = mann_whitney(a, b)
+        per_repeat = means.loc[(method, config, frac)]
+        at = {
+            g: per_repeat.xs(g, level="test_group")
+            if g in per_repeat.index.get_level_values(0)
+            else pd.Series(dtype=float)
+            for g in (light, dark)
+        }
+        u, p_pooled = mann_whitney(a, b)
+        diff = float(np.mean(b) - np.mean(a)) if len(a) and len(b) else np.nan
         rows.append(
             {
                 "method": method,
@@ -601,24 +637,28 @@ def compare_test_groups(
                 "value": value,
                 "light_mean": float(np.mean(a)) if len(a) else np.nan,
                 "dark_mean": float(np.mean(b)) if len(b) else np.nan,
-                "dark_minus_light": float(np.mean(b) - np.mean(a)) if len(a) and len(b) else np.nan,
-                "u": u,
-                "p": p,
-                "stars": stars(p),
+                "dark_minus_light": diff,
+                "higher": "" if np.isnan(diff) or diff == 0 else (dark if diff > 0 else light),
+                **_repeat_test(at[light], at[dark]),
+                "u_pooled": u,
+                "p_pooled": p_pooled,
             }
         )
     return pd.DataFrame(rows).sort_values(["method", "dark_fraction"]).reset_index(drop=True)
 
 
 def representation_trend(predictions: pd.DataFrame, value: str = "recon_mse") -> pd.DataFrame:
-    """Per (method, test group): mean value at each dark fraction and the Mann-Whitney U between the
-    lowest and highest fraction (does a group's error fall as its representation rises?)."""
+    """Per (method, test group): mean value at the lowest and highest dark fraction (does a group's
+    error fall as its representation rises?), tested at the repeat level (a repeat's test sets are
+    shared by its training sets: Wilcoxon signed-rank of the per-repeat means, paired by repeat);
+    ``p_pooled``: the pooled-image Mann-Whitney U, descriptive only."""
+    means = _repeat_means(predictions, value, ["method", "test_group", "dark_fraction"])
     rows = []
     for (method, group), sub in predictions.groupby(["method", "test_group"], sort=False):
         fr = sorted(sub["dark_fraction"].unique())
         lo = sub.loc[sub["dark_fraction"] == fr[0], value].to_numpy(float)
         hi = sub.loc[sub["dark_fraction"] == fr[-1], value].to_numpy(float)
-        u, p = mann_whitney(lo, hi)
+        u, p_pooled = mann_whitney(lo, hi)
         rows.append(
             {
                 "method": method,
@@ -628,9 +668,9 @@ def representation_trend(predictions: pd.DataFrame, value: str = "recon_mse") ->
                 "high_fraction": fr[-1],
                 "mean_at_low": float(lo.mean()),
                 "mean_at_high": float(hi.mean()),
-                "u": u,
-                "p": p,
-                "stars": stars(p),
+                **_repeat_test(means.loc[(method, group, fr[0])], means.loc[(method, group, fr[-1])]),
+                "u_pooled": u,
+                "p_pooled": p_pooled,
             }
         )
     return pd.DataFrame(rows)
@@ -732,10 +772,22 @@ def mse_by_condition(
     return out.rename(columns={col: "condition"}).assign(label=col.removeprefix("label_"))
 
 
+def _p_text(r: pd.Series) -> str:
+    """ "Wilcoxon over 10 repeats p = 0.002; pooled images, descriptive: MWU p = 5e-06" """
+    if r["n_repeats"] < 2:
+        repeat = "one repeat: no test"
+    else:
+        repeat = f"Wilcoxon signed-rank over {r['n_repeats']} repeats p = {r['p']:.2g}"
+        if r["p_floor"] > 0.05:
+            repeat += f", the smallest possible with {r['n_repeats']} repeats being {r['p_floor']:.2g}"
+    return f"{repeat}; pooled images, descriptive only: MWU p = {r['p_pooled']:.2g}"
+
+
 def summary_text(
     predictions: pd.DataFrame, light: str = "FST 1-2", dark: str = "FST 5-6", alpha: float = 0.05
 ) -> list[str]:
-    """The three questions of the paper, answered in one sentence each from the Predictions."""
+    """The three questions of the paper, answered in one sentence each from the Predictions: tested at
+    the repeat level; a reversal (the other test group now worse off) is named as such."""
     out = []
     trend = representation_trend(predictions)
     for _, r in trend.iterrows():
@@ -744,18 +796,36 @@ def summary_text(
         verdict = "as expected" if (falls or rises) else "not as expected"
         out.append(
             f"{r['method']}: {r['test_group']} mean MSE {r['mean_at_low']:.4g} at {r['low_fraction']:.0%} dark vs"
-            f" {r['mean_at_high']:.4g} at {r['high_fraction']:.0%} dark (MWU p = {r['p']:.2g}, {r['stars']}; {verdict})."
+            f" {r['mean_at_high']:.4g} at {r['high_fraction']:.0%} dark ({_p_text(r)}; {verdict})."
         )
     for value, what in (("recon_mse", "MSE"), ("latent_std", "latent std")):
+        if value not in predictions.columns:
+            continue
         cmp = compare_test_groups(predictions, value, light, dark)
-        for _, r in cmp.iterrows():
-            if value == "recon_mse" and not np.isclose(r["dark_fraction"], 0.5):
-                continue
-            sig = "significant" if r["p"] <= alpha else "not significant"
-            out.append(
-                f"{r['method']}, {r['config']}: {what} {light} {r['light_mean']:.4g} vs {dark} {r['dark_mean']:.4g}"
-                f" (MWU p = {r['p']:.2g}, {r['stars']}: {sig} at {alpha})."
-            )
+        for method, rows in cmp.groupby("method", sort=False):
+            first = rows.iloc[0]["higher"]  # who is worse off with the fewest dark training images
+            for _, r in rows.iterrows():
+                if value == "latent_std" and not np.isclose(r["dark_fraction"], 0.5):
+                    continue
+                sig = (
+                    "untested"
+                    if np.isnan(r["p"])
+                    else "significant"
+                    if r["p"] <= alpha
+                    else "not significant"
+                )
+                turn = ""
+                if value == "recon_mse" and r["higher"]:
+                    reversed_ = first and r["higher"] != first
+                    turn = (
+                        f" reversed against {rows.iloc[0]['config']}: {r['higher']} now has the higher MSE;"
+                        if reversed_
+                        else f" {r['higher']} has the higher MSE;"
+                    )
+                out.append(
+                    f"{method}, {r['config']}: {what} {light} {r['light_mean']:.4g} vs {dark} {r['dark_mean']:.4g};"
+                    f"{turn} {sig} at {alpha} ({_p_text(r)})."
+                )
     return out
 
 

@@ -1,9 +1,9 @@
-"""Comparisons across strategies or compositions: box plots over seeds with Mann-Whitney stars
-(the sex-ratio paper's convention), computed by ``fairmed.metrics.stats``."""
+"""Comparisons across strategies or compositions: box plots over seeds with stars at the sex-ratio
+paper's thresholds, from the Wilcoxon signed-rank test over seeds paired by seed (runs of one seed
+share data and initialisation), computed by ``fairmed.metrics.stats``."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from fairmed.report.context import ReportContext
@@ -28,21 +28,33 @@ STAR_KEY = (
 )
 
 
-def mw_stars(a: np.ndarray, b: np.ndarray) -> str:
-    """Mann-Whitney U two-sided test between two sets of runs, as stars (``ns`` when not significant)."""
-    from fairmed.metrics.stats import mann_whitney, stars
+def seed_stars(a: pd.DataFrame, b: pd.DataFrame) -> str:
+    """Two sets of runs (``value``, ``seed``) as stars: Wilcoxon signed-rank paired by seed, two-sided
+    (``ns`` when not significant; "" with fewer than two common seeds)."""
+    from fairmed.metrics.stats import paired_test, stars
 
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if len(a) < 2 or len(b) < 2:
+    x, y = a.groupby("seed")["value"].mean(), b.groupby("seed")["value"].mean()
+    if len(x.index.intersection(y.index)) < 2:
         return ""
-    _, p = mann_whitney(a, b)
-    return stars(p)
+    return stars(paired_test(x, y)[1])
+
+
+def floor_note(n_seeds: int) -> str:
+    """The sentence next to the star legend when ``n_seeds`` make some stars impossible."""
+    from fairmed.metrics.stats import min_p_wilcoxon, star_floor_note
+
+    return star_floor_note(min_p_wilcoxon(n_seeds), "Wilcoxon signed-rank test", f"{n_seeds} seeds")
 
 
 def _values(rows: pd.DataFrame, keys: list[str], by_group: bool) -> pd.DataFrame:
     group = rows["group"].astype(str) if by_group else None
     frame = pd.DataFrame(
-        {"x": run_label(rows, keys), "group": group, "value": rows["value"].to_numpy(dtype=float)}
+        {
+            "x": run_label(rows, keys),
+            "group": group,
+            "seed": rows["seed"].to_numpy() if "seed" in rows.columns else 0,
+            "value": rows["value"].to_numpy(dtype=float),
+        }
     )
     return frame[frame["value"].notna()]  # undefined values (e.g. AUC of a one-class group) are not drawn
 
@@ -50,16 +62,14 @@ def _values(rows: pd.DataFrame, keys: list[str], by_group: bool) -> pd.DataFrame
 def _between_groups(values: pd.DataFrame, first: str, last: str) -> dict[str, str]:
     marks = {}
     for x, sub in values.groupby("x", sort=False):
-        a = sub.loc[sub["group"] == first, "value"].to_numpy(dtype=float)
-        b = sub.loc[sub["group"] == last, "value"].to_numpy(dtype=float)
-        marks[x] = mw_stars(a, b)
+        marks[x] = seed_stars(sub[sub["group"] == first], sub[sub["group"] == last])
     return marks
 
 
 def _versus_baseline(values: pd.DataFrame) -> dict[str, str]:
     xs = list(dict.fromkeys(values["x"]))
-    base = values.loc[values["x"] == xs[0], "value"].to_numpy(dtype=float)
-    return {x: mw_stars(base, values.loc[values["x"] == x, "value"].to_numpy(dtype=float)) for x in xs[1:]}
+    base = values[values["x"] == xs[0]]
+    return {x: seed_stars(base, values[values["x"] == x]) for x in xs[1:]}
 
 
 def _facets(keys: list[str]) -> tuple[str | None, list[str]]:
@@ -115,8 +125,8 @@ def _group_boxes(
             panels, ctx.colors, f"{name} by {attribute} over seeds", ncols=2 if with_gaps else None
         )
         caption = (
-            f"{name} per {attribute} group, one dot per seed; stars: Mann-Whitney U test {groups[0]} vs "
-            f"{groups[-1]} within each configuration."
+            f"{name} per {attribute} group, one dot per seed; stars: Wilcoxon signed-rank test {groups[0]} vs "
+            f"{groups[-1]} within each configuration, paired by seed."
             + (f" Gap panels: stars compare each configuration with {baseline}{per}." if with_gaps else "")
             + f" ({STAR_KEY}.)"
         )
@@ -162,13 +172,15 @@ def comparison_section(
             f" ({STAR_KEY})."
         )
     n_seeds = split.groups["seed"].nunique()
+    floor = floor_note(n_seeds)
     return Section(
         "Comparison of strategies",
         intro=(
             f"Each configuration was run with {n_seeds} seeds; a box summarises them. Stars come from "
-            f"the two-sided Mann-Whitney U test over seeds ({STAR_KEY}). With few seeds the smallest "
-            "possible p-value is large (for 3 vs 3 seeds it is 0.1), so 'ns' often means 'not enough seeds to tell'. "
-            f"Baseline: {baseline}{per}."
+            f"the two-sided Wilcoxon signed-rank test over seeds paired by seed, exact ({STAR_KEY}), "
+            "not adjusted for the number of comparisons (the summary's changes are). "
+            + (f"{floor} 'ns' then often means 'not enough seeds to tell'. " if floor else "")
+            + f"Baseline: {baseline}{per}."
         ),
         figures=figures,
         captions=captions,

@@ -17,6 +17,7 @@ from fairmed.report.tidy import (
     gap_label,
     gap_rows,
     in_unit_interval,
+    metric_short,
     primary_metric,
     run_label,
 )
@@ -131,12 +132,32 @@ def criteria_table(split: SplitResults, tolerance: float) -> pd.DataFrame:
 
 
 def degenerate_note(degenerate: dict[str, str]) -> str:
-    """One sentence naming the degenerate runs (see :func:`degenerate_runs`)."""
+    """One sentence naming the degenerate runs (see :func:`degenerate_runs`); "" when there are none."""
+    if not degenerate:
+        return ""
     runs = "; ".join(f"{run}: {what}" for run, what in degenerate.items())
     return (
         f"Degenerate model ({runs}): it gives every image the same decision, so selection rate, TPR "
         "and FPR are equal in every group and demographic parity, equal opportunity and equalized "
         "odds are vacuous (marked 'vacuous', not 'holds'). Check the threshold or the training."
+    )
+
+
+def underpowered_note(gaps: pd.DataFrame, tolerance: float) -> str:
+    """The gaps this audit could not tell from chance at the tolerance: their minimum detectable gap
+    (the audit's ``mdg``, mean over runs) exceeds it. "" when none does or Results carry no ``mdg``."""
+    if "mdg" not in gaps.columns:
+        return ""
+    rows = gaps[gaps["mdg"].notna()]
+    mdg = rows.groupby(["attribute", "metric"], sort=False)["mdg"].mean()
+    over = mdg[mdg > tolerance]
+    if over.empty:
+        return ""
+    named = ", ".join(f"{a} {metric_short(m)} ({v:.3f})" for (a, m), v in over.items())
+    return (
+        f"Too few images to see a gap of {tolerance:g}: the minimum detectable gap (80% power, alpha 0.05) "
+        f"exceeds it for {named}. There, a gap within the tolerance or a criterion that holds may hide a "
+        "real gap up to that size; `fairmed power` gives the images per group needed."
     )
 
 
@@ -181,15 +202,20 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
             "(drawn for metrics on a 0-1 scale only)."
         ],
         tables={f"Fairness criteria at tolerance {ctx.tolerance:g}": table} if not table.empty else {},
-        notes=[degenerate_note(degenerate)] * bool(degenerate) + CRITERIA_NOTE * (not table.empty),
+        notes=[
+            note
+            for note in (
+                degenerate_note(degenerate),
+                underpowered_note(gaps, ctx.tolerance),
+                "Demographic parity: equal rate of positive predictions; equal opportunity: equal TPR "
+                "(sensitivity); equalized odds: equal TPR and FPR; accuracy parity: equal accuracy; "
+                "predictive parity: equal PPV; Eopp0/Eopp1/Eodd: the one-vs-rest TNR/TPR/TPR+FPR "
+                "differences averaged over classes (FairPrune). They cannot all hold at once when "
+                "prevalence differs between groups, so read them together with the clinical context."
+                if not table.empty
+                else "",
+            )
+            if note
+        ],
         key="fairness",
     )
-
-
-CRITERIA_NOTE = [
-    "Demographic parity: equal rate of positive predictions; equal opportunity: equal TPR "
-    "(sensitivity); equalized odds: equal TPR and FPR; accuracy parity: equal accuracy; "
-    "predictive parity: equal PPV; Eopp0/Eopp1/Eodd: the one-vs-rest TNR/TPR/TPR+FPR "
-    "differences averaged over classes (FairPrune). They cannot all hold at once when "
-    "prevalence differs between groups, so read them together with the clinical context."
-]

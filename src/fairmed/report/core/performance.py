@@ -41,8 +41,8 @@ def performance_section(ctx: ReportContext, split: SplitResults) -> Section | No
         "Performance per group",
         intro=(
             "How well the model does for each group, metric by metric. Horizontal lines are 95% "
-            "confidence intervals from the bootstrap: where the intervals of two groups do not "
-            "overlap, the difference is unlikely to be chance. Rates are fractions (0-1)."
+            "confidence intervals from the bootstrap. Whether two groups differ beyond chance is the "
+            "gap's own test (the summary), not whether their intervals overlap. Rates are fractions (0-1)."
         ),
         figures=figures,
         captions=captions,

@@ -1,7 +1,8 @@
 """Report section of the ``composition`` study: AUC by training composition (the paper's Fig. 2).
 
 Reads the tables the study's ``analyse`` writes: ``composition_auc`` (AUC per run and sex),
-``composition_comparison`` (female vs male over seeds: Mann-Whitney U, stars, ``<``/``>``/``=``)
+``composition_comparison`` (female vs male over seeds: Mann-Whitney U, stars, ``<``/``>``/``=``, and
+the per-seed DeLong tests combined by Stouffer)
 ``composition_design`` (the designed counts: Table 1) and ``composition_cells`` (the LP's cells).
 """
 
@@ -92,6 +93,32 @@ def auc_figure(ctx, auc: pd.DataFrame, comparison: pd.DataFrame | None, pair=PAI
     return fig
 
 
+COMPARISON_TITLE = (
+    "Female vs male AUC: Mann-Whitney U over seeds (the paper's test: u, p, stars, mark; p_floor its "
+    "smallest possible p) and DeLong per seed on the test images, signed z (female - male) combined over "
+    "seeds by Stouffer (z_delong, p_delong)"
+)
+
+
+def floor_note(comparison: pd.DataFrame | None) -> str:
+    """Next to the star legend: the stars the Mann-Whitney test cannot give with this many seeds, and
+    the per-seed test that can."""
+    from fairmed.metrics.stats import star_floor_note
+
+    if comparison is None or "p_floor" not in comparison or not len(comparison):
+        return ""
+    n = int(comparison["n_seeds"].min())
+    note = star_floor_note(float(comparison["p_floor"].max()), "Mann-Whitney U test", f"{n} seeds per sex")
+    if not note:
+        return ""
+    if "p_delong" in comparison:
+        note += (
+            " The per-seed DeLong test (female vs male AUC on each seed's test images, combined over "
+            "seeds by Stouffer) has no such floor: see p_delong in the comparison table."
+        )
+    return " " + note
+
+
 CELLS_TITLE = (
     "LP cells, first seed: available after the test set, and per composition the count drawn "
     "(the LP's continuous value in brackets where rounding changed it)"
@@ -126,10 +153,10 @@ def composition_auc(ctx) -> list[Section]:
     tables = {}
     if comparison is not None and len(comparison):
         shown = comparison.copy()
-        for c in ("female_mean", "male_mean", "p"):
+        for c in ("female_mean", "male_mean", "p", "p_floor", "z_delong", "p_delong"):
             if c in shown:
                 shown[c] = shown[c].map(lambda v: f"{v:.3g}")
-        tables["Female vs male AUC over seeds (Mann-Whitney U)"] = shown
+        tables[COMPARISON_TITLE] = shown
     overall = auc[auc["group"] == "overall"]
     if len(overall):
         summary = overall.groupby(["method", "config"], sort=False)["auc"].agg(["mean", "std", "count"])
@@ -153,6 +180,7 @@ def composition_auc(ctx) -> list[Section]:
         "whether the female AUC is lower (F < M), higher (F > M) or not significantly different (F = M, "
         "at the level in the comparison table) "
         "than the male AUC. The test set of a seed is shared by all compositions and balanced like F50M50."
+        + floor_note(comparison)
     )
     return [
         Section(
