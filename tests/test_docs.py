@@ -9,7 +9,7 @@ Each page runs in a fresh folder, its blocks in page order:
   not code and never run.
 
 The folder holds what a reader is assumed to have: example predictions of one model (``preds.csv``:
-id, y_true, y_score, sex, fst, age with missing values, split val/test; ``val.csv``, ``test.csv``,
+id, y_true, y_score, sex, fst, age with missing values, site A-D, split val/test; ``val.csv``, ``test.csv``,
 ``new.csv`` its splits) and of several runs (``runs.csv``: method erm/groupdro x seed 0-2), and
 ``../shared/data`` (the real-data subsets beside the clone). Nothing else is defined for a page.
 """
@@ -99,6 +99,7 @@ def _example_inputs(folder: Path) -> None:
             "sex": rng.choice(["female", "male"], n),
             "fst": fst,
             "age": age,
+            "site": rng.choice(["A", "B", "C", "D"], n),
             "split": np.where(np.arange(n) < n // 3, "val", "test"),
         }
     )
