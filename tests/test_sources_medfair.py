@@ -297,5 +297,5 @@ def test_data_sources_lists_every_layout():
         "papila",
         "ddi",
     ):
-        assert f"\n{kind} " in result.output
+        assert f"\n{kind}: " in result.output
     assert "Data_Entry_2017.csv" in result.output and "CHEXPERT DEMO" in result.output

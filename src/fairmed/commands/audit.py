@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import pandas as pd
 
 from fairmed.commands.options import FiniteFloatRange
-from fairmed.errors import SpecError
+from fairmed.errors import InputError, SpecError
 from fairmed.io import check_table_suffix, check_writable, read_table, write_json, write_table
 from fairmed.schema import RUN_KEYS
 
@@ -36,6 +38,9 @@ def _threshold(text: str) -> float | str:
     "--attr", "attrs", multiple=True, required=True, help="grouping: sex, fst:12-56, age:60, sex*age:60"
 )
 @click.option("--label", default="y_true", show_default=True, help="label column (0/1, or class codes)")
+@click.option(
+    "--positive", default=None, help="for text labels: the positive class (e.g. malignant); others are 0"
+)
 @click.option("--score", default="y_score", show_default=True, help="positive-class probability column")
 @click.option("--pred", default=None, help="column of hard decisions to audit instead of score >= threshold")
 @click.option(
@@ -107,6 +112,7 @@ def audit(
     predictions: Path,
     attrs: tuple[str, ...],
     label: str,
+    positive: str | None,
     score: str,
     pred: str | None,
     threshold: str,
@@ -146,8 +152,10 @@ def audit(
     if report_dir is not None:
         check_writable(report_dir, folder=True, option="--report")
     table = read_table(predictions)
+    if positive is not None:
+        table = _positive_labels(table, label, positive, predictions)
     _check_compare(table, compare, baseline, predictions)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _column_hints(label, score):
         warnings.simplefilter("always", AuditWarning)
         result = run_audit(
             table,
@@ -176,6 +184,8 @@ def audit(
         click.echo(f"warning: {line}", err=True)
     for line in _note_lines(result):
         click.echo(line, err=True)
+    for line in _threshold_lines(result):
+        click.echo(line)
     frame = result.to_frame()
     extra = {}
     if compare is not None:
@@ -212,6 +222,51 @@ def _shown_metrics(metrics: str | None, frame: pd.DataFrame) -> list[str] | None
             f"--metrics: unknown {', '.join(unknown) or '(empty)'}; this audit has {', '.join(present)}"
         )
     return shown
+
+
+def _positive_labels(table: pd.DataFrame, label: str, positive: str, source: Path) -> pd.DataFrame:
+    """``--positive``: text labels as 0/1, 1 where the label equals ``positive``."""
+    if label not in table.columns:
+        raise InputError(f"{source}: column {label!r} not found (have: {', '.join(map(str, table.columns))})")
+    text = table[label].astype(str).str.strip()
+    present = list(dict.fromkeys(text))
+    if positive not in present:
+        raise InputError(
+            f"--positive {positive!r}: column {label!r} of {source} holds {', '.join(present[:10])}"
+        )
+    return table.assign(**{label: (text == positive).astype(int)})
+
+
+@contextmanager
+def _column_hints(label: str, score: str) -> Iterator[None]:
+    """A missing label or score column, or text labels: say which option fixes it."""
+    try:
+        yield
+    except InputError as exc:
+        text = str(exc)
+        if f"column {label!r} not found" in text or f"column {score!r} not found" in text:
+            text += "; name your columns with --label COLUMN and --score COLUMN"
+        elif f"column {label!r}: non-numeric labels" in text:
+            text += "; for text labels name the positive class with --positive (e.g. --positive malignant)"
+        else:
+            raise
+        raise InputError(text) from None
+
+
+def _threshold_lines(result) -> list[str]:
+    """The threshold a rule (youden, f1, accuracy) chose on each run's validation rows."""
+    rule = result.options.get("threshold")
+    if not isinstance(rule, str):
+        return []
+    frame = result.to_frame()
+    keys = [k for k in result.keys if k != "split"]  # one threshold per run, applied to every split
+    rows = frame[frame["metric"] == "threshold"]
+    rows = rows.drop_duplicates(keys) if keys else rows.head(1)
+    lines = []
+    for row in rows.to_dict(orient="records"):
+        run = "; " + ", ".join(f"{k}={row[k]}" for k in keys) if keys else ""
+        lines.append(f"threshold ({rule}, chosen on the split=val rows{run}): {row['value']:.4g}")
+    return lines
 
 
 def _note_lines(result) -> list[str]:

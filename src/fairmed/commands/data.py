@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from fairmed.data.cohort import Cohort
 from fairmed.data.groups import GroupSpec
 from fairmed.data.images import load_images
-from fairmed.data.sources import DESCRIPTIONS, KINDS, LAYOUTS, load_source
+from fairmed.data.sources import DESCRIPTIONS, KINDS, load_source
 from fairmed.data.synth import SynthConfig, generate
 from fairmed.errors import SpecError
 from fairmed.io import atomic_write, write_table, write_text
@@ -51,6 +52,15 @@ def _read_spec_file(path: Path) -> dict:
     if not isinstance(data, dict) or "kind" not in data:
         raise SpecError(f"{path}: expected a source spec with 'kind' (or a study spec with 'source:')")
     return data
+
+
+def _study_groups(path: Path | None) -> list[str | GroupSpec]:
+    """A study spec's ``groups`` (short forms kept, so two fst groupings keep their names), else []."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) if path is not None else None
+    if not isinstance(data, dict) or not isinstance(data.get("source"), dict):
+        return []
+    groups = data.get("groups") or []
+    return [g if isinstance(g, str) else GroupSpec.model_validate(g) for g in groups]
 
 
 def synth_config(fields: dict) -> SynthConfig:
@@ -183,7 +193,7 @@ def summary(spec, kind, csv, images, seed, settings, groups, out) -> None:
       fairmed data summary study.yaml
     """
     cohort = cohort_from_options(spec, kind, csv, images, seed, settings)
-    specs = [GroupSpec.parse(g) for g in groups] if groups else default_groups(cohort)
+    specs = [GroupSpec.parse(g) for g in groups] if groups else _study_groups(spec) or default_groups(cohort)
     table = cohort.describe(specs)
     click.echo(f"{cohort.name}: {len(cohort)} rows, label {cohort.label!r}, pixels: {cohort.pixel_source}")
     for key in (
@@ -302,12 +312,13 @@ def cache(spec, kind, csv, images, seed, settings, size, cache_dir, lenient, wor
 @data.command()
 def sources() -> None:
     """List the source kinds and the file layout each expects."""
+    from fairmed.data.sources import layout
+
     for kind in KINDS:
-        click.echo(f"{kind:18s} {DESCRIPTIONS[kind]}")
-        if LAYOUTS.get(kind):
-            click.echo(LAYOUTS[kind] + "\n")
-    click.echo("More on each (labels, attributes, missing values): docs/data.md and the")
-    click.echo("fairmed.data.sources.<kind> docstrings.")
+        click.echo(f"{kind}: {DESCRIPTIONS[kind]}")
+        text = layout(kind)
+        click.echo(textwrap.indent(text, "    ") + "\n" if text else "")
+    click.echo("Each kind's fields (csv, images, label, ...): docs/data.md.")
 
 
 @data.command()

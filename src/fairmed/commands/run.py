@@ -19,7 +19,8 @@ def study_options(fn):
                 "out_dir",
                 type=click.Path(file_okay=False, path_type=Path),
                 default=None,
-                help="Output folder (default: fairmed-out/<study name>). A rerun resumes.",
+                help="Output folder (default: fairmed-out/<the built-in name or spec file stem you typed>;"
+                " fairmed demo: fairmed-demo). A rerun resumes.",
             ),
             click.option(
                 "--profile",

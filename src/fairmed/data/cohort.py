@@ -260,7 +260,8 @@ class Cohort:
         """Counts per group and label class: one row per (attribute, group), one column per class.
 
         Groups dropped as missing or excluded appear as their own rows so that
-        nothing vanishes from the table.
+        nothing vanishes from the table. Two groupings of one attribute (``fst:12-56`` and
+        ``fst:123-456``) are told apart by their short form, or by their groups.
         """
         label = label or self.label
         names = self.class_names.get(label)
@@ -272,8 +273,9 @@ class Cohort:
         y = self.table[label]
         classes = names if names else [str(v) for v in sorted(y.unique())]
         rows = []
-        for spec in specs:
-            spec = GroupSpec.parse(spec) if isinstance(spec, str) else spec
+        parsed = [GroupSpec.parse(s) if isinstance(s, str) else s for s in specs]
+        shared = {n for n in (p.name for p in parsed) if [p.name for p in parsed].count(n) > 1}
+        for given, spec in zip(specs, parsed):
             if spec.attributes == ["age"] and spec.edges is None and spec.levels is None:
                 spec = GroupSpec.age_bins((40, 60), missing="group")
             assignment = spec.assign(self.table)
@@ -282,10 +284,13 @@ class Cohort:
                 groups.notna(), np.where(assignment.missing_mask, "(missing)", "(excluded)")
             )
             tab = pd.crosstab(groups, y)
-            order = [str(g) for g in assignment.groups.cat.categories] + ["(missing)", "(excluded)"]
-            for g in [o for o in order if o in tab.index]:
+            categories = [str(g) for g in assignment.groups.cat.categories]
+            name = spec.name
+            if name in shared:
+                name = given if isinstance(given, str) else f"{name} ({' / '.join(categories)})"
+            for g in [o for o in [*categories, "(missing)", "(excluded)"] if o in tab.index]:
                 counts = tab.loc[g]
-                row = {"attribute": spec.name, "group": g}
+                row = {"attribute": name, "group": g}
                 for code, cname in enumerate(classes):
                     row[cname] = int(counts.get(code, 0)) if names else int(counts.get(int(cname), 0))
                 row["n"] = int(counts.sum())

@@ -276,6 +276,9 @@ def audit(
         frame.loc[at, "note"] = line
     options = {
         "attrs": [s.name for s in specs],
+        "groups": [
+            s.model_dump(mode="json", exclude_defaults=True) for s in specs
+        ],  # the report redraws them
         "label": label,
         "score": score,
         "pred": pred,
@@ -620,11 +623,15 @@ DEFAULT_SHOWN = ("auc", "accuracy", "tpr", "fpr", "ppv", "selection_rate", "ece"
 
 
 def _fmt(value: float, lo: float, hi: float, digits: int) -> str:
+    """``value [lo, hi]`` with ``digits`` decimals; a value that would show fewer than two
+    significant digits (an MSE of 0.004) gets ``digits`` significant digits, its interval alike."""
     if np.isnan(value):
         return "NaN"
-    text = f"{value:.{digits}f}"
+    small = value != 0 and abs(value) < 10.0 ** (1 - digits)
+    decimals = digits - 1 - int(np.floor(np.log10(abs(value)))) if small else digits
+    text = f"{value:.{decimals}f}"
     if not (np.isnan(lo) or np.isnan(hi)):
-        text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+        text += f" [{lo:.{decimals}f}, {hi:.{decimals}f}]"
     return text
 
 

@@ -548,6 +548,11 @@ def summary_lines(f: Finding, tolerance: float, criteria: pd.DataFrame | None = 
             + (", ".join(named) if named else "none")
             + f" of {len(criteria)} checked (see Gaps and fairness criteria)."
         )
+        if criteria[column].astype(str).str.startswith("vacuous").any():
+            lines.append(
+                f"The model{where} is degenerate: it gives every image the same decision, so demographic "
+                "parity, equal opportunity and equalized odds are vacuous, not met."
+            )
     return lines
 
 

@@ -9,6 +9,7 @@ Predictions whichever executor runs them.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import multiprocessing as mp
 import os
 import signal
@@ -17,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 import pandas as pd
 
-from fairmed.errors import SpecError
-from fairmed.progress import bar
+from fairmed.errors import FairmedError, SpecError
+from fairmed.progress import StepLines, bar
 from fairmed.studies.kinds import RunSpec
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
@@ -80,6 +82,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+BROKEN_POOL = (
+    "a worker process stopped abruptly: from a script, call run_study under "
+    '`if __name__ == "__main__":` (each worker imports the script), or pass jobs=1; '
+    "otherwise a worker ran out of memory"
+)
+
+
 def _call(execute: Execute, run: RunSpec) -> pd.DataFrame:
     return execute(run)
 
@@ -108,7 +117,11 @@ def run_local(
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 run = pending.pop(future)
-                yield run, future.result()
+                try:
+                    frame = future.result()
+                except BrokenProcessPool:
+                    raise FairmedError(BROKEN_POOL) from None
+                yield run, frame
 
 
 def run_ray(
@@ -124,7 +137,11 @@ def run_ray(
     started = not ray.is_initialized()
     if started:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise SpecError(f"--address {address}: cannot connect to the Ray cluster: {first}") from None
         else:
             ray.init(
                 num_cpus=num_cpus or default_jobs(),
@@ -145,6 +162,25 @@ def run_ray(
             ray.shutdown()
 
 
+def check_executor(executor: str, address: str | None = None) -> None:
+    """Refuse, in one line and before any output is written, an executor that cannot start."""
+    if executor not in EXECUTORS:
+        raise SpecError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if address and executor != "ray":
+        raise SpecError("--address is for --executor ray")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise SpecError("--executor ray: the 'ray' package is not installed (pip install 'ray[default]')")
+    if (
+        executor == "ray"
+        and address
+        and address.startswith("ray://")
+        and importlib.util.find_spec("grpc") is None
+    ):
+        raise SpecError(
+            f"--address {address}: a ray:// address needs the Ray client (pip install 'ray[client]')"
+        )
+
+
 def execute_runs(
     runs: Sequence[RunSpec],
     execute: Execute,
@@ -153,17 +189,17 @@ def execute_runs(
     address: str | None = None,
     desc: str = "runs",
 ) -> Iterator[tuple[RunSpec, pd.DataFrame]]:
-    """Run ``runs`` with the named executor, with a progress bar over runs."""
-    if executor not in EXECUTORS:
-        raise SpecError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if address and executor != "ray":
-        raise SpecError("--address is for --executor ray")
+    """Run ``runs`` with the named executor, with a progress bar over runs (a line per finished run,
+    or per few runs, when stderr is not a terminal)."""
+    check_executor(executor, address)
     it = run_local(runs, execute, jobs) if executor == "local" else run_ray(runs, execute, address, jobs)
+    lines = StepLines(len(runs), desc)
     with bar(len(runs), desc) as progress:
         for run, frame in it:
             progress.set_postfix_str(run.run_id, refresh=False)
             progress.update(1)
+            lines.step(run.run_id)
             yield run, frame
 
 
-__all__ = ["EXECUTORS", "default_jobs", "execute_runs", "run_local", "run_ray"]
+__all__ = ["EXECUTORS", "check_executor", "default_jobs", "execute_runs", "run_local", "run_ray"]

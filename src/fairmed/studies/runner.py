@@ -14,6 +14,7 @@ import dataclasses
 import importlib.metadata
 import platform
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,9 @@ import yaml
 
 from fairmed.errors import FairmedError, SpecError
 from fairmed.io import read_table, write_json, write_table, write_text
+from fairmed.progress import note
 from fairmed.schema import RUN_KEYS
-from fairmed.studies.executors import execute_runs
+from fairmed.studies.executors import check_executor, default_jobs, execute_runs
 from fairmed.studies.kinds import RunSpec, get_kind
 from fairmed.studies.spec import StudySpec, load_spec
 
@@ -60,7 +62,15 @@ def _spec_text(spec: StudySpec) -> str:
     body = spec.model_dump(mode="json")
     body.pop("base_dir", None)
     head = f"# resolved study spec (profile {spec.profile}); fairmed {versions().get('fairmed', '?')}\n"
+    head += "".join(f"# {note}\n" for note in spec._profile_notes)
     return head + yaml.safe_dump(body, sort_keys=False)
+
+
+def default_out_dir(spec: StudySpec) -> Path:
+    """``fairmed-out/<the name the user typed>``: the built-in's name or the spec file's stem (a copy
+    of a built-in keeping its ``name`` does not land in the built-in's folder); else the spec's name."""
+    name = spec._typed_name or re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
+    return Path("fairmed-out") / name
 
 
 def _check_folder(out: Path, spec: StudySpec) -> None:
@@ -182,14 +192,10 @@ def write_dropped_images(out: Path, spec: StudySpec) -> pd.DataFrame:
 
 
 def study_out_dir(spec: StudySpec, out_dir: str | Path | None = None) -> Path:
-    """``out_dir``, or ``fairmed-out/<study name>``; refused (one line) when it cannot be written."""
+    """``out_dir``, or :func:`default_out_dir`; refused (one line) when it cannot be written."""
     from fairmed.io import check_writable
 
-    out = (
-        Path(out_dir)
-        if out_dir is not None
-        else Path("fairmed-out") / re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
-    )
+    out = Path(out_dir) if out_dir is not None else default_out_dir(spec)
     return check_writable(out, folder=True, option="--out")
 
 
@@ -222,7 +228,10 @@ def run_study(
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise SpecError(f"{spec.name}: two runs share an id; make config/method names unique")
+    check_executor(executor, address)
     _check_folder(out, spec)
+    for line in spec._profile_notes:  # what the profile changed; also in spec.yaml's header
+        note(f"{spec.name}: {line}")
     write_text(out / "spec.yaml", _spec_text(spec))
     write_json(out / "versions.json", versions())
 
@@ -232,9 +241,17 @@ def run_study(
     todo = [with_run_checkpoints(r) for r in runs if not run_file(out, r).exists()]
     skipped = [r.run_id for r in runs if run_file(out, r).exists()]
     executed = []
+    on_cpu = _paper_on_cpu(spec, len(todo))
+    start = time.perf_counter()
     for run, frame in execute_runs(todo, kind.execute, executor, jobs, address, desc=spec.name):
         write_table(with_keys(run, frame), run_file(out, run))
         executed.append(run.run_id)
+        if on_cpu and len(executed) == 1:
+            first = time.perf_counter() - start
+            waves = -(-len(todo) // (jobs or default_jobs()))
+            note(
+                f"{spec.name}: the first run took {first:.0f} s; all {len(todo)} runs: about {first * waves / 60:.0f} min"
+            )
 
     predictions = pd.concat([read_table(run_file(out, r)) for r in runs], ignore_index=True)
     write_table(predictions, out / "predictions.parquet")
@@ -250,6 +267,26 @@ def run_study(
     return StudyOutcome(out, spec, runs, executed, skipped, predictions, results, index)
 
 
+def _paper_on_cpu(spec: StudySpec, n_runs: int) -> bool:
+    """Say, before it starts, that a paper profile (sized for a GPU) is about to run on a CPU."""
+    if spec.profile != "paper" or not n_runs:
+        return False
+    device = str(spec.train.get("device", "auto"))
+    if device == "auto":
+        try:
+            import torch
+        except ImportError:
+            return False
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu":
+        return False
+    note(
+        f"{spec.name}: the paper profile is sized for a GPU and runs {n_runs} run(s) on the CPU here; "
+        "expect hours (an estimate follows the first finished run; --profile cpu takes minutes)"
+    )
+    return True
+
+
 def _build_report(out: Path, tolerance: float) -> Path | None:
     try:
         from fairmed.report import build_report
@@ -261,6 +298,7 @@ def _build_report(out: Path, tolerance: float) -> Path | None:
 __all__ = [
     "RUN_KEYS",
     "StudyOutcome",
+    "default_out_dir",
     "remove_stale_temps",
     "run_file",
     "run_study",

@@ -23,12 +23,21 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fairmed.errors import SpecError
 
@@ -120,6 +129,11 @@ class StudySpec(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     base_dir: str | None = None  # relative source paths resolve here (the YAML's folder)
+    # set by load_spec/resolve_spec: what the profile changed (printed, and in OUT/spec.yaml's header),
+    # and the default output folder's name (the built-in name or file stem the user typed)
+    _profile_notes: list[str] = PrivateAttr(default_factory=list)
+    _typed_name: str | None = PrivateAttr(default=None)
+
     lenient: bool = Field(
         False, description="drop images that cannot be decoded (listed in the output) instead of failing"
     )
@@ -196,10 +210,64 @@ def validation_error(where: str, exc: ValidationError) -> SpecError:
     return SpecError(f"{where}: {loc}: {msg} (got {err.get('input')!r})"[:400])
 
 
+_UNSET = object()
+
+
+def _leaves(block: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, value) of every non-mapping value of a nested mapping."""
+    out: list[tuple[str, Any]] = []
+    for key, value in block.items():
+        path = f"{prefix}{key}"
+        out += _leaves(value, path + ".") if isinstance(value, dict) and value else [(path, value)]
+    return out
+
+
+def _at(mapping: Any, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(mapping, dict) or key not in mapping:
+            return _UNSET
+        mapping = mapping[key]
+    return mapping
+
+
+def _drop(mapping: dict[str, Any], path: str) -> None:
+    *parents, last = path.split(".")
+    for key in parents:
+        mapping = mapping[key]
+    mapping.pop(last, None)
+
+
+def profile_overrides(
+    raw: dict[str, Any], block: dict[str, Any], origin: dict[str, Any] | None
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The part of a profile block to apply, what it changes ("train.epochs 6 -> 1") and what it
+    does not ("design.seeds [0, 1] over the profile's [0]").
+
+    ``origin``: the built-in spec a file was copied from (same ``profiles:`` block). A top-level
+    value the user changed from the built-in's wins over the profile: the edit is what they meant.
+    """
+    block = copy.deepcopy(block)
+    applied, kept = [], []
+    for path, value in _leaves(block):
+        top = _at(raw, path)
+        if origin is not None and top is not _UNSET and top != _at(origin, path):
+            _drop(block, path)
+            kept.append(f"{path} {top!r} over the profile's {value!r}")
+        elif top is _UNSET or top != value:
+            applied.append(f"{path} {value!r}" if top is _UNSET else f"{path} {top!r} -> {value!r}")
+    return block, applied, kept
+
+
 def resolve_spec(
-    raw: dict[str, Any], profile: str | None = None, where: str = "spec", base_dir: str | Path | None = None
+    raw: dict[str, Any],
+    profile: str | None = None,
+    where: str = "spec",
+    base_dir: str | Path | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> StudySpec:
-    """Validate a spec mapping: select the profile, deep-merge its overrides, check every field."""
+    """Validate a spec mapping: select the profile, deep-merge its overrides, check every field.
+
+    ``origin``: see :func:`profile_overrides`."""
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a mapping of study fields, got {type(raw).__name__}")
     raw = dict(raw)
@@ -210,7 +278,8 @@ def resolve_spec(
     chosen = profile or raw.get("profile", "cpu")
     if chosen not in PROFILES:
         raise SpecError(f"{where}: profile: expected one of {', '.join(PROFILES)}, got {chosen!r}")
-    merged = deep_merge(raw, profiles.get(chosen) or {})
+    block, applied, kept = profile_overrides(raw, profiles.get(chosen) or {}, origin)
+    merged = deep_merge(raw, block)
     merged["profile"] = chosen
     if base_dir is not None and merged.get("base_dir") is None:
         merged["base_dir"] = str(base_dir)
@@ -219,6 +288,9 @@ def resolve_spec(
     except ValidationError as exc:
         raise validation_error(where, exc) from None
     _check_parts(spec, where)
+    spec._profile_notes = [f"profile {chosen} set {', '.join(applied)}"] * bool(applied) + [
+        f"profile {chosen}: kept your {', '.join(kept)} (values you changed from the built-in spec win)"
+    ] * bool(kept)
     return spec
 
 
@@ -366,6 +438,7 @@ def load_spec(spec: str | Path, profile: str | None = None, source: str | Path |
     path = locate(spec)
     raw = _read_yaml(path) or {}
     base_dir = path.parent.resolve()
+    origin = _copied_from(path, raw)
     if isinstance(raw, dict):
         raw.setdefault("name", path.stem)
         if source is not None:
@@ -378,15 +451,47 @@ def load_spec(spec: str | Path, profile: str | None = None, source: str | Path |
                     overrides.pop("source", None)
             base_dir = src.parent.resolve()
             raw.pop("base_dir", None)
-    return resolve_spec(raw, profile=profile, where=path.name, base_dir=base_dir)
+    resolved = resolve_spec(raw, profile=profile, where=path.name, base_dir=base_dir, origin=origin)
+    resolved._typed_name = path.stem
+    return resolved
 
 
-def describe_builtin(name: str) -> str:
-    """The first sentence of a built-in study's ``description`` (at most 110 characters)."""
+def _copied_from(path: Path, raw: Any) -> dict[str, Any] | None:
+    """The built-in spec a user's file was copied from: the one with the very same ``profiles:``."""
+    if not isinstance(raw, dict) or not raw.get("profiles") or path.parent.resolve() == BUILTIN_DIR.resolve():
+        return None
+    for name in builtin_names():
+        builtin = _read_yaml(BUILTIN_DIR / f"{name}.yaml")
+        if isinstance(builtin, dict) and builtin.get("profiles") == raw["profiles"]:
+            return builtin
+    return None
+
+
+def describe_builtin(name: str, width: int = 110) -> str:
+    """The first sentence of a built-in study's ``description``, shortened to ``width`` characters
+    without cutting into a parenthesis (parenthesised asides go first, then whole words)."""
     raw = yaml.safe_load((BUILTIN_DIR / f"{name}.yaml").read_text(encoding="utf-8")) or {}
-    text = " ".join(str(raw.get("description", "")).split())
-    first = text.split(". ")[0].rstrip(".")
-    return first if len(first) <= 110 else first[:107] + "..."
+    return shorten(first_sentence(" ".join(str(raw.get("description", "")).split())), width)
+
+
+def first_sentence(text: str) -> str:
+    """Up to the first ". " outside parentheses and not after an abbreviation (e.g., i.e., vs.)."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "." and depth == 0 and text[i + 1 : i + 2] in ("", " "):
+            word = text[:i].rsplit(" ", 1)[-1].lower()
+            if word not in {"e.g", "i.e", "vs", "etc", "al"}:
+                return text[:i]
+    return text.rstrip(".")
+
+
+def shorten(text: str, width: int) -> str:
+    while len(text) > width and re.search(r"\([^()]*\)", text):
+        text = re.sub(r"\s*\([^()]*\)(?!.*\()", "", text, count=1)  # the last aside first
+    if len(text) <= width:
+        return text
+    return text[: width - 3].rsplit(" ", 1)[0].rstrip(",;:") + "..."
 
 
 __all__ = [
@@ -399,6 +504,7 @@ __all__ = [
     "describe_builtin",
     "load_spec",
     "locate",
+    "profile_overrides",
     "resolve_spec",
     "validation_error",
 ]

@@ -11,6 +11,9 @@ gives the exact file layout it expects.
 
 from __future__ import annotations
 
+import inspect
+import sys
+import textwrap
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,21 +107,20 @@ DESCRIPTIONS = {
 }
 
 
-def _layout(module) -> str:
-    """The indented block after "Expected layout::" in a source module's docstring."""
-    doc = module.__doc__ or ""
-    _, found, rest = doc.partition("::\n")
-    if not found:
+def layout(kind: str) -> str:
+    """The file layout a source kind expects: the literal block after "Expected layout ...::" in its
+    module's docstring (every file-reading source has one), dedented; "" for the generators."""
+    doc = inspect.getdoc(sys.modules[LOADERS[kind].__module__]) or ""
+    lines = doc.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Expected layout")), None)
+    if start is None:
         return ""
-    lines = []
-    for line in rest.splitlines()[1:]:
-        if line and not line.startswith(" "):
+    block = []
+    for line in lines[start + 1 :]:
+        if line.strip() and not line.startswith(" "):
             break
-        lines.append(line)
-    return "\n".join(lines).rstrip()
-
-
-LAYOUTS = {kind: _layout(module) for kind, module in MODULES.items()}
+        block.append(line)
+    return textwrap.dedent("\n".join(block)).strip("\n")
 
 
 def parse_source(spec: dict[str, Any] | BaseModel) -> BaseModel:
@@ -159,4 +161,4 @@ def load_source(spec: dict[str, Any] | BaseModel, base_dir: str | Path | None = 
     return LOADERS[parsed.kind](parsed)  # type: ignore[attr-defined]
 
 
-__all__ = ["DESCRIPTIONS", "KINDS", "LAYOUTS", "SourceSpec", "load_source", "parse_source"]
+__all__ = ["DESCRIPTIONS", "KINDS", "SourceSpec", "layout", "load_source", "parse_source"]

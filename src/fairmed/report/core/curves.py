@@ -40,13 +40,21 @@ def reliability(y: np.ndarray, prob: np.ndarray, bins: int = BINS) -> tuple[np.n
     return table["mean_score"].to_numpy(dtype=float), table["fraction_positive"].to_numpy(dtype=float)
 
 
-def _scores(preds: pd.DataFrame) -> tuple[str, np.ndarray, np.ndarray] | None:
+def _columns(ctx: ReportContext) -> tuple[str, str]:
+    """The label and score columns: those the audit recorded (``--label/--score``), else the schema's."""
+    audit = ctx.audit or {}
+    return str(audit.get("label") or Y_TRUE), str(audit.get("score") or Y_SCORE)
+
+
+def _scores(
+    preds: pd.DataFrame, label: str = Y_TRUE, score: str = Y_SCORE
+) -> tuple[str, np.ndarray, np.ndarray] | None:
     """(kind, y, score): binary scores, or top-label confidence/correctness for multi-class."""
-    if Y_TRUE not in preds.columns:
+    if label not in preds.columns:
         return None
-    y = pd.to_numeric(preds[Y_TRUE], errors="coerce").to_numpy()
-    if Y_SCORE in preds.columns:
-        return "binary", y, preds[Y_SCORE].to_numpy(dtype=float)
+    y = pd.to_numeric(preds[label], errors="coerce").to_numpy()
+    if score in preds.columns:
+        return "binary", y, pd.to_numeric(preds[score], errors="coerce").to_numpy(dtype=float)
     cols = [c for c in preds.columns if c.startswith(PROBA_PREFIX) and c[len(PROBA_PREFIX) :].isdigit()]
     cols.sort(key=lambda c: int(c[len(PROBA_PREFIX) :]))
     if not cols:
@@ -71,9 +79,12 @@ def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
     if ctx.predictions is None:
         return []
     preds = choose_split(ctx.predictions)
-    scored = _scores(preds)
+    label, score_column = _columns(ctx)
+    scored = _scores(preds, label, score_column)
     if scored is None:
-        return []
+        return [
+            _not_drawn(f"the predictions have no label column {label!r} and score column {score_column!r}")
+        ]
     kind, y, score = scored
     attributes = list(dict.fromkeys(split.groups["attribute"].astype(str)))
     specs = group_specs(ctx, attributes)
@@ -92,6 +103,11 @@ def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
         if len(present) > MAX_PANELS
         else []
     )
+    shown += [
+        f"{a}: no curves, its groups could not be reproduced from the predictions' columns."
+        for a in attributes
+        if a not in specs
+    ]
     roc_figs, cal_figs = [], []
     for attribute, spec in specs.items():
         groups = assign(preds, spec).astype(object).to_numpy()
@@ -133,6 +149,8 @@ def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
                 cal, ctx.colors, "calibration" if kind == "binary" else "confidence", attribute, ncols=ncols
             )
             cal_figs.append(ctx.save(fig, figure_name("calibration", attribute)))
+    if not roc_figs and not cal_figs:
+        return [_not_drawn("no group has enough images with both classes", shown)]
     pooled = "Seeds are pooled within each configuration; " if "seed" in split.varying else ""
     sections = []
     if cal_figs:
@@ -165,3 +183,13 @@ def curve_sections(ctx: ReportContext, split: SplitResults) -> list[Section]:
             )
         )
     return sections
+
+
+def _not_drawn(why: str, notes: list[str] | None = None) -> Section:
+    """The curves' section when none can be drawn: the report says why instead of leaving it out."""
+    return Section(
+        "ROC and calibration curves",
+        intro=f"No ROC or calibration curves: {why}.",
+        notes=list(notes or []),
+        key="curves",
+    )

@@ -51,6 +51,27 @@ GAP_PLOT_METRICS = (
 )
 
 
+# criteria on decisions alone: a model that gives every image the same decision meets them trivially
+VACUOUS_WHEN_DEGENERATE = frozenset(
+    {"demographic_parity", "equal_opportunity", "equalized_odds", "dp_multiclass", "eopp0", "eopp1", "eodd"}
+)
+
+
+def degenerate_runs(split: SplitResults, keys: list[str]) -> dict[str, str]:
+    """Run label -> "no positive" / "every image positive", for runs whose decisions are constant.
+
+    Read from the whole-population selection rate: 0 (or 1) overall means 0 (or 1) in every group,
+    so every group's TPR and FPR are equal too and the decision criteria hold whatever the model."""
+    rows = split.overall[split.overall["metric"] == "selection_rate"]
+    if rows.empty:
+        return {}
+    rate = rows.assign(_run=run_label(rows, keys)).groupby("_run", sort=False)["value"]
+    low, high = rate.max(), rate.min()  # every seed of a configuration degenerate
+    out = {run: "no positive" for run, v in low.items() if v == 0}
+    out.update({run: "every image positive" for run, v in high.items() if v == 1})
+    return out
+
+
 def verdict(value: float, ci_low: float, ci_high: float, tolerance: float) -> str:
     """``holds`` / ``fails`` by the gap estimate; ``uncertain`` when its CI straddles the tolerance."""
     if np.isnan(value):
@@ -67,6 +88,7 @@ def criteria_table(split: SplitResults, tolerance: float) -> pd.DataFrame:
     gaps = gap_rows(split, "difference")
     sources = {"criterion": criteria, "difference": gaps}
     multiclass = (criteria["metric"] == "dp_multiclass").any()
+    degenerate = degenerate_runs(split, keys)
     records = []
     for name, what, (source, metric) in MULTICLASS_CRITERIA if multiclass else BINARY_CRITERIA:
         rows = sources[source]
@@ -80,13 +102,15 @@ def criteria_table(split: SplitResults, tolerance: float) -> pd.DataFrame:
         )
         for (attribute, run), r in agg.iterrows():
             ci = f" [{r.ci_low:.2f}, {r.ci_high:.2f}]" if pd.notna(r.ci_low) else ""
+            vacuous = run in degenerate and metric in VACUOUS_WHEN_DEGENERATE
+            said = "vacuous" if vacuous else verdict(r.value, r.ci_low, r.ci_high, tolerance)
             records.append(
                 {
                     "attribute": attribute,
                     "criterion": name,
                     "equal across groups": what,
                     "_run": run,
-                    "cell": f"{verdict(r.value, r.ci_low, r.ci_high, tolerance)}\n{r.value:.3f}{ci}",
+                    "cell": f"{said}\n{r.value:.3f}{ci}",
                 }
             )
     if not records:
@@ -105,6 +129,18 @@ def criteria_table(split: SplitResults, tolerance: float) -> pd.DataFrame:
     if runs == ["model"]:
         wide = wide.rename(columns={"model": "verdict: gap [95% CI]"})
     return wide
+
+
+def degenerate_note(degenerate: dict[str, str]) -> str:
+    """One sentence naming the degenerate runs (see :func:`degenerate_runs`); "" when there are none."""
+    if not degenerate:
+        return ""
+    runs = "; ".join(f"{run}: {what}" for run, what in degenerate.items())
+    return (
+        f"Degenerate model ({runs}): it gives every image the same decision, so selection rate, TPR "
+        "and FPR are equal in every group and demographic parity, equal opportunity and equalized "
+        "odds are vacuous (marked 'vacuous', not 'holds'). Check the threshold or the training."
+    )
 
 
 def underpowered_note(gaps: pd.DataFrame, tolerance: float) -> str:
@@ -146,6 +182,7 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
     )
     figures = [ctx.save(fig, "gaps")]
     table = criteria_table(split, ctx.tolerance)
+    degenerate = degenerate_runs(split, keys)
     seeds = (
         " Over seeds, a cell shows the mean gap and the median of the seeds' interval bounds."
         if "seed" in split.varying
@@ -168,6 +205,7 @@ def fairness_section(ctx: ReportContext, split: SplitResults) -> Section | None:
         notes=[
             note
             for note in (
+                degenerate_note(degenerate),
                 underpowered_note(gaps, ctx.tolerance),
                 "Demographic parity: equal rate of positive predictions; equal opportunity: equal TPR "
                 "(sensitivity); equalized odds: equal TPR and FPR; accuracy parity: equal accuracy; "

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
-from fairmed.data.groups import GroupSpec
+from fairmed.data.groups import MISSING_GROUP, GroupSpec
 from fairmed.errors import SpecError
 from fairmed.report.context import ReportContext
 from fairmed.report.tidy import is_gap_label
@@ -49,7 +49,7 @@ _EDGE = re.compile(r"^(?:<(?P<lt>-?[\d.]+)|>=(?P<ge>-?[\d.]+)|(?P<a>-?[\d.]+)-(?
 def _edges_from_names(names: set[str]) -> list[float] | None:
     """Recover bin edges from group names such as "<60", "60-70", ">=70"."""
     edges: set[float] = set()
-    for name in names:
+    for name in names - {MISSING_GROUP}:
         m = _EDGE.match(name.strip())
         if not m:
             return None
@@ -66,12 +66,14 @@ def _candidates(attribute: str, names: set[str]) -> list[GroupSpec]:
         ]
         per_part = [_candidates(p, ns) for p, ns in zip(parts, split_names)]
         return [GroupSpec.intersection(*combo) for combo in itertools.product(*per_part)]
-    out = [GroupSpec.categorical(attribute)]
+    # a "+missing" grouping shows its missing values as a group of their own
+    missing: Literal["drop", "group"] = "group" if MISSING_GROUP in names else "drop"
+    out = [GroupSpec.categorical(attribute, missing=missing)]
     if attribute == "fst":
-        out += [GroupSpec.fitzpatrick(c) for c in ("12-56", "123-456", "each")]
+        out += [GroupSpec.fitzpatrick(c, missing=missing) for c in ("12-56", "123-456", "each")]
     edges = _edges_from_names(names)
     if edges:
-        out.append(GroupSpec.age_bins(edges, attribute=attribute))
+        out.append(GroupSpec.age_bins(edges, attribute=attribute, missing=missing))
     return out
 
 
