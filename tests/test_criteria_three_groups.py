@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from fairmed.metrics import audit
-from fairmed.metrics.criteria import eodd, eopp0, eopp1, multiclass_demographic_parity
+from fairmed.metrics.fairness import eodd, eopp0, eopp1, multiclass_demographic_parity
 
 
 def _group(name: str, tp: int, fp: int) -> pd.DataFrame:

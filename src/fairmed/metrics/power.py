@@ -214,8 +214,10 @@ def _two_groups(metric, n, prevalence) -> tuple[tuple[float, float], tuple[float
         raise ValueError("group sizes must be >= 0 and prevalences in [0, 1]")
     if metric not in METRICS:
         raise ValueError(f"power: metric {metric!r} not supported; expected one of {', '.join(METRICS)}")
-    units = [_denominator(metric, s, p) for s, p in zip(sizes, prev)]
-    small, large = int(np.argmin(units)), int(np.argmax(units))
+    # ties broken by (size, prevalence), so the pair does not depend on the groups' order
+    keys = [(_denominator(metric, s, p), s, p) for s, p in zip(sizes, prev)]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    small, large = order[0], order[-1]
     if small == large:
         large = 1 - small if len(sizes) == 2 else (small + 1) % len(sizes)
     return (sizes[small], prev[small]), (sizes[large], prev[large])
