@@ -98,8 +98,12 @@ def test_distance_to_utopia_by_hand():
     assert d[0] == pytest.approx(1.0) and np.isnan(d[1]) and d[2] == pytest.approx(1.0)
 
 
+# values on a 1e-6 grid: a difference below float resolution (1 - 1e-206 == 1) makes DTO tie exactly
+_grid = st.integers(0, 10**6).map(lambda k: k / 10**6)
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=12))
+@given(st.lists(st.tuples(_grid, _grid), min_size=1, max_size=12))
 def test_the_dto_pick_is_on_the_pareto_front(points):
     # a dominated candidate has no smaller shortfall on either axis and a larger one on one: larger DTO
     u, g = np.array(points).T
