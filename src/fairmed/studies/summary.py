@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from fairmed.metrics.criteria import CRITERION, GAP_FORMS
 from fairmed.schema import OVERALL
 
 METRICS: tuple[str, ...] = ("auc", "tpr", "fpr")
-DERIVED = ("difference", "ratio", "worst", "std", "ser", "criterion")
+DERIVED = (*GAP_FORMS, CRITERION)  # gap and criterion rows, never a group
 NAN = float("nan")
 
 
