@@ -293,7 +293,8 @@ def test_a_folder_is_not_a_spec(tmp_path):
 
 
 def test_cuda_without_a_gpu_is_one_line():
-    torch = pytest.importorskip("torch")
+    import torch  # a hard dependency of fairmed
+
     if torch.cuda.is_available():
         assert resolve_spec(_spec(train__device="cuda")).train["device"] == "cuda"
         return
