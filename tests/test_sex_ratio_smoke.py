@@ -63,6 +63,10 @@ def test_smoke_study_end_to_end(tmp_path):
     preds = outcome.predictions[outcome.predictions["split"] == "test"]
     ids = preds.groupby(["seed", "config", "method"])["id"].apply(frozenset)
     assert all(ids.loc[seed].nunique() == 1 for seed in (0, 1, 2))
+    # what ran is kept on every row: the paper's alternating adversary, the shared 16-unit layer
+    ran = preds.groupby("method")[["adv_mode", "task_head", "group_head"]].agg(lambda c: set(c))
+    assert ran.loc["adversarial"].tolist() == [{"alternating"}, {"16>out (shared)"}, {"out"}]
+    assert ran.loc["erm"].tolist() == [{""}, {"16>out (shared)"}, {""}]
     png = tmp_path / "figures" / "composition_auc_by_sex.png"
     assert png.exists() and png.stat().st_size > 10_000
     assert "AUC by training-set sex composition" in outcome.report.read_text()
@@ -71,7 +75,14 @@ def test_smoke_study_end_to_end(tmp_path):
 def test_builtin_specs_parse_with_their_profiles():
     paper = load_spec("sex_ratio_isic")
     assert paper.source["kind"] == "isic_archive" and len(paper.source["csv"]) == 4
-    assert paper.model == {"arch": "resnet50", "image_size": 384, "weights": "weights/resnet50-imagenet.pth"}
+    assert paper.model == {
+        "arch": "resnet50",
+        "image_size": 384,
+        "weights": "weights/resnet50-imagenet.pth",
+        "head_hidden": [256],  # the paper's heads: a shared layer, then the task (and sex) outputs
+        "head_shared": True,
+    }
+    assert paper.strategy_names()["adversarial"]["adv_mode"] == "alternating"  # the paper's optimisation
     assert paper.design.seed_list() == [0, 1, 2, 3, 4] and paper.audit.bootstrap == 1000
     settings = paper.settings().composition
     assert settings.composition_names == ["M100", "F25M75", "F50M50", "F75M25", "F100"]
@@ -87,6 +98,8 @@ def test_builtin_specs_parse_with_their_profiles():
     ]
     cpu = load_spec("sex_ratio_synth", profile="cpu")
     assert cpu.source["config"]["n"] == 6000 and cpu.settings().composition.test_per_cell == 100
+    modes = {m: f.get("adv_mode") for m, f in cpu.strategy_names().items() if m.startswith("adversarial")}
+    assert modes == {"adversarial": "alternating", "adversarial_reversal": "reversal"}  # both, side by side
     with pytest.raises(SpecError, match="composition"):
         resolve_spec({"kind": "composition", "composition": {"shares": "half"}})
     with pytest.raises(SpecError, match="composition"):

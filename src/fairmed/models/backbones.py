@@ -18,14 +18,16 @@ extra heads on the shared features (multitask, adversarial), the frozen path can
   width (1024 for DenseNet-121).
 - ``mlp``: ``Linear(d, hidden) -> ReLU`` (``Identity`` when ``hidden=0``) on embeddings.
 
-``head`` is always ``nn.Sequential(Dropout(p), Linear(feature_dim, n_out))``.
+``head`` is ``nn.Sequential(Dropout(p), [Linear -> activation]*, Linear(..., n_out))`` with the
+spec's ``head_hidden`` layers (none by default); ``head_shared`` moves those layers to the end of
+``features`` (the width strategies' heads read).
 Pretrained weights come only from a local torchvision ``state_dict`` file read with
 ``torch.load(weights_only=True)``; the classification layer is dropped and replaced for the task.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -90,8 +92,45 @@ def image_batch(
     return x
 
 
-def make_head(feature_dim: int, n_out: int, dropout: float = 0.0) -> nn.Sequential:
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, n_out))
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def dense_layers(
+    in_dim: int, hidden: int | Sequence[int], activation: str = "relu"
+) -> tuple[list[nn.Module], int]:
+    """``Linear -> activation`` per hidden width (an int is one layer, 0 none) and the output width."""
+    widths = ([hidden] if hidden > 0 else []) if isinstance(hidden, int) else list(hidden)
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers += [nn.Linear(in_dim, width), _ACTIVATIONS[activation]()]
+        in_dim = width
+    return layers, in_dim
+
+
+def mlp_head(in_dim: int, n_out: int, hidden: int | Sequence[int] = 0, activation: str = "relu") -> nn.Module:
+    """``Linear`` (no hidden layer) or ``Linear -> activation -> ... -> Linear``."""
+    layers, width = dense_layers(in_dim, hidden, activation)
+    out = nn.Linear(width, n_out)
+    return nn.Sequential(*layers, out) if layers else out
+
+
+def make_head(
+    feature_dim: int, n_out: int, dropout: float = 0.0, hidden: Sequence[int] = (), activation: str = "relu"
+) -> nn.Sequential:
+    """``Dropout -> [Linear -> activation]* -> Linear``: the task head (its last Linear gives the logits)."""
+    layers, width = dense_layers(feature_dim, list(hidden), activation)
+    return nn.Sequential(nn.Dropout(dropout), *layers, nn.Linear(width, n_out))
+
+
+def _with_head(spec: ModelSpec, features: nn.Module, dim: int, n_out: int, arch: str) -> Classifier:
+    """The task head on ``features``; with ``head_shared`` its hidden layers join the features."""
+    if spec.head_shared:
+        layers, dim = dense_layers(dim, spec.head_hidden, spec.head_activation)
+        return Classifier(
+            nn.Sequential(features, *layers), make_head(dim, n_out, spec.dropout), dim, arch=arch
+        )
+    head = make_head(dim, n_out, spec.dropout, spec.head_hidden, spec.head_activation)
+    return Classifier(features, head, dim, arch=arch)
 
 
 def small_cnn_features(channels: list[int] | tuple[int, ...] = (32, 64, 128)) -> nn.Sequential:
@@ -112,9 +151,8 @@ def small_cnn_features(channels: list[int] | tuple[int, ...] = (32, 64, 128)) ->
 
 def mlp_features(in_dim: int, hidden: int) -> tuple[nn.Module, int]:
     """The chest X-ray paper's hidden layer (``hidden`` units, ReLU), or nothing for a linear model."""
-    if hidden <= 0:
-        return nn.Identity(), in_dim
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU()), hidden
+    layers, width = dense_layers(in_dim, hidden)
+    return (nn.Sequential(*layers) if layers else nn.Identity()), width
 
 
 def build_backbone(spec: ModelSpec, in_dim: int | None = None) -> tuple[nn.Module, int]:
@@ -137,13 +175,13 @@ def build_backbone(spec: ModelSpec, in_dim: int | None = None) -> tuple[nn.Modul
 def build_model(spec: ModelSpec, n_out: int, in_dim: int | None = None) -> Classifier:
     """A fresh classifier for ``spec`` with ``n_out`` logits (``in_dim``: embedding width for mlp)."""
     features, dim = build_backbone(spec, in_dim)
-    return Classifier(features, make_head(dim, n_out, spec.dropout), dim, arch=spec.arch)
+    return _with_head(spec, features, dim, n_out, spec.arch)
 
 
 def build_head_model(spec: ModelSpec, in_dim: int, n_out: int) -> Classifier:
     """The trainable part of a frozen run: an MLP of ``spec.hidden`` units on cached features."""
     features, dim = mlp_features(in_dim, spec.hidden)
-    return Classifier(features, make_head(dim, n_out, spec.dropout), dim, arch="mlp")
+    return _with_head(spec, features, dim, n_out, "mlp")
 
 
 def _torchvision_features(arch: str) -> tuple[nn.Module, int, str]:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from fairmed.errors import SpecError
 
 # the named architectures; any other torchvision classification model name is accepted too
+Activation = Literal["relu", "tanh"]  # of hidden layers in heads
 Arch = Literal["small_cnn", "resnet18", "resnet50", "vgg11", "densenet121", "mlp"]
 IMAGE_ARCHS: tuple[str, ...] = ("small_cnn", "resnet18", "resnet50", "vgg11", "densenet121")
 # torchvision 0.29's classification models with a final Linear (squeezenet has none); a spec is checked
@@ -46,6 +47,12 @@ class ModelSpec(BaseModel):
 
     ``frozen=True`` runs the image backbone once per cohort, caches its features on disk, and trains an
     MLP head of ``hidden`` units on them (the shared representation for multitask/adversarial heads).
+
+    ``head_hidden``: hidden layers of the task head (``[256]``: two fully connected layers, the
+    sex-ratio paper's baseline head), each followed by ``head_activation``. ``head_shared``: those
+    layers belong to the shared representation instead, so that a strategy's group head reads them
+    (multitask: one shared hidden layer, then the task and the group outputs, the same paper's
+    three fully connected layers, as its authors' code builds them).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,6 +67,9 @@ class ModelSpec(BaseModel):
     hidden: int = Field(196, ge=0, description="MLP hidden units (mlp arch and frozen heads); 0 = linear")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     channels: list[int] = Field([32, 64, 128], min_length=1, description="small_cnn conv widths")
+    head_hidden: list[int] = Field([], description="hidden layer widths of the task head ([] = linear)")
+    head_activation: Activation = "relu"
+    head_shared: bool = Field(False, description="head_hidden layers are shared with strategies' group heads")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -72,6 +82,12 @@ class ModelSpec(BaseModel):
             raise SpecError("model: 'frozen' applies to image backbones, not arch 'mlp' (already embeddings)")
         if any(c < 1 for c in self.channels):
             raise SpecError(f"model.channels must be positive, got {self.channels}")
+        if any(h < 1 for h in self.head_hidden):
+            raise SpecError(f"model.head_hidden: widths must be positive, got {self.head_hidden}")
+        if self.head_shared and not self.head_hidden:
+            raise SpecError(
+                "model.head_shared: true needs head_hidden layers to share (e.g. head_hidden: [256])"
+            )
         return self
 
     @property

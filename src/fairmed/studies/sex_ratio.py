@@ -366,6 +366,9 @@ def compare_groups(
     return table.reset_index(drop=True)
 
 
+GROUP_HEADS = ("multitask", "adversarial")  # the strategies of this study with a group head
+
+
 def study_strategy(strategy):
     """A strategy of this study: group heads also train on one-sex sets (M100, F100), as in the paper."""
     from fairmed.train.config import StrategySpec, as_spec  # lazy: spec validation imports no torch
@@ -439,15 +442,33 @@ def execute(run) -> pd.DataFrame:
     spec = run.study_spec()
     cohort = load_cohort(spec)
     train = spec.train_settings()
-    return run_composition(
+    strategy = study_strategy(run.params)
+    preds = run_composition(
         cohort,
         _settings(spec),
         run.config,
         run.seed,
         model=spec.model or None,
-        strategy=study_strategy(run.params),
+        strategy=strategy,
         train=train,
     )
+    return preds.assign(**optimisation_record(spec.model or None, strategy))
+
+
+def optimisation_record(model, strategy) -> dict[str, str]:
+    """What ran, kept on every Predictions row: the adversarial optimisation (``reversal`` /
+    ``alternating``, empty for other strategies) and the heads' layer widths (``"256>out"``)."""
+    from fairmed.models.spec import ModelSpec
+    from fairmed.train.config import as_spec
+
+    mspec = as_spec(ModelSpec, model, "model")
+    task = ">".join([*map(str, mspec.head_hidden), "out"]) + (" (shared)" if mspec.head_shared else "")
+    group = ">".join([*map(str, strategy.aux_hidden), "out"]) if strategy.name in GROUP_HEADS else ""
+    return {
+        "adv_mode": strategy.adv_mode if strategy.name == "adversarial" else "",
+        "task_head": task,
+        "group_head": group,
+    }
 
 
 def analyse(out_dir: Path, spec, predictions: pd.DataFrame, results: pd.DataFrame) -> None:

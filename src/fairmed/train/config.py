@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fairmed.errors import SpecError
-from fairmed.models.spec import ModelSpec
+from fairmed.models.spec import Activation, ModelSpec
 
 AmpMode = Literal["auto", "on", "off"]
 StrategyName = Literal[
@@ -32,8 +32,11 @@ class StrategySpec(BaseModel):
     ``gce`` = generalized cross-entropy ``(1 - p_y^q) / q`` (Zhang & Sabuncu 2018) with ``gce_q``.
     ``by_label``: the cells of ``reweight`` / ``resample`` / ``groupdro`` are group x label
     (True) or group only. ``aux_weight``: weight of the multitask second head's loss (1 = equal).
-    ``adv_lambda``: gradient-reversal penalty of ``adversarial``. ``aux_hidden``: hidden units of
-    the multitask/adversarial head (0 = linear). ``dro_eta``: GroupDRO step size of the group
+    ``adv_lambda``: the penalty lambda of ``adversarial``; ``adv_mode``: ``reversal`` (one step
+    through a gradient reversal layer) or ``alternating`` (three updates per batch: task head;
+    group head; encoder on ``L_task - lambda L_group``: the sex-ratio paper's optimisation).
+    ``aux_hidden``: hidden layer widths of the multitask/adversarial/LNL group head (0 or [] =
+    linear; an int is one layer), each followed by ``aux_activation``. ``dro_eta``: GroupDRO step size of the group
     weights; ``dro_adjust``: Sagawa's generalization adjustment C (loss + C / sqrt(n_g)).
     ``single_group``: multitask/adversarial on a training set holding one group: refuse
     (``error``) or train anyway (``allow``: the group head then has nothing to tell apart, e.g. the
@@ -57,7 +60,9 @@ class StrategySpec(BaseModel):
     by_label: bool = True
     aux_weight: float = Field(1.0, ge=0.0)
     adv_lambda: float = Field(5.0, ge=0.0)
-    aux_hidden: int = Field(0, ge=0)
+    adv_mode: Literal["reversal", "alternating"] = "reversal"
+    aux_hidden: list[int] = Field([], description="group head hidden widths (an int: one layer, 0: none)")
+    aux_activation: Activation = "relu"
     dro_eta: float = Field(0.01, gt=0.0)
     dro_adjust: float = Field(0.0, ge=0.0)
     single_group: Literal["error", "allow"] = Field(
@@ -91,8 +96,17 @@ class StrategySpec(BaseModel):
     gsam_rho: float = Field(0.04, gt=0.0)
     gsam_alpha: float = Field(0.01, ge=0.0)
 
+    @field_validator("aux_hidden", mode="before")
+    @classmethod
+    def _one_layer(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool):
+            return [v] if v > 0 else []
+        return v
+
     @model_validator(mode="after")
     def _combination(self) -> StrategySpec:
+        if any(h < 1 for h in self.aux_hidden):
+            raise SpecError(f"strategy.aux_hidden: widths must be positive, got {self.aux_hidden}")
         if self.balance != "none" and self.name in ("reweight", "resample"):
             raise SpecError(
                 f"strategy.balance: {self.balance!r} adds balancing to another strategy;"

@@ -19,6 +19,7 @@ METHOD_TITLES = {
     "erm": "single task (ERM)",
     "multitask": "multi-task (reinforcing)",
     "adversarial": "adversarial",
+    "adversarial_reversal": "adversarial (gradient reversal)",
 }
 PAIR = ("female", "male")
 

@@ -13,7 +13,8 @@
 - ``lnl``: learning not to learn (Kim et al. 2019, CVPR); see :class:`LNL`.
 
 Every minimax game here is played in one optimizer step with a gradient reversal layer: the
-adversary descends its own loss while the features receive its gradient negated (and scaled).
+adversary descends its own loss while the features receive its gradient negated (and scaled);
+``adversarial`` with ``adv_mode: alternating`` instead alternates three updates (see the class).
 The group heads ignore rows without a group (code -1). They refuse a training set with fewer than
 two groups unless ``single_group: allow``.
 """
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from fairmed.errors import SpecError
+from fairmed.models.backbones import mlp_head
 from fairmed.train.config import StrategySpec
 from fairmed.train.data import TensorData
 from fairmed.train.strategies.base import Strategy, frozen_bn, register
@@ -59,13 +61,6 @@ class GradientReversal(nn.Module):
         return grad_reverse(x, self.lam)
 
 
-def mlp_head(in_dim: int, n_out: int, hidden: int) -> nn.Module:
-    """``Linear`` (hidden = 0) or ``Linear -> ReLU -> Linear``."""
-    if hidden <= 0:
-        return nn.Linear(in_dim, n_out)
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
-
-
 def frozen_call(module: nn.Module, x: Tensor) -> Tensor:
     """``module(x)`` with its parameters detached: the gradient reaches ``x`` only."""
     params = {name: p.detach() for name, p in module.named_parameters()}
@@ -83,14 +78,19 @@ class Multitask(Strategy):
     def __init__(self, spec: StrategySpec, task: Task, feature_dim: int, train: TensorData) -> None:
         super().__init__(spec, task, feature_dim, train)
         self._need_groups(train)
-        self.group_head = mlp_head(feature_dim, max(self.n_groups, 1), spec.aux_hidden)
+        self.group_head = mlp_head(feature_dim, max(self.n_groups, 1), spec.aux_hidden, spec.aux_activation)
 
     def group_input(self, z: Tensor) -> Tensor:
         return z
 
     def group_loss(self, z: Tensor, g: Tensor, w: Tensor | None) -> Tensor:
+        return self.group_ce(self.group_input(z), g, w)
+
+    def group_ce(self, x: Tensor, g: Tensor, w: Tensor | None, frozen: bool = False) -> Tensor:
+        """The group head's (weighted) cross-entropy on ``x``, rows without a group left out;
+        ``frozen``: the head's parameters held fixed (the gradient reaches ``x`` only)."""
         known = g >= 0
-        logits = self.group_head(self.group_input(z)).float()
+        logits = (frozen_call(self.group_head, x) if frozen else self.group_head(x)).float()
         per = F.cross_entropy(logits, g.clamp(min=0), reduction="none") * known
         if w is not None:
             per = per * w
@@ -102,7 +102,19 @@ class Multitask(Strategy):
 
 @register("adversarial")
 class Adversarial(Multitask):
-    """Group head behind a gradient reversal layer (penalty ``adv_lambda``, default 5)."""
+    """Group head against the shared features, penalty ``adv_lambda`` (default 5).
+
+    ``adv_mode: reversal``: one step, the group head behind a gradient reversal layer.
+    ``adv_mode: alternating`` (the sex-ratio paper, after Adeli et al.'s BR-Net): three updates per
+    mini-batch, each moving one part of the network with the others held fixed:
+
+    1. the task head on the task loss ``L_c`` (features computed once, batch-norm statistics move here);
+    2. the group head (bias predictor) on its cross-entropy ``L_bp`` on the same features;
+    3. the encoder (``model.features``) on ``L_c - adv_lambda * L_bp`` through both updated heads.
+
+    The three share one optimizer; a step moves only the parameters that received a gradient
+    (``zero_grad(set_to_none=True)``: Adam and SGD skip the others, weight decay included).
+    """
 
     def __init__(self, spec: StrategySpec, task: Task, feature_dim: int, train: TensorData) -> None:
         super().__init__(spec, task, feature_dim, train)
@@ -113,6 +125,32 @@ class Adversarial(Multitask):
 
     def loss(self, z: Tensor, logits: Tensor, y: Tensor, g: Tensor, w: Tensor | None) -> Tensor:
         return self.task_loss(logits, y, w) + self.group_loss(z, g, w)
+
+    def train_step(self, stepper, idx: Tensor) -> Tensor:
+        if self.spec.adv_mode == "reversal":
+            return super().train_step(stepper, idx)
+        model, batch = stepper.model, stepper.batch(idx)
+        with torch.no_grad(), stepper.autocast():
+            z = model.features(batch.x)
+        with stepper.autocast():
+            task = self.task_loss(model.head(z), batch.y, batch.w)
+        _step_on(stepper, task)  # 1. the task head (z carries no gradient)
+        with stepper.autocast():
+            bias = self.group_ce(z, batch.g, batch.w)
+        _step_on(stepper, bias)  # 2. the group head
+        with stepper.autocast(), frozen_bn(model):
+            z = model.features(batch.x)
+            task_z = self.task_loss(frozen_call(model.head, z), batch.y, batch.w)
+            bias_z = self.group_ce(z, batch.g, batch.w, frozen=True)
+        _step_on(stepper, task_z - self.spec.adv_lambda * bias_z)  # 3. the encoder, heads fixed
+        return (task + bias).detach()
+
+
+def _step_on(stepper, loss: Tensor) -> None:
+    """One optimizer step on ``loss`` alone: only the parameters it reaches move."""
+    stepper.opt.zero_grad(set_to_none=True)
+    stepper.backward(loss)
+    stepper.update()
 
 
 @register("laftr")
@@ -257,7 +295,7 @@ class LNL(Strategy):
     def __init__(self, spec: StrategySpec, task: Task, feature_dim: int, train: TensorData) -> None:
         super().__init__(spec, task, feature_dim, train)
         self._need_groups(train)
-        self.bias_head = mlp_head(feature_dim, max(self.n_groups, 1), spec.aux_hidden)
+        self.bias_head = mlp_head(feature_dim, max(self.n_groups, 1), spec.aux_hidden, spec.aux_activation)
 
     def neg_entropy(self, z: Tensor) -> Tensor:
         """``mean_i sum_k p_ik log p_ik`` with the bias head's parameters held fixed."""

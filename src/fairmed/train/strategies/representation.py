@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fairmed.errors import SpecError
 from fairmed.train.config import StrategySpec
 from fairmed.train.data import TensorData
 from fairmed.train.strategies.adversarial import frozen_call
@@ -59,7 +60,13 @@ class DomainInd(Strategy):
         if not isinstance(model.head, DomainHeads):
             old = model.head
             dropout = next((m.p for m in old.modules() if isinstance(m, nn.Dropout)), 0.0)
-            n_out = next(m for m in old.modules() if isinstance(m, nn.Linear)).out_features
+            linears = [m for m in old.modules() if isinstance(m, nn.Linear)]
+            if len(linears) > 1:
+                raise SpecError(
+                    "strategy 'domainind' gives each group its own linear head, which would drop"
+                    " model.head_hidden's layers; set model.head_shared: true to keep them as shared features"
+                )
+            n_out = linears[0].out_features
             model.head = DomainHeads(self.feature_dim, n_out, max(self.n_groups, 1), dropout)
         object.__setattr__(self, "heads", model.head)
 
