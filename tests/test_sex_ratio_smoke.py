@@ -63,10 +63,10 @@ def test_smoke_study_end_to_end(tmp_path):
     preds = outcome.predictions[outcome.predictions["split"] == "test"]
     ids = preds.groupby(["seed", "config", "method"])["id"].apply(frozenset)
     assert all(ids.loc[seed].nunique() == 1 for seed in (0, 1, 2))
-    # what ran is kept on every row: the paper's alternating adversary, the shared 16-unit layer
+    # what ran is kept on every row: the paper's alternating adversary, linear heads
     ran = preds.groupby("method")[["adv_mode", "task_head", "group_head"]].agg(lambda c: set(c))
-    assert ran.loc["adversarial"].tolist() == [{"alternating"}, {"16>out (shared)"}, {"out"}]
-    assert ran.loc["erm"].tolist() == [{""}, {"16>out (shared)"}, {""}]
+    assert ran.loc["adversarial"].tolist() == [{"alternating"}, {"out"}, {"out"}]
+    assert ran.loc["erm"].tolist() == [{""}, {"out"}, {""}]
     png = tmp_path / "figures" / "composition_auc_by_sex.png"
     assert png.exists() and png.stat().st_size > 10_000
     assert "AUC by training-set sex composition" in outcome.report.read_text()
