@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fairmed.data.cohort import Cohort
 from fairmed.data.groups import is_missing
 from fairmed.data.images import check_relative_paths
 from fairmed.errors import DataError
@@ -124,16 +125,28 @@ def check_images(
     if not root.is_dir():
         raise DataError(f"{file}: image folder {root} not found")
     found = existing(root, table[path_column])
+    return keep_found(
+        table,
+        found,
+        on_missing,
+        lambda r: (
+            f"{file}: column {path_column!r} row {r}: image {table[path_column].iloc[r]!r} of id"
+            f" {table[id_column].iloc[r]!r} not found under {root.resolve()}"
+        ),
+    )
+
+
+def keep_found(
+    table: pd.DataFrame, found: np.ndarray, on_missing: str, missing: Callable[[int], str]
+) -> tuple[pd.DataFrame, int]:
+    """``table`` when every row's image was found; else its found rows and the count dropped
+    (``on_missing="drop"``), or one error line: ``missing(first absent row)`` and the count."""
     if found.all():
         return table, 0
     if on_missing == "drop":
         return table[found].reset_index(drop=True), int((~found).sum())
     r = int(np.flatnonzero(~found)[0])
-    raise DataError(
-        f"{file}: column {path_column!r} row {r}: image {table[path_column].iloc[r]!r} of id"
-        f" {table[id_column].iloc[r]!r} not found under {root.resolve()} ({int((~found).sum())} missing;"
-        " set missing_images: drop to skip them)"
-    )
+    raise DataError(f"{missing(r)} ({int((~found).sum())} missing; set missing_images: drop to skip them)")
 
 
 def resolve(path: Path | None, base_dir: Path | None) -> Path | None:
@@ -181,14 +194,11 @@ def place_images(
     (and counted) with ``on_missing="drop"``."""
     table = table.assign(path=find_files(root, names, file, column).to_numpy())
     found = table["path"].notna().to_numpy()
-    if found.all():
-        return table, 0
-    if on_missing == "drop":
-        return table[found].reset_index(drop=True), int((~found).sum())
-    r = int(np.flatnonzero(~found)[0])
-    raise DataError(
-        f"{file}: column {column!r} row {r}: image {names.iloc[r]!r} not found under {root}"
-        f" ({int((~found).sum())} missing; set missing_images: drop to skip them)"
+    return keep_found(
+        table,
+        found,
+        on_missing,
+        lambda r: f"{file}: column {column!r} row {r}: image {names.iloc[r]!r} not found under {root}",
     )
 
 
@@ -233,3 +243,26 @@ def finding_names(label: str) -> list[str]:
     if label.strip().lower() in ("no finding", "normal"):
         return ["finding", "no finding"]
     return [f"no {label}", label]
+
+
+def finding_cohort(
+    table: pd.DataFrame,
+    *,
+    name: str,
+    label: str,
+    attributes: Sequence[str],
+    image_root: Path | None,
+    source_file: Path | str,
+    **meta: object,
+) -> Cohort:
+    """A chest X-ray cohort of one binary finding (label ``finding``, classes from ``label``), with
+    the source's name, file, label column and its drop counts (``meta``) kept in ``Cohort.meta``."""
+    return Cohort(
+        table=table,
+        labels=["finding"],
+        attributes=list(attributes),
+        class_names={"finding": finding_names(label)},
+        image_root=image_root,
+        meta={"source": name, "source_file": str(source_file), "label_column": label, **meta},
+        name=name,
+    )

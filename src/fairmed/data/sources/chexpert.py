@@ -33,7 +33,7 @@ from fairmed.data.sources._common import (
     check_images,
     check_unique,
     cxr_finding,
-    finding_names,
+    finding_cohort,
     map_categories,
     parse_age,
     parse_sex,
@@ -111,18 +111,13 @@ def load(spec: ChexpertSpec) -> Cohort:
         )
     root = spec.root if spec.root is not None else spec.csv[0].parent.parent
     table, dropped = check_images(table, root, where, "id", on_missing=spec.missing_images)
-    return Cohort(
-        table=table,
-        labels=["finding"],
-        attributes=attributes,
-        class_names={"finding": finding_names(spec.label)},
-        image_root=root,
-        meta={
-            "source": "chexpert",
-            "source_file": where,
-            "label_column": spec.label,
-            "dropped_missing_images": dropped,
-            "dropped_uncertain": int((~keep).sum()),
-        },
+    return finding_cohort(
+        table,
         name="chexpert",
+        label=spec.label,
+        attributes=attributes,
+        image_root=root,
+        source_file=where,
+        dropped_missing_images=dropped,
+        dropped_uncertain=int((~keep).sum()),
     )

@@ -34,7 +34,7 @@ from fairmed.data.sources._common import (
     check_images,
     cxr_finding,
     fail,
-    finding_names,
+    finding_cohort,
     map_categories,
     parse_sex,
     read_csv,
@@ -146,18 +146,13 @@ def load(spec: MimicCxrSpec) -> Cohort:
     dropped = 0
     if spec.images is not None:
         table, dropped = check_images(table, spec.images, spec.metadata, "id", on_missing=spec.missing_images)
-    return Cohort(
-        table=table,
-        labels=["finding"],
-        attributes=attributes,
-        class_names={"finding": finding_names(spec.label)},
-        image_root=spec.images,
-        meta={
-            "source": "mimic_cxr",
-            "source_file": str(spec.metadata),
-            "label_column": spec.label,
-            "dropped_missing_images": dropped,
-            "dropped_uncertain": int((~keep).sum()),
-        },
+    return finding_cohort(
+        table,
         name="mimic_cxr",
+        label=spec.label,
+        attributes=attributes,
+        image_root=spec.images,
+        source_file=spec.metadata,
+        dropped_missing_images=dropped,
+        dropped_uncertain=int((~keep).sum()),
     )

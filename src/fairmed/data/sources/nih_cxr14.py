@@ -29,7 +29,7 @@ from fairmed.data.cohort import Cohort
 from fairmed.data.sources._common import (
     check_unique,
     fail,
-    finding_names,
+    finding_cohort,
     parse_sex,
     place_images,
     read_csv,
@@ -110,17 +110,13 @@ def load(spec: NihCxr14Spec) -> Cohort:
         table, dropped = place_images(table, spec.images, spec.csv, "Image Index", names, spec.missing_images)
     else:
         table["path"] = table["id"]
-    return Cohort(
-        table=table,
-        labels=["finding"],
-        attributes=["sex", "age"],
-        class_names={"finding": finding_names(spec.label)},
-        image_root=spec.images,
-        meta={
-            "source": "nih_cxr14",
-            "source_file": str(spec.csv),
-            "dropped_missing_images": dropped,
-            "implausible_ages": implausible,
-        },
+    return finding_cohort(
+        table,
         name="nih_cxr14",
+        label=spec.label,
+        attributes=["sex", "age"],
+        image_root=spec.images,
+        source_file=spec.csv,
+        dropped_missing_images=dropped,
+        implausible_ages=implausible,
     )

@@ -29,7 +29,7 @@ from fairmed.data.cohort import Cohort
 from fairmed.data.sources._common import (
     check_images,
     check_unique,
-    finding_names,
+    finding_cohort,
     parse_age,
     parse_sex,
     read_csv,
@@ -103,17 +103,13 @@ def load(spec: PadChestSpec) -> Cohort:
     dropped = 0
     if spec.images is not None:
         table, dropped = check_images(table, spec.images, spec.csv, "id", on_missing=spec.missing_images)
-    return Cohort(
-        table=table,
-        labels=["finding"],
-        attributes=["sex", "age"],
-        class_names={"finding": finding_names(spec.label)},
-        image_root=spec.images,
-        meta={
-            "source": "padchest",
-            "source_file": str(spec.csv),
-            "dropped_missing_images": dropped,
-            "dropped_unlabelled": int((~labelled).sum()),
-        },
+    return finding_cohort(
+        table,
         name="padchest",
+        label=spec.label,
+        attributes=["sex", "age"],
+        image_root=spec.images,
+        source_file=spec.csv,
+        dropped_missing_images=dropped,
+        dropped_unlabelled=int((~labelled).sum()),
     )
