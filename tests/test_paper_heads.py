@@ -163,3 +163,26 @@ def test_alternating_trains_end_to_end_and_the_run_records_it():
         "task_head": "out",
         "group_head": "",
     }
+
+
+def test_report_titles_name_the_adversarial_optimisation_that_ran():
+    import pandas as pd
+
+    from fairmed.report.sections.sex_ratio import method_titles
+    from fairmed.studies.sex_ratio import what_ran
+
+    preds = pd.DataFrame(
+        {
+            "method": ["erm", "adversarial", "adversarial", "adversarial_reversal"],
+            "adv_mode": ["", "alternating", "alternating", "reversal"],
+            "task_head": ["out"] * 4,
+            "group_head": ["", "out", "out", "out"],
+        }
+    )
+    ran = what_ran(preds)
+    assert ran["adv_mode"].tolist() == ["", "alternating", "reversal"]
+    titles = method_titles(ran)
+    assert titles["adversarial"] == "adversarial (alternating)"
+    assert titles["adversarial_reversal"] == "adversarial (gradient reversal)"
+    assert titles["erm"] == "single task (ERM)"
+    assert what_ran(preds.drop(columns="adv_mode")) is None  # Predictions written before the record

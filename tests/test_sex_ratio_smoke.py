@@ -67,6 +67,9 @@ def test_smoke_study_end_to_end(tmp_path):
     ran = preds.groupby("method")[["adv_mode", "task_head", "group_head"]].agg(lambda c: set(c))
     assert ran.loc["adversarial"].tolist() == [{"alternating"}, {"out"}, {"out"}]
     assert ran.loc["erm"].tolist() == [{""}, {"out"}, {""}]
+    methods = pd.read_parquet(tmp_path / "tables" / "composition_methods.parquet").set_index("method")
+    assert methods.loc["adversarial", "adv_mode"] == "alternating" and methods.loc["erm", "group_head"] == ""
+    assert "What ran per strategy" in outcome.report.read_text()
     png = tmp_path / "figures" / "composition_auc_by_sex.png"
     assert png.exists() and png.stat().st_size > 10_000
     assert "AUC by training-set sex composition" in outcome.report.read_text()

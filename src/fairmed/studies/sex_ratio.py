@@ -388,6 +388,7 @@ def write_tables(
 ) -> dict[str, Path]:
     """The study's ``OUT/tables``: ``composition_auc`` (AUC per run and group), ``composition_comparison``
     (female vs male over seeds), given the Predictions ``composition_delong`` (DeLong per seed) and,
+    ``composition_methods`` (per method: the adversarial optimisation and the heads that ran), and,
     given the seeds' plans, ``composition_design`` (Table 1 per seed) and
     ``composition_cells`` (the LP's cells: available, solved, count per label x group x stratum)."""
     tables = Path(out_dir) / "tables"
@@ -408,6 +409,9 @@ def write_tables(
     }
     if delong is not None:
         out["composition_delong"] = delong
+    ran = what_ran(predictions)
+    if ran is not None:
+        out["composition_methods"] = ran
     if plans:
         out["composition_design"] = design_table(plans, label, design.attribute)
         out["composition_cells"] = cell_counts_table(plans, label, design.attribute)
@@ -469,6 +473,20 @@ def optimisation_record(model, strategy) -> dict[str, str]:
         "task_head": task,
         "group_head": group,
     }
+
+
+RECORD_COLUMNS = ("adv_mode", "task_head", "group_head")  # what optimisation_record keeps per row
+
+
+def what_ran(predictions: pd.DataFrame | None) -> pd.DataFrame | None:
+    """One row per method: the values of :func:`optimisation_record` its runs kept (joined with ``|``
+    if runs differ), or None for Predictions without them (written before they were recorded)."""
+    if predictions is None or not set(RECORD_COLUMNS) <= set(predictions.columns):
+        return None
+    joined = predictions.groupby("method", sort=False)[list(RECORD_COLUMNS)].agg(
+        lambda c: " | ".join(sorted(set(c.astype(str))))
+    )
+    return joined.reset_index()
 
 
 def analyse(out_dir: Path, spec, predictions: pd.DataFrame, results: pd.DataFrame) -> None:

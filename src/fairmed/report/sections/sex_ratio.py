@@ -28,10 +28,22 @@ def _order(values: pd.Series) -> list[str]:
     return list(dict.fromkeys(values.astype(str)))
 
 
-def auc_figure(ctx, auc: pd.DataFrame, comparison: pd.DataFrame | None, pair=PAIR):
+def method_titles(ran: pd.DataFrame | None) -> dict[str, str]:
+    """Panel titles: the strategy's name, with the adversarial optimisation that ran when recorded."""
+    titles = dict(METHOD_TITLES)
+    if ran is not None:
+        for method, mode in zip(ran["method"].astype(str), ran["adv_mode"].astype(str)):
+            base = METHOD_TITLES.get(method, method).split(" (")[0]
+            if mode:
+                titles[method] = f"{base} ({'gradient reversal' if mode == 'reversal' else mode})"
+    return titles
+
+
+def auc_figure(ctx, auc: pd.DataFrame, comparison: pd.DataFrame | None, pair=PAIR, ran=None):
     """One panel per strategy; per composition the two groups' AUC over seeds side by side."""
     methods = _order(auc["method"])
     methods = [m for m in METHOD_TITLES if m in methods] + [m for m in methods if m not in METHOD_TITLES]
+    titles = method_titles(ran)
     configs = _order(auc["config"])
     fig = new_figure(1.0 + 0.8 * len(configs) * len(methods), 3.9)
     axes = fig.subplots(1, len(methods), sharey=True, squeeze=False)[0]
@@ -79,7 +91,7 @@ def auc_figure(ctx, auc: pd.DataFrame, comparison: pd.DataFrame | None, pair=PAI
                     text = f"{row['stars']}\n{pair[0][0].upper()} {row['mark']} {pair[1][0].upper()}"
                     ax.text(x[i], hi + 0.04 * span, text, ha="center", va="bottom", fontsize=8)
         ax.set_xticks(x, configs, rotation=0)
-        ax.set_title(METHOD_TITLES.get(method, method))
+        ax.set_title(titles.get(method, method))
         ax.set_xlabel("training composition")
         ax.set_ylim(lo - 0.08 * span, hi + 0.3 * span)
         ax.grid(axis="y", alpha=0.3)
@@ -94,6 +106,10 @@ def auc_figure(ctx, auc: pd.DataFrame, comparison: pd.DataFrame | None, pair=PAI
     return fig
 
 
+RAN_TITLE = (
+    "What ran per strategy: the adversarial optimisation (alternating: the paper's three updates; reversal: "
+    "one gradient-reversal step) and the task and sex heads' hidden widths (shared: the layer both read)"
+)
 COMPARISON_TITLE = (
     "Female vs male AUC: Mann-Whitney U over seeds (the paper's test: u, p, stars, mark; p_floor its "
     "smallest possible p) and DeLong per seed on the test images, signed z (female - male) combined over "
@@ -149,9 +165,12 @@ def composition_auc(ctx) -> list[Section]:
     if auc is None or not len(auc):
         return []
     comparison = ctx.tables.get("composition_comparison")
-    fig = auc_figure(ctx, auc, comparison)
+    ran = ctx.tables.get("composition_methods")
+    fig = auc_figure(ctx, auc, comparison, ran=ran)
     path = ctx.save(fig, "composition_auc_by_sex")
     tables = {}
+    if ran is not None and len(ran):
+        tables[RAN_TITLE] = ran
     if comparison is not None and len(comparison):
         shown = comparison.copy()
         for c in ("female_mean", "male_mean", "p", "p_floor", "z_delong", "p_delong"):
