@@ -51,18 +51,21 @@ def _row(method, attribute, group, metric, value, low=None, high=None, seed=0):
     }
 
 
-def test_summary_lines_exact():
-    rows = []
+SUMMARY_TABLE = {
     # erm: FST 5-6 TPR 0.5 vs 0.9 (gap 0.4, the largest); reweight narrows it to 0.1, adversarial widens it
-    table = {
-        "erm": {"tpr": (0.9, 0.5), "auc": (0.95, 0.85), "fpr": (0.1, 0.2), "total": (0.92, 0.88)},
-        "reweight": {"tpr": (0.85, 0.75), "auc": (0.94, 0.86), "fpr": (0.15, 0.3), "total": (0.91, 0.86)},
-        "adversarial": {"tpr": (0.95, 0.45), "auc": (0.9, 0.7), "fpr": (0.1, 0.1), "total": (0.8, 0.75)},
-        # flip: FST 5-6 now above FST 1-2 on TPR (0.9 vs 0.6): the gap reversed, not narrowed
-        "flip": {"tpr": (0.6, 0.9), "auc": (0.9, 0.88), "fpr": (0.1, 0.1), "total": (0.9, 0.88)},
-    }
-    for method, cells in table.items():
-        for seed, shift in ((0, -0.01), (1, 0.01)):  # two seeds whose mean is the table
+    "erm": {"tpr": (0.9, 0.5), "auc": (0.95, 0.85), "fpr": (0.1, 0.2), "total": (0.92, 0.88)},
+    "reweight": {"tpr": (0.85, 0.75), "auc": (0.94, 0.86), "fpr": (0.15, 0.3), "total": (0.91, 0.86)},
+    "adversarial": {"tpr": (0.95, 0.45), "auc": (0.9, 0.7), "fpr": (0.1, 0.1), "total": (0.8, 0.75)},
+    # flip: FST 5-6 now above FST 1-2 on TPR (0.9 vs 0.6): the gap reversed, not narrowed
+    "flip": {"tpr": (0.6, 0.9), "auc": (0.9, 0.88), "fpr": (0.1, 0.1), "total": (0.9, 0.88)},
+}
+
+
+def _summary_rows(shifts):
+    """Results rows of SUMMARY_TABLE, one seed per shift (shifts summing to 0 keep the table's means)."""
+    rows = []
+    for method, cells in SUMMARY_TABLE.items():
+        for seed, shift in enumerate(shifts):
             for metric in ("tpr", "auc", "fpr"):
                 light, dark = cells[metric]
                 rows.append(_row(method, "fst", "FST 1-2", metric, light + shift, seed=seed))
@@ -75,8 +78,14 @@ def test_summary_lines_exact():
             auc, acc = cells["total"]
             rows.append(_row(method, "overall", "overall", "auc", auc, seed=seed))
             rows.append(_row(method, "overall", "overall", "accuracy", acc, seed=seed))
+    return rows
+
+
+def test_summary_lines_exact():
+    rows = _summary_rows((-0.01, 0.01))  # two seeds whose mean is the table
     rows.append({**_row("erm", "fst", "FST 1-2", "tpr", 0.0), "split": "val"})  # other splits are ignored
     lines = summary_lines(pd.DataFrame(rows))
+    # two seeds: the exact Wilcoxon cannot go below p = 0.5, so no change is called narrowed or widened
     assert lines == [
         "test split, mean over 2 seed(s); gaps = largest - smallest group value of AUC/TPR/FPR; [..] = 95% CI",
         "erm: AUC 0.920, acc 0.880; fst gaps 0.100/0.400/0.100; sex gaps 0.010/0.010/0.010;"
@@ -87,12 +96,30 @@ def test_summary_lines_exact():
         " lowest fst TPR FST 5-6 0.45 [0.35, 0.55]",
         "flip: AUC 0.900, acc 0.880; fst gaps 0.020/0.300/0.000; sex gaps 0.010/0.010/0.010;"
         " lowest fst TPR FST 1-2 0.60 [0.50, 0.70]",
-        "summary: under erm the largest fst gap is TPR 0.400; reweight narrows it most (-0.300)",
-        "  reweight: narrowed to 0.100 (accuracy -0.020, AUC -0.010)",
-        "  adversarial: widened to 0.500 (accuracy -0.130, AUC -0.120)",
-        "  flip: reversed (FST 1-2 now worse off), gap now 0.300 (accuracy +0.000, AUC -0.020)",
+        "summary: under erm the largest fst gap is TPR 0.400; no mitigation narrows it significantly",
+        "  reweight: gap 0.100 vs 0.400, not significant (accuracy -0.020, AUC -0.010;"
+        " paired Wilcoxon over 2 seeds, Holm p 1; 2 seeds cannot give p below 0.5)",
+        "  adversarial: gap 0.500 vs 0.400, not significant (accuracy -0.130, AUC -0.120;"
+        " paired Wilcoxon over 2 seeds, Holm p 1; 2 seeds cannot give p below 0.5)",
+        "  flip: reversed (FST 1-2 now worse off), gap now 0.300 (accuracy +0.000, AUC -0.020;"
+        " paired Wilcoxon over 2 seeds, Holm p 1; 2 seeds cannot give p below 0.5)",
     ]
     assert summary_lines(pd.DataFrame(rows).query("metric == 'value'")) == []
+
+
+def test_summary_says_narrowed_only_when_the_paired_test_says_so():
+    """Seven seeds, every one moving the same way: exact Wilcoxon p = 2 / 2^7 = 0.0156, Holm over the
+    three mitigations 0.047 <= 0.05 for reweight and adversarial (the reversal is named as one)."""
+    shifts = (-0.003, -0.002, -0.001, 0.0, 0.001, 0.002, 0.003)
+    lines = summary_lines(pd.DataFrame(_summary_rows(shifts)))
+    assert (
+        lines[5] == "summary: under erm the largest fst gap is TPR 0.400; reweight narrows it most (-0.300)"
+    )
+    assert lines[6] == (
+        "  reweight: narrowed to 0.100 (accuracy -0.020, AUC -0.010; paired Wilcoxon over 7 seeds, Holm p 0.047)"
+    )
+    assert lines[7].startswith("  adversarial: widened to 0.500 (")
+    assert lines[8].startswith("  flip: reversed (FST 1-2 now worse off), gap now 0.300 (")
 
 
 def test_run_on_cxr_embedding_files_in_the_smoke_profile(tmp_path):
