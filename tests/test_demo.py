@@ -85,7 +85,7 @@ def test_summary_lines_exact():
     rows = _summary_rows((-0.01, 0.01))  # two seeds whose mean is the table
     rows.append({**_row("erm", "fst", "FST 1-2", "tpr", 0.0), "split": "val"})  # other splits are ignored
     lines = summary_lines(pd.DataFrame(rows))
-    # two seeds: the exact Wilcoxon cannot go below p = 0.5, so no change is called narrowed or widened
+    # two seeds: the exact Wilcoxon cannot go below p = 0.5 (x3 by Holm), so nothing is narrowed or widened
     assert lines == [
         "test split, mean over 2 seed(s); gaps = largest - smallest group value of AUC/TPR/FPR; [..] = 95% CI",
         "erm: AUC 0.920, acc 0.880; fst gaps 0.100/0.400/0.100; sex gaps 0.010/0.010/0.010;"
@@ -98,11 +98,11 @@ def test_summary_lines_exact():
         " lowest fst TPR FST 1-2 0.60 [0.50, 0.70]",
         "summary: under erm the largest fst gap is TPR 0.400; no mitigation narrows it significantly",
         "  reweight: gap 0.100 vs 0.400, not significant (accuracy -0.020, AUC -0.010;"
-        " paired Wilcoxon over 2 seeds, Holm p 1; 2 seeds cannot give p below 0.5)",
+        " paired Wilcoxon over 2 seeds, Holm p 1; the smallest it can be with 2 seeds and 3 mitigations is 1)",
         "  adversarial: gap 0.500 vs 0.400, not significant (accuracy -0.130, AUC -0.120;"
-        " paired Wilcoxon over 2 seeds, Holm p 1; 2 seeds cannot give p below 0.5)",
+        " paired Wilcoxon over 2 seeds, Holm p 1; the smallest it can be with 2 seeds and 3 mitigations is 1)",
         "  flip: reversed (FST 1-2 now worse off), gap now 0.300 (accuracy +0.000, AUC -0.020;"
-        " paired Wilcoxon over 2 seeds, Holm p 1; 2 seeds cannot give p below 0.5)",
+        " paired Wilcoxon over 2 seeds, Holm p 1; the smallest it can be with 2 seeds and 3 mitigations is 1)",
     ]
     assert summary_lines(pd.DataFrame(rows).query("metric == 'value'")) == []
 

@@ -13,7 +13,14 @@ import pytest
 
 from fairmed.studies.executors import die_with_parent
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+
+@pytest.fixture(autouse=True)
+def linux_proc():
+    """These tests read process parents and states from /proc: fairmed's worker lifetime (the
+    parent-death signal) is a Linux feature, so without /proc they fail with this line, not skip."""
+    if not Path("/proc/self/stat").exists():
+        pytest.fail("tests/test_process_lifetime.py needs Linux /proc (reads /proc/<pid>/stat)")
+
 
 SPEC = """\
 name: endless

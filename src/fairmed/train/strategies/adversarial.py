@@ -108,7 +108,8 @@ class Adversarial(Multitask):
     ``adv_mode: alternating`` (the sex-ratio paper, after Adeli et al.'s BR-Net): three updates per
     mini-batch, each moving one part of the network with the others held fixed:
 
-    1. the task head on the task loss ``L_c`` (features computed once, batch-norm statistics move here);
+    1. the task head on the task loss ``L_c`` (the features are computed once per batch and serve all
+       three steps: the encoder moves only in step 3);
     2. the group head (bias predictor) on its cross-entropy ``L_bp`` on the same features;
     3. the encoder (``model.features``) on ``L_c - adv_lambda * L_bp`` through both updated heads.
 
@@ -130,16 +131,15 @@ class Adversarial(Multitask):
         if self.spec.adv_mode == "reversal":
             return super().train_step(stepper, idx)
         model, batch = stepper.model, stepper.batch(idx)
-        with torch.no_grad(), stepper.autocast():
+        with stepper.autocast():
+            # one forward pass serves all three: the encoder does not move before step 3
             z = model.features(batch.x)
+            task = self.task_loss(model.head(z.detach()), batch.y, batch.w)
+        _step_on(stepper, task)  # 1. the task head
         with stepper.autocast():
-            task = self.task_loss(model.head(z), batch.y, batch.w)
-        _step_on(stepper, task)  # 1. the task head (z carries no gradient)
-        with stepper.autocast():
-            bias = self.group_ce(z, batch.g, batch.w)
+            bias = self.group_ce(z.detach(), batch.g, batch.w)
         _step_on(stepper, bias)  # 2. the group head
-        with stepper.autocast(), frozen_bn(model):
-            z = model.features(batch.x)
+        with stepper.autocast():
             task_z = self.task_loss(frozen_call(model.head, z), batch.y, batch.w)
             bias_z = self.group_ce(z, batch.g, batch.w, frozen=True)
         _step_on(stepper, task_z - self.spec.adv_lambda * bias_z)  # 3. the encoder, heads fixed
